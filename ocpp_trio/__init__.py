@@ -1,0 +1,99 @@
+"""ocpp_trio: OCPP-J RPC (1.6, 2.0.1, 2.1) for Trio, client and server."""
+
+from ._core.errors import CallErrorReceived as CallErrorReceived
+from ._core.errors import CallTimeout as CallTimeout
+from ._core.errors import ConnectError as ConnectError
+from ._core.errors import ConnectionClosed as ConnectionClosed
+from ._core.errors import ConnectTimeout as ConnectTimeout
+from ._core.errors import ErrorCode as ErrorCode
+from ._core.errors import HandshakeRejected as HandshakeRejected
+from ._core.errors import MalformedResponseError as MalformedResponseError
+from ._core.errors import OCPPError as OCPPError
+from ._core.errors import ProtocolMismatchError as ProtocolMismatchError
+from ._core.errors import ProtocolNegotiationError as ProtocolNegotiationError
+from ._core.errors import ProtocolStateError as ProtocolStateError
+from ._core.errors import RPCError as RPCError
+from ._core.errors import RPCFormationViolationError as RPCFormationViolationError
+from ._core.errors import RPCFormatViolationError as RPCFormatViolationError
+from ._core.errors import RPCFrameworkError as RPCFrameworkError
+from ._core.errors import RPCGenericError as RPCGenericError
+from ._core.errors import RPCInternalError as RPCInternalError
+from ._core.errors import RPCMessageTypeNotSupportedError as RPCMessageTypeNotSupportedError
+from ._core.errors import RPCNotImplementedError as RPCNotImplementedError
+from ._core.errors import RPCNotSupportedError as RPCNotSupportedError
+from ._core.errors import (
+    RPCOccurrenceConstraintViolationError as RPCOccurrenceConstraintViolationError,
+)
+from ._core.errors import RPCPropertyConstraintViolationError as RPCPropertyConstraintViolationError
+from ._core.errors import RPCProtocolError as RPCProtocolError
+from ._core.errors import RPCSecurityError as RPCSecurityError
+from ._core.errors import RPCTypeConstraintViolationError as RPCTypeConstraintViolationError
+from ._core.errors import TLSError as TLSError
+from ._core.errors import ValidationError as ValidationError
+from ._core.errors import create_rpc_error as create_rpc_error
+from ._core.errors import error_to_dict as error_to_dict
+from ._core.validation import Validator as Validator
+from ._core.validation import create_validator as create_validator
+from ._core.validation import get_validator as get_validator
+from ._options import ConnectionOptions as ConnectionOptions
+from ._version import __version__ as __version__
+from ._version import package_ident as package_ident
+from .client import OCPPClient as OCPPClient
+from .client import open_ocpp_client as open_ocpp_client
+from .connection import ConnectionState as ConnectionState
+from .connection import OCPPConnection as OCPPConnection
+from .routing import NOREPLY as NOREPLY
+from .routing import HandlerContext as HandlerContext
+from .security import SecurityProfile as SecurityProfile
+from .security import check_password as check_password
+from .security import client_ssl_context as client_ssl_context
+from .security import server_ssl_context as server_ssl_context
+
+__all__ = [
+    "NOREPLY",
+    "CallErrorReceived",
+    "CallTimeout",
+    "ConnectError",
+    "ConnectTimeout",
+    "ConnectionClosed",
+    "ConnectionOptions",
+    "ConnectionState",
+    "ErrorCode",
+    "HandlerContext",
+    "HandshakeRejected",
+    "MalformedResponseError",
+    "OCPPClient",
+    "OCPPConnection",
+    "OCPPError",
+    "ProtocolMismatchError",
+    "ProtocolNegotiationError",
+    "ProtocolStateError",
+    "RPCError",
+    "RPCFormatViolationError",
+    "RPCFormationViolationError",
+    "RPCFrameworkError",
+    "RPCGenericError",
+    "RPCInternalError",
+    "RPCMessageTypeNotSupportedError",
+    "RPCNotImplementedError",
+    "RPCNotSupportedError",
+    "RPCOccurrenceConstraintViolationError",
+    "RPCPropertyConstraintViolationError",
+    "RPCProtocolError",
+    "RPCSecurityError",
+    "RPCTypeConstraintViolationError",
+    "SecurityProfile",
+    "TLSError",
+    "ValidationError",
+    "Validator",
+    "__version__",
+    "check_password",
+    "client_ssl_context",
+    "create_rpc_error",
+    "create_validator",
+    "error_to_dict",
+    "get_validator",
+    "open_ocpp_client",
+    "package_ident",
+    "server_ssl_context",
+]

@@ -1,0 +1,307 @@
+"""OCPP-J frames: the five RPC message types, encoded to and decoded from text.
+
+OCPP-J 1.6 §4.1 and OCPP-J 2.0.1 §4.1 define an RPC frame as a JSON array
+whose first element is the message type number:
+
+===========  ==  ====================================================  ==========
+frame        #   elements                                              versions
+===========  ==  ====================================================  ==========
+CALL         2   [2, messageId, action, payload]                       all
+CALLRESULT   3   [3, messageId, payload]                               all
+CALLERROR    4   [4, messageId, errorCode, errorDescription, details]  all
+CALLRESULT-  5   [5, messageId, errorCode, errorDescription, details]  2.1
+ERROR
+SEND         6   [6, messageId, action, payload]                       2.1
+===========  ==  ====================================================  ==========
+
+One frame is one WebSocket text message, so there is no partial buffering.
+The messageId is a string of at most 36 characters (OCPP-J §4.1.3); we
+generate uuid4 strings, which are exactly 36.
+
+:func:`decode` turns text into a frame or raises :class:`FrameDecodeError`
+carrying the id it could read (``"-1"`` otherwise), the message type it could
+read, and the canonical RPC error; what to *answer* (if anything) depends on
+the frame type and the version and is decided in ``protocol.py``.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import math
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from .errors import (
+    FrameDecodeError,
+    RPCError,
+    RPCFormatViolationError,
+    RPCFrameworkError,
+    RPCMessageTypeNotSupportedError,
+)
+
+#: OCPP-J caps messageId at 36 characters.
+MAX_MESSAGE_ID_LENGTH: Final = 36
+#: The id to answer with when the inbound frame's id cannot be read (OCPP-J 2.0.1 §4.2.3).
+UNKNOWN_MESSAGE_ID: Final = "-1"
+
+
+class MessageType(enum.IntEnum):
+    """The OCPP-J message type numbers."""
+
+    CALL = 2
+    CALLRESULT = 3
+    CALLERROR = 4
+    CALLRESULTERROR = 5
+    SEND = 6
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Call:
+    """A request: ``[2, message_id, action, payload]``."""
+
+    message_id: str
+    action: str
+    payload: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CallResult:
+    """A successful answer to a CALL: ``[3, message_id, payload]``."""
+
+    message_id: str
+    payload: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CallError:
+    """A failed answer to a CALL: ``[4, message_id, code, description, details]``."""
+
+    message_id: str
+    error_code: str
+    error_description: str = ""
+    error_details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CallResultError:
+    """OCPP 2.1: a CALLRESULT could not be processed: ``[5, message_id, code, description, details]``."""
+
+    message_id: str
+    error_code: str
+    error_description: str = ""
+    error_details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Send:
+    """OCPP 2.1: an unconfirmed message: ``[6, message_id, action, payload]``; never answered."""
+
+    message_id: str
+    action: str
+    payload: dict[str, Any] = field(default_factory=dict)
+
+
+Frame = Call | CallResult | CallError | CallResultError | Send
+
+_ELEMENT_COUNT: Final = {
+    MessageType.CALL: 4,
+    MessageType.CALLRESULT: 3,
+    MessageType.CALLERROR: 5,
+    MessageType.CALLRESULTERROR: 5,
+    MessageType.SEND: 4,
+}
+
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+
+
+def new_message_id() -> str:
+    """Return a fresh message id: a uuid4 string (36 characters)."""
+    return str(uuid.uuid4())
+
+
+def encode(frame: Frame) -> str:
+    """Return the OCPP-J text of ``frame``.
+
+    Raises:
+        ValueError: the payload holds something JSON cannot carry (NaN, a set...).
+    """
+    match frame:
+        case Call(message_id=mid, action=action, payload=payload):
+            data: list[Any] = [2, mid, action, payload]
+        case CallResult(message_id=mid, payload=payload):
+            data = [3, mid, payload]
+        case CallError(
+            message_id=mid, error_code=code, error_description=desc, error_details=details
+        ):
+            data = [4, mid, code, desc, details]
+        case CallResultError(
+            message_id=mid, error_code=code, error_description=desc, error_details=details
+        ):
+            data = [5, mid, code, desc, details]
+        case Send(message_id=mid, action=action, payload=payload):
+            data = [6, mid, action, payload]
+        case _:  # pragma: no cover - exhaustive for the Frame union
+            raise TypeError(f"not an OCPP-J frame: {type(frame).__name__}")
+    try:
+        return _dumps(data)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"payload cannot be encoded as JSON: {exc}") from None
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+_loads = json.JSONDecoder(parse_constant=_reject_constant).decode
+
+
+def _describe(value: Any) -> str:
+    """Name a JSON value's type for an error text without echoing the value."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    return "an object"
+
+
+def _fail(
+    error: RPCError, message_id: str = UNKNOWN_MESSAGE_ID, message_type: int | None = None
+) -> FrameDecodeError:
+    return FrameDecodeError(error, message_id=message_id, message_type=message_type)
+
+
+def decode(text: str | bytes, *, allowed_types: frozenset[int] | None = None) -> Frame:
+    """Parse one OCPP-J frame.
+
+    Args:
+        text: one WebSocket message.  Bytes are decoded as UTF-8 (OCPP-J
+            requires text frames; the transport reports binary frames apart).
+        allowed_types: the message type numbers the negotiated version knows;
+            ``None`` allows all five.
+
+    Raises:
+        FrameDecodeError: the text is not a valid frame; see its ``message_id``,
+            ``message_type`` and ``error``.  Nothing else is raised.
+    """
+    if isinstance(text, bytes | bytearray):
+        try:
+            text = bytes(text).decode("utf-8")
+        except UnicodeDecodeError:
+            raise _fail(RPCFrameworkError("message is not valid UTF-8")) from None
+    try:
+        data = _loads(text)
+    except (ValueError, RecursionError):
+        raise _fail(RPCFrameworkError("message is not valid JSON")) from None
+    if not isinstance(data, list):
+        raise _fail(RPCFrameworkError(f"message must be a JSON array, got {_describe(data)}"))
+    if not data:
+        raise _fail(RPCFrameworkError("message is an empty array"))
+
+    # Read the id first so that every later error can name it.
+    raw_id = data[1] if len(data) > 1 else None
+    message_id = UNKNOWN_MESSAGE_ID
+    id_error: str | None = None
+    if not isinstance(raw_id, str):
+        id_error = (
+            "messageId is missing"
+            if len(data) < 2
+            else f"messageId must be a string, got {_describe(raw_id)}"
+        )
+    elif len(raw_id) > MAX_MESSAGE_ID_LENGTH:
+        id_error = f"messageId is {len(raw_id)} characters long, at most {MAX_MESSAGE_ID_LENGTH} are allowed"
+    elif not raw_id:
+        id_error = "messageId is empty"
+    else:
+        message_id = raw_id
+
+    kind = data[0]
+    if isinstance(kind, bool) or not isinstance(kind, int):
+        raise _fail(
+            RPCFrameworkError(f"message type must be a number, got {_describe(kind)}"), message_id
+        )
+    if kind not in _ELEMENT_COUNT or (allowed_types is not None and kind not in allowed_types):
+        raise _fail(
+            RPCMessageTypeNotSupportedError(f"message type {kind} is not supported"),
+            message_id,
+            kind,
+        )
+    mtype = MessageType(kind)
+    if id_error is not None:
+        raise _fail(RPCFrameworkError(id_error), message_id, mtype)
+    expected = _ELEMENT_COUNT[mtype]
+    if len(data) != expected:
+        raise _fail(
+            RPCFrameworkError(f"{mtype.name} must have {expected} elements, got {len(data)}"),
+            message_id,
+            mtype,
+        )
+
+    if mtype is MessageType.CALL or mtype is MessageType.SEND:
+        action, payload = data[2], data[3]
+        if not isinstance(action, str) or not action:
+            raise _fail(
+                RPCFrameworkError(f"action must be a non-empty string, got {_describe(action)}"),
+                message_id,
+                mtype,
+            )
+        if not isinstance(payload, dict):
+            raise _fail(
+                RPCFormatViolationError(f"payload must be a JSON object, got {_describe(payload)}"),
+                message_id,
+                mtype,
+            )
+        if mtype is MessageType.CALL:
+            return Call(message_id=message_id, action=action, payload=payload)
+        return Send(message_id=message_id, action=action, payload=payload)
+
+    if mtype is MessageType.CALLRESULT:
+        payload = data[2]
+        if not isinstance(payload, dict):
+            raise _fail(
+                RPCFormatViolationError(f"payload must be a JSON object, got {_describe(payload)}"),
+                message_id,
+                mtype,
+            )
+        return CallResult(message_id=message_id, payload=payload)
+
+    code, description, details = data[2], data[3], data[4]
+    if not isinstance(code, str) or not code:
+        raise _fail(
+            RPCFrameworkError(f"errorCode must be a non-empty string, got {_describe(code)}"),
+            message_id,
+            mtype,
+        )
+    if not isinstance(description, str):
+        raise _fail(
+            RPCFrameworkError(f"errorDescription must be a string, got {_describe(description)}"),
+            message_id,
+            mtype,
+        )
+    if not isinstance(details, dict):
+        raise _fail(
+            RPCFormatViolationError(
+                f"errorDetails must be a JSON object, got {_describe(details)}"
+            ),
+            message_id,
+            mtype,
+        )
+    cls = CallError if mtype is MessageType.CALLERROR else CallResultError
+    return cls(
+        message_id=message_id,
+        error_code=code,
+        error_description=description,
+        error_details=details,
+    )
+
+
+def is_finite_number(value: Any) -> bool:
+    """True for an int or a finite float (bools excluded)."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)

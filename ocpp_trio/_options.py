@@ -1,0 +1,95 @@
+"""The options of a connection, shared by the client and the server.
+
+Times are in seconds; ``math.inf`` disables a limit and ``0`` disables pings.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._core.validation import Validator
+
+#: The largest message accepted by default (bytes of text); larger ones close with 1009.
+DEFAULT_MAX_MESSAGE_SIZE = 4 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConnectionOptions:
+    """Everything that tunes one OCPP-J connection.
+
+    Attributes:
+        call_timeout: how long ``call()`` waits in all (queue, send, answer).
+        call_concurrency: our CALLs in flight at once; OCPP asks for 1.  Callers
+            beyond it wait in FIFO order.
+        inbound_call_concurrency: the peer's CALLs handled by async handlers at
+            once; a CALL beyond it is answered at once with a GenericError
+            ("busy") rather than queued, so the reader never stops.
+        ping_interval: seconds between WebSocket pings; 0 or ``math.inf`` disables.
+        pong_timeout: how long to wait for a pong before the peer is declared dead.
+        defer_pings_on_activity: skip a ping while messages keep arriving.
+        strict_mode: validate against the schemas: True for every protocol that
+            has them, or a list of protocols.
+        strict_mode_validators: extra validators (``create_validator``), e.g.
+            for vendor protocols; they win over the built-in ones.
+        max_bad_messages: consecutive malformed frames tolerated before closing
+            with 1002; ``math.inf`` never closes.
+        respond_with_detailed_errors: put the exception type and text of a
+            crashed handler into the InternalError's details.
+        close_timeout: bound on the WebSocket closing handshake.
+        max_message_size: the largest inbound message; larger closes with 1009.
+    """
+
+    call_timeout: float = 30.0
+    call_concurrency: int = 1
+    inbound_call_concurrency: int = 16
+    ping_interval: float = 30.0
+    pong_timeout: float = 30.0
+    defer_pings_on_activity: bool = False
+    strict_mode: bool | Sequence[str] = False
+    strict_mode_validators: Sequence[Validator] = ()
+    max_bad_messages: float = math.inf
+    respond_with_detailed_errors: bool = False
+    close_timeout: float = 5.0
+    max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
+
+    def __post_init__(self) -> None:
+        for name in ("call_timeout", "pong_timeout", "close_timeout"):
+            value = getattr(self, name)
+            if not value > 0:
+                raise ValueError(f"{name} must be > 0 seconds, got {value!r}")
+        if not self.ping_interval >= 0:
+            raise ValueError(f"ping_interval must be >= 0, got {self.ping_interval!r}")
+        for name in ("call_concurrency", "inbound_call_concurrency", "max_message_size"):
+            value = getattr(self, name)
+            if not (isinstance(value, int) and value >= 1):
+                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        if not self.max_bad_messages >= 0:
+            raise ValueError(f"max_bad_messages must be >= 0, got {self.max_bad_messages!r}")
+        if isinstance(self.strict_mode, str):
+            raise TypeError("strict_mode takes True/False or a list of protocols, not a string")
+
+    @property
+    def pings_enabled(self) -> bool:
+        """Whether the pinger runs."""
+        return 0 < self.ping_interval < math.inf
+
+    def replace(self, **changes: Any) -> ConnectionOptions:
+        """Return a copy with ``changes``; unknown names raise TypeError."""
+        unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
+        if unknown:
+            raise TypeError(f"unknown option(s): {', '.join(sorted(unknown))}")
+        return dataclasses.replace(self, **changes)
+
+
+OPTION_NAMES = frozenset(f.name for f in dataclasses.fields(ConnectionOptions))
+
+
+def split_options(kwargs: dict[str, Any]) -> tuple[ConnectionOptions, dict[str, Any]]:
+    """Take the connection options out of ``kwargs``; return them and the rest."""
+    mine = {k: kwargs.pop(k) for k in list(kwargs) if k in OPTION_NAMES}
+    return ConnectionOptions(**mine), kwargs

@@ -1,0 +1,563 @@
+"""The charging-station side: ``open_ocpp_client`` and its reconnect loop.
+
+Theory of operation.  ``open_ocpp_client`` opens a nursery, connects once
+(or keeps trying with ``retry_initial_connect``), and yields an
+:class:`OCPPClient`.  A supervisor task owns the connections: for each attempt
+it opens TCP (and TLS, with the TLS handshake run explicitly so its failure is
+reported with its cause), runs the WebSocket handshake under
+``connect_timeout``, and then runs an :class:`OCPPConnection` until it closes.
+When the connection drops and ``reconnect`` is on it waits and connects again:
+
+- delays grow exponentially from ``backoff_min`` to at most ``backoff_max``,
+  with jitter (a random share ``backoff_jitter`` of each delay is taken off);
+- the attempt counter is reset only after a connection stayed open for
+  ``backoff_reset_after`` seconds, so a server that accepts and drops at once
+  does not cause a tight loop;
+- after the first success every reconnect offers only the subprotocol first
+  negotiated (a station does not change version under the CSMS's feet);
+- handlers and event callbacks live on the client and survive reconnects;
+- calls made while disconnected wait for the next connection within their own
+  timeout (in FIFO order, at most ``max_queued_calls`` waiting), or fail with
+  ``CallTimeout``; none is dropped silently.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import ssl
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from typing import Any, TypeVar
+from urllib.parse import quote, urlencode, urlsplit
+
+import trio
+import trio_websocket
+
+from ._core.errors import (
+    ConnectError,
+    ConnectionClosed,
+    ConnectTimeout,
+    HandshakeRejected,
+    OCPPError,
+    ProtocolNegotiationError,
+    ProtocolStateError,
+    TLSError,
+)
+from ._core.frames import new_message_id
+from ._core.protocol import Role
+from ._options import ConnectionOptions, split_options
+from ._transport import (
+    CLOSE_NORMAL,
+    GuardedNursery,
+    HandshakeInfo,
+    TrioWebsocketTransport,
+    WatchedStream,
+)
+from ._version import package_ident
+from .connection import (
+    ConnectionState,
+    OCPPConnection,
+    _register,
+    call_with_limit,
+    parse_call_args,
+)
+from .events import ConnectingEvent, ErrorEvent, EventEmitter, ReconnectEvent
+from .routing import Handler, Router, parse_handle_args
+from .security import SecurityProfile, basic_auth_header, client_ssl_context
+
+log = logging.getLogger("ocpp_trio.client")
+
+F = TypeVar("F", bound=Handler)
+
+
+def build_url(endpoint: str, identity: str, query: Mapping[str, str] | None = None) -> str:
+    """``endpoint`` + ``/`` + the percent-encoded identity (+ ``?query``)."""
+    if not identity:
+        raise ValueError("identity must not be empty")
+    url = endpoint.rstrip("/") + "/" + quote(identity, safe="")
+    if query:
+        url += "?" + urlencode(dict(query))
+    return url
+
+
+def _tls_cause(exc: BaseException) -> BaseException:
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, ssl.SSLError):
+            return cause
+        cause = cause.__cause__ or cause.__context__
+    return exc
+
+
+def _describe_tls(exc: BaseException) -> str:
+    cause = _tls_cause(exc)
+    if isinstance(cause, ssl.SSLCertVerificationError):
+        return f"server certificate rejected: {cause.verify_message}"
+    if isinstance(cause, ssl.SSLEOFError | ssl.SSLZeroReturnError):
+        return "the server closed the connection during TLS setup (client certificate missing or rejected?)"
+    if isinstance(cause, ssl.SSLError):
+        return f"{cause.reason or type(cause).__name__}: {cause}"
+    return f"connection lost during TLS setup ({type(exc).__name__})"
+
+
+class OCPPClient:
+    """A charging station's OCPP-J client; stays the same object across reconnects.
+
+    Get one from :func:`open_ocpp_client`.  Its ``call``/``send``/``handle``/``on``
+    work like :class:`~ocpp_trio.connection.OCPPConnection`'s.
+    """
+
+    def __init__(
+        self,
+        endpoint: str,
+        *,
+        identity: str,
+        protocols: Sequence[str],
+        options: ConnectionOptions,
+        security_profile: SecurityProfile = SecurityProfile.NONE,
+        password: bytes | str | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+        headers: Mapping[str, str] | None = None,
+        query: Mapping[str, str] | None = None,
+        reconnect: bool = True,
+        max_reconnects: float = math.inf,
+        backoff_min: float = 1.0,
+        backoff_max: float = 30.0,
+        backoff_jitter: float = 0.5,
+        backoff_reset_after: float = 30.0,
+        retry_initial_connect: bool = False,
+        connect_timeout: float = 10.0,
+        max_queued_calls: int = 1000,
+        id_factory: Callable[[], str] = new_message_id,
+        rng: random.Random | None = None,
+    ) -> None:
+        if not protocols or any(not isinstance(p, str) or not p for p in protocols):
+            raise ValueError("protocols must be a non-empty list of subprotocol names")
+        if not 0 < backoff_min <= backoff_max:
+            raise ValueError("need 0 < backoff_min <= backoff_max")
+        if not 0 <= backoff_jitter <= 1:
+            raise ValueError("backoff_jitter must be within [0, 1]")
+        profile = SecurityProfile(security_profile)
+        self.url = build_url(endpoint, identity, query)
+        parts = urlsplit(self.url)
+        if parts.scheme not in ("ws", "wss"):
+            raise ValueError(f"endpoint must be a ws:// or wss:// URL, got {parts.scheme!r}")
+        if profile.requires_tls and parts.scheme != "wss":
+            raise ValueError(f"security profile {int(profile)} requires a wss:// endpoint")
+        if profile.requires_password and password is None:
+            raise ValueError(f"security profile {int(profile)} requires a password")
+        if profile.requires_client_cert and ssl_context is None:
+            raise ValueError("security profile 3 requires an ssl_context holding the client certificate")
+        self.identity = identity
+        self.security_profile = profile
+        self._protocols = list(protocols)
+        self._options = options
+        self._host = parts.hostname or "localhost"
+        self._tls = parts.scheme == "wss"
+        self._port = parts.port or (443 if self._tls else 80)
+        host_header = f"[{self._host}]" if ":" in self._host else self._host
+        if parts.port:
+            host_header += f":{parts.port}"
+        self._host_header = host_header
+        self._resource = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        self._ssl_context = ssl_context
+        if self._tls and ssl_context is None:
+            self._ssl_context = client_ssl_context(profile=SecurityProfile.TLS_BASIC_AUTH)
+        extra: dict[str, str] = {"User-Agent": package_ident()}
+        extra.update(headers or {})
+        if password is not None:
+            name, value = basic_auth_header(identity, password)
+            extra[name] = value
+        self._headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in extra.items()]
+        self._reconnect = reconnect
+        self._max_reconnects = max_reconnects
+        self._backoff_min = backoff_min
+        self._backoff_max = backoff_max
+        self._backoff_jitter = backoff_jitter
+        self._backoff_reset_after = backoff_reset_after
+        self._retry_initial = retry_initial_connect
+        self._connect_timeout = connect_timeout
+        self._max_queued_calls = max_queued_calls
+        self._id_factory = id_factory
+        self._rng = rng or random.Random()
+        self._router = Router()
+        self._emitter = EventEmitter()
+        self._limiter = trio.CapacityLimiter(options.call_concurrency)
+        self._conn: OCPPConnection | None = None
+        self._state = ConnectionState.CONNECTING
+        self._ready = trio.Event()
+        self._closed = trio.Event()
+        self._closing = False
+        self._queued = 0
+        self._reconnects = 0
+        self.protocol: str | None = None
+        self._last_error: BaseException | None = None
+
+    def __repr__(self) -> str:
+        return f"<OCPPClient identity={self.identity!r} url={self.url!r} state={self._state.name}>"
+
+    # --- public surface --------------------------------------------------------
+
+    @property
+    def state(self) -> ConnectionState:
+        """CONNECTING (also while reconnecting), OPEN, CLOSING or CLOSED."""
+        return self._state
+
+    @property
+    def options(self) -> ConnectionOptions:
+        """The connection options in force."""
+        return self._options
+
+    @property
+    def connection(self) -> OCPPConnection | None:
+        """The current connection, if one is open."""
+        return self._conn
+
+    @property
+    def reconnects(self) -> int:
+        """How many times the client has reconnected so far."""
+        return self._reconnects
+
+    def handle(self, *args: Any) -> Any:
+        """Register a handler (same forms as ``OCPPConnection.handle``); survives reconnects."""
+        return _register(self._router, args)
+
+    def remove_handler(self, *args: str) -> bool:
+        """Remove a handler: ``(method)``, ``(protocol, method)`` or ``()`` for the wildcard."""
+        protocol, method, _ = parse_handle_args(args)
+        return self._router.remove(protocol, method)
+
+    def remove_all_handlers(self) -> None:
+        """Remove every handler."""
+        self._router.clear()
+
+    def on(self, name: str, callback: Callable[[Any], object]) -> Callable[[Any], object]:
+        """Call ``callback(payload)`` on event ``name``; survives reconnects."""
+        return self._emitter.on(name, callback)
+
+    def off(self, name: str, callback: Callable[[Any], object] | None = None) -> None:
+        """Remove an event callback."""
+        self._emitter.off(name, callback)
+
+    def reconfigure(self, **options: Any) -> None:
+        """Change connection options at run time; applies to this and later connections."""
+        self._options = self._options.replace(**options)
+        self._limiter.total_tokens = self._options.call_concurrency
+        if self._conn is not None:
+            self._conn._apply_options(self._options)
+
+    async def call(self, *args: Any, timeout: float | None = None) -> dict[str, Any]:
+        """Send a CALL and return the result; see ``OCPPConnection.call``.
+
+        While the client is reconnecting the call waits for the connection
+        within its timeout.  Raises ``ProtocolStateError`` when
+        ``max_queued_calls`` calls are already waiting.
+        """
+        protocol, method, params = parse_call_args(args)
+        if self._queued >= self._max_queued_calls:
+            raise ProtocolStateError(
+                f"{self._queued} calls already waiting, at most max_queued_calls="
+                f"{self._max_queued_calls}"
+            )
+        self._queued += 1
+        try:
+            return await call_with_limit(self, self._limiter, protocol, method, params, timeout)
+        finally:
+            self._queued -= 1
+
+    async def send(self, *args: Any) -> None:
+        """OCPP 2.1 SEND on the current connection (not queued while reconnecting)."""
+        conn = self._current()
+        await conn.send(*args)
+
+    async def send_raw(self, text: str) -> None:
+        """Write ``text`` unchecked on the current connection."""
+        await self._current().send_raw(text)
+
+    def _current(self) -> OCPPConnection:
+        conn = self._conn
+        if conn is None or conn.state is not ConnectionState.OPEN:
+            if self._closing:
+                raise trio.ClosedResourceError("the client is closed")
+            raise ConnectionClosed("not connected (reconnecting)")
+        return conn
+
+    async def _wait_ready(self) -> OCPPConnection:
+        while True:
+            if self._closing:
+                raise trio.ClosedResourceError("the client is closed")
+            if self._state is ConnectionState.CLOSED:
+                raise ConnectionClosed(
+                    "the client gave up reconnecting" + (f": {self._last_error}" if self._last_error else "")
+                )
+            conn = self._conn
+            if conn is not None and conn.state is ConnectionState.OPEN:
+                return conn
+            await self._ready.wait()
+
+    async def close(
+        self,
+        code: int = CLOSE_NORMAL,
+        reason: str = "",
+        *,
+        await_pending: bool = False,
+        force: bool = False,
+    ) -> None:
+        """Close the connection and stop reconnecting; idempotent.
+
+        See ``OCPPConnection.close`` for the arguments.  Callers waiting for a
+        reconnect fail with ``trio.ClosedResourceError``.
+        """
+        if self._state is ConnectionState.CLOSED:
+            return
+        self._closing = True
+        self._wake_waiters()
+        conn = self._conn
+        if conn is not None:
+            self._state = ConnectionState.CLOSING
+            await conn.close(code, reason, await_pending=await_pending, force=force)
+        self._state = ConnectionState.CLOSED
+        self._closed.set()
+
+    async def wait_closed(self) -> None:
+        """Wait until the client is closed for good (closed, or gave up reconnecting)."""
+        await self._closed.wait()
+
+    def _wake_waiters(self) -> None:
+        self._ready.set()
+        self._ready = trio.Event()
+
+    # --- connecting -------------------------------------------------------------
+
+    def _next_delay(self, attempt: int) -> float:
+        base = min(self._backoff_max, self._backoff_min * 2 ** min(attempt, 60))
+        return base * (1 - self._backoff_jitter * self._rng.random())
+
+    async def _open(self, nursery: trio.Nursery, protocols: Sequence[str]) -> OCPPConnection:
+        """Connect once: TCP, TLS, WebSocket handshake, all within connect_timeout."""
+        failure: list[BaseException | None] = []
+        handshake_scope = trio.CancelScope()
+
+        def on_failure(exc: BaseException | None) -> None:
+            failure.append(exc)
+            handshake_scope.cancel()
+
+        stream: trio.abc.Stream | None = None
+        with trio.move_on_after(self._connect_timeout) as timeout_scope:
+            try:
+                tcp = await trio.open_tcp_stream(self._host, self._port)
+            except OSError as exc:
+                raise ConnectError(f"cannot connect to {self._host}:{self._port}: {exc.strerror or exc}") from exc
+            stream = tcp
+            try:
+                if self._tls:
+                    assert self._ssl_context is not None
+                    tls = trio.SSLStream(tcp, self._ssl_context, server_hostname=self._host)
+                    stream = tls
+                    try:
+                        await tls.do_handshake()
+                    except (trio.BrokenResourceError, ssl.SSLError) as exc:
+                        raise TLSError(
+                            f"TLS handshake with {self._host}:{self._port} failed: {_describe_tls(exc)}"
+                        ) from _tls_cause(exc)
+                watched = WatchedStream(stream, on_failure)
+                guard = GuardedNursery(nursery, on_failure)
+                with handshake_scope:
+                    ws = await trio_websocket.wrap_client_stream(
+                        guard,  # type: ignore[arg-type]
+                        watched,
+                        self._host_header,
+                        self._resource,
+                        subprotocols=list(protocols),
+                        extra_headers=list(self._headers),
+                        max_message_size=self._options.max_message_size,
+                    )
+                watched.watching = False
+                if handshake_scope.cancelled_caught or failure:
+                    raise self._handshake_failure(failure[0] if failure else None)
+            except BaseException:
+                with trio.CancelScope(shield=True):
+                    await trio.aclose_forcefully(stream)
+                raise
+        if timeout_scope.cancelled_caught:
+            raise ConnectTimeout(
+                f"no WebSocket connection to {self._host}:{self._port} within {self._connect_timeout:g} s"
+            )
+        transport = TrioWebsocketTransport(ws, stream)
+        sub = ws.subprotocol
+        if sub is None or sub not in protocols:
+            with trio.CancelScope(shield=True):
+                await transport.abort()
+            offered = ", ".join(protocols)
+            raise ProtocolNegotiationError(
+                f"the server accepted none of the offered subprotocols ({offered})"
+                if sub is None
+                else f"the server chose {sub!r}, which was not offered ({offered})"
+            )
+        return OCPPConnection(
+            transport,
+            identity=self.identity,
+            protocol=sub,
+            role=Role.CLIENT,
+            options=self._options,
+            router=self._router,
+            emitter=self._emitter,
+            limiter=self._limiter,
+            handshake=HandshakeInfo(
+                path=self._resource,
+                subprotocol=sub,
+                response_headers=tuple(
+                    (bytes(k).decode("latin-1").lower(), bytes(v).decode("latin-1"))
+                    for k, v in ws.handshake_headers
+                ),
+                remote=(self._host, self._port),
+            ),
+            id_factory=self._id_factory,
+        )
+
+    def _handshake_failure(self, exc: BaseException | None) -> ConnectError:
+        if isinstance(exc, trio_websocket.ConnectionRejected):
+            return HandshakeRejected(exc.status_code)
+        if self._tls and exc is not None and isinstance(_tls_cause(exc), ssl.SSLError):
+            err: ConnectError = TLSError(
+                f"TLS with {self._host}:{self._port} failed: {_describe_tls(exc)}"
+            )
+            err.__cause__ = _tls_cause(exc)
+            return err
+        if exc is None and self._tls:
+            return TLSError(
+                f"TLS with {self._host}:{self._port} failed: {_describe_tls(ssl.SSLEOFError())}"
+            )
+        what = "closed the connection" if exc is None else f"failed ({type(exc).__name__}: {exc})"
+        return ConnectError(f"the server {what} during the WebSocket handshake")
+
+    async def _supervise(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        attempt = 0  # consecutive failures (or too-short connections)
+        started = False
+        protocols: Sequence[str] = self._protocols
+        connections = 0
+        while not self._closing:
+            self._state = ConnectionState.CONNECTING
+            self._emitter.emit("connecting", ConnectingEvent(url=self.url, attempt=attempt + 1))
+            error: BaseException | None = None
+            opened_at: float | None = None
+            try:
+                async with trio.open_nursery() as nursery:
+                    conn = await self._open(nursery, protocols)
+                    opened_at = trio.current_time()
+                    self.protocol = conn.protocol
+                    protocols = [conn.protocol]
+                    self._conn = conn
+                    if self._closing:  # closed while we were connecting
+                        await conn._transport.abort()
+                        return
+                    connections += 1
+                    if connections > 1:
+                        self._reconnects += 1
+                    await nursery.start(conn._run, None)
+                    self._state = ConnectionState.OPEN
+                    self._wake_waiters()
+                    if not started:
+                        started = True
+                        task_status.started()
+                    await conn.wait_closed()
+            except (OCPPError, OSError, trio.BrokenResourceError, trio_websocket.HandshakeError) as exc:
+                error = exc
+            except BaseExceptionGroup as group:
+                leaf = _single_leaf(group)
+                if leaf is None or not isinstance(leaf, OCPPError | OSError | trio.BrokenResourceError):
+                    raise
+                error = leaf
+            if self._closing:
+                return
+            if error is not None:
+                self._last_error = error
+                log.info("%s: connection attempt failed: %s", self.identity, error)
+                if not started and not self._retry_initial:
+                    raise error
+                self._emitter.emit("error", ErrorEvent(error=error, context="connect"))
+            if opened_at is not None and trio.current_time() - opened_at >= self._backoff_reset_after:
+                attempt = 0
+            if not self._reconnect or attempt >= self._max_reconnects:
+                self._state = ConnectionState.CLOSED
+                self._closed.set()
+                self._wake_waiters()
+                if not started:
+                    assert error is not None
+                    raise error
+                return
+            delay = self._next_delay(attempt)
+            attempt += 1
+            self._state = ConnectionState.CONNECTING
+            self._emitter.emit("reconnect", ReconnectEvent(attempt=attempt, delay=delay, error=error))
+            log.info("%s: reconnecting in %.2f s (attempt %d)", self.identity, delay, attempt)
+            await trio.sleep(delay)
+
+
+def _single_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
+    leaves: list[BaseException] = []
+
+    def walk(exc: BaseException) -> None:
+        if isinstance(exc, BaseExceptionGroup):
+            for sub in exc.exceptions:
+                walk(sub)
+        else:
+            leaves.append(exc)
+
+    walk(group)
+    real = [e for e in leaves if not isinstance(e, trio.Cancelled)]
+    return real[0] if len(real) == 1 else None
+
+
+@asynccontextmanager
+async def open_ocpp_client(
+    endpoint: str,
+    *,
+    identity: str,
+    protocols: Sequence[str] = ("ocpp1.6",),
+    **kwargs: Any,
+) -> AsyncIterator[OCPPClient]:
+    """Connect to a CSMS as station ``identity`` and yield the client.
+
+    Args:
+        endpoint: ``ws://`` or ``wss://`` URL of the CSMS; the percent-encoded
+            identity is appended as the last path segment.
+        identity: the station identity (also the Basic Auth username).
+        protocols: subprotocols to offer, in order of preference.
+        **kwargs: client options (``security_profile``, ``password``,
+            ``ssl_context``, ``headers``, ``query``, ``reconnect``,
+            ``max_reconnects``, ``backoff_min``, ``backoff_max``,
+            ``backoff_jitter``, ``backoff_reset_after``,
+            ``retry_initial_connect``, ``connect_timeout``, ``max_queued_calls``,
+            ``id_factory``) and connection options (``call_timeout``,
+            ``call_concurrency``, ``ping_interval``, ``strict_mode``, ... see
+            ``ConnectionOptions``).
+
+    Raises:
+        ConnectError (``ConnectTimeout``, ``TLSError``, ``HandshakeRejected``,
+        ``ProtocolNegotiationError``): the first connection failed and
+        ``retry_initial_connect`` is off.
+
+    On exit the connection is closed (1000) and reconnecting stops; an
+    exception from the body propagates as itself, never inside an
+    ExceptionGroup.
+    """
+    options, rest = split_options(dict(kwargs))
+    client = OCPPClient(endpoint, identity=identity, protocols=protocols, options=options, **rest)
+    try:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(client._supervise)
+            try:
+                yield client
+            finally:
+                with trio.CancelScope(shield=True), trio.move_on_after(options.close_timeout + 1):
+                    await client.close()
+                nursery.cancel_scope.cancel()
+    except BaseExceptionGroup as group:
+        leaf = _single_leaf(group)
+        if leaf is None:
+            raise
+        leaf.__suppress_context__ = True
+        raise leaf from leaf.__cause__

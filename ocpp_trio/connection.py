@@ -1,0 +1,1047 @@
+"""OCPPConnection: the Trio side of one OCPP-J connection, for both roles.
+
+Theory of operation.  Each connection runs in a nursery of its own (``_run``)
+holding:
+
+- the reader task: ``transport.receive()`` -> ``RPCProtocol.receive()`` ->
+  an event.  Answers wake the waiting ``call()``; a CALL for a *sync* handler
+  is answered right in the reader (no task, no queue: measured faster and
+  lighter); a CALL for an *async* handler gets a task of its own, at most
+  ``inbound_call_concurrency`` at once, and a CALL beyond that is answered at
+  once with a GenericError.  The reader never waits on user code that can
+  block, so WebSocket pings keep being answered.
+- the pinger: a WebSocket ping every ``ping_interval`` (deferred while
+  messages arrive when ``defer_pings_on_activity``); no pong within
+  ``pong_timeout`` and the peer is dead: the connection is aborted (1006).
+- the handler tasks.
+
+Outbound, ``call()`` takes a slot from a FIFO limiter (``call_concurrency``,
+1 by default as OCPP-J 1.6 §4.1.1 / 2.0.1 §4.1.1 ask), validates in strict mode,
+registers the id in the core, writes, and waits for the answer; the whole call
+is bounded by ``call_timeout`` (one cancel scope).  Every failure is raised;
+nothing is returned as None.
+
+Closing (``close()``) is idempotent: CLOSING refuses new calls, optionally
+waits for the calls in flight in both directions (``await_pending``), runs the
+WebSocket closing handshake within ``close_timeout`` and then closes the stream
+whatever happened.  Calls still pending then fail with ``ConnectionClosed``
+(peer or network) or ``trio.ClosedResourceError`` (our own close).
+"""
+
+from __future__ import annotations
+
+import enum
+import inspect
+import itertools
+import logging
+import math
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Literal, TypeVar, overload
+
+import trio
+
+from ._core.errors import (
+    CallErrorReceived,
+    CallTimeout,
+    ConnectionClosed,
+    MalformedResponseError,
+    ProtocolMismatchError,
+    ProtocolStateError,
+    RPCError,
+    RPCGenericError,
+    RPCInternalError,
+    RPCNotImplementedError,
+    RPCNotSupportedError,
+    ValidationError,
+    code_for_protocol,
+)
+from ._core.frames import new_message_id
+from ._core.protocol import (
+    BadMessage,
+    CallReceived,
+    CallResultErrorReceived,
+    ErrorReceived,
+    LateResponse,
+    ResultReceived,
+    Role,
+    RPCProtocol,
+    SendReceived,
+)
+from ._core.validation import Validator, get_validator
+from ._options import ConnectionOptions
+from ._transport import (
+    CLOSE_ABNORMAL,
+    CLOSE_NORMAL,
+    CLOSE_PROTOCOL_ERROR,
+    HandshakeInfo,
+    Transport,
+)
+from .events import (
+    BadMessageEvent,
+    CallErrorEvent,
+    CallEvent,
+    CallResultErrorEvent,
+    CallResultEvent,
+    CloseEvent,
+    ErrorEvent,
+    EventEmitter,
+    LateResponseEvent,
+    MessageEvent,
+    OpenEvent,
+    PingEvent,
+    PongEvent,
+    StrictValidationFailureEvent,
+)
+from .routing import NOREPLY, Handler, HandlerContext, Router, parse_handle_args
+
+log = logging.getLogger("ocpp_trio.connection")
+
+F = TypeVar("F", bound=Handler)
+
+#: Known OCPP protocols with official schemas.
+BUILTIN_PROTOCOLS = ("ocpp1.6", "ocpp2.0.1", "ocpp2.1")
+
+
+class ConnectionState(enum.Enum):
+    """The state of a connection (or of a client across its reconnects)."""
+
+    CONNECTING = "connecting"
+    OPEN = "open"
+    CLOSING = "closing"
+    CLOSED = "closed"
+
+
+class _Waiter:
+    """One outbound call waiting for its answer."""
+
+    __slots__ = ("action", "event", "outcome")
+
+    def __init__(self, action: str) -> None:
+        self.action = action
+        self.event = trio.Event()
+        self.outcome: dict[str, Any] | BaseException | None = None
+
+    def resolve(self, outcome: dict[str, Any] | BaseException) -> None:
+        if not self.event.is_set():
+            self.outcome = outcome
+            self.event.set()
+
+
+def parse_call_args(args: tuple[Any, ...]) -> tuple[str | None, str, Mapping[str, Any]]:
+    """Split ``call(...)`` arguments into ``(protocol, method, params)``."""
+    if len(args) == 2:
+        protocol, (method, params) = None, args
+    elif len(args) == 3:
+        protocol, method, params = args
+        if not isinstance(protocol, str):
+            raise TypeError(f"protocol must be a string, got {type(protocol).__name__}")
+    elif len(args) == 1:
+        method, params = args[0], {}
+        protocol = None
+        if not isinstance(method, str):
+            raise TypeError("call() takes (method, params) or (protocol, method, params)")
+    else:
+        raise TypeError(
+            f"call() takes (method, params) or (protocol, method, params), got {len(args)} arguments"
+        )
+    if not isinstance(method, str) or not method:
+        raise TypeError("method must be a non-empty string")
+    if not isinstance(params, Mapping):
+        raise TypeError(f"params must be a dict, got {type(params).__name__}")
+    return protocol, method, params
+
+
+def resolve_validator(options: ConnectionOptions, protocol: str) -> Validator | None:
+    """The validator strict mode uses on ``protocol``, or None when it does not validate."""
+    for validator in options.strict_mode_validators:
+        if validator.protocol == protocol:
+            return validator
+    strict = options.strict_mode
+    if strict is True or (not isinstance(strict, bool) and protocol in strict):
+        return get_validator(protocol) if protocol in BUILTIN_PROTOCOLS else None
+    return None
+
+
+_ping_counter = itertools.count(1)
+
+
+class OCPPConnection:
+    """One OCPP-J connection over an open WebSocket, in either role.
+
+    Users get one from ``open_ocpp_client`` (behind the client) or from the
+    server (one per station).  All methods are safe to call from any task.
+
+    Attributes:
+        identity: the station identity.
+        protocol: the negotiated subprotocol.
+        handshake: what the opening handshake established.
+        session: data the server's auth callback attached (server side), else {}.
+    """
+
+    def __init__(
+        self,
+        transport: Transport,
+        *,
+        identity: str,
+        protocol: str,
+        role: Role,
+        options: ConnectionOptions | None = None,
+        router: Router | None = None,
+        emitter: EventEmitter | None = None,
+        limiter: trio.CapacityLimiter | None = None,
+        handshake: HandshakeInfo | None = None,
+        session: Mapping[str, Any] | None = None,
+        id_factory: Callable[[], str] = new_message_id,
+    ) -> None:
+        self.identity = identity
+        self.protocol = protocol
+        self.role = role
+        self.handshake = handshake or HandshakeInfo(subprotocol=protocol)
+        self.session: dict[str, Any] = dict(session or {})
+        self._transport = transport
+        self._options = options or ConnectionOptions()
+        self._router = router if router is not None else Router()
+        self._emitter = emitter if emitter is not None else EventEmitter()
+        self._limiter = limiter or trio.CapacityLimiter(self._options.call_concurrency)
+        self._proto = RPCProtocol(
+            protocol=protocol,
+            role=role,
+            id_factory=id_factory,
+            max_bad_messages=self._options.max_bad_messages,
+            max_outstanding_calls=math.inf,  # the limiter enforces call_concurrency
+        )
+        self._validator = resolve_validator(self._options, protocol)
+        self._state = ConnectionState.CONNECTING
+        self._waiters: dict[str, _Waiter] = {}
+        self._handlers_running = 0
+        self._idle = trio.Event()
+        self._idle.set()
+        self._closed = trio.Event()
+        self._cancel_scope: trio.CancelScope | None = None
+        self._nursery: trio.Nursery | None = None
+        self._last_activity = 0.0
+        self._options_changed = trio.Event()
+        self._close_code: int | None = None
+        self._close_reason = ""
+        self._closed_by_us = False
+
+    def __repr__(self) -> str:
+        return (
+            f"<OCPPConnection {self.role.value} identity={self.identity!r} "
+            f"protocol={self.protocol!r} state={self._state.name}>"
+        )
+
+    # --- properties ----------------------------------------------------------
+
+    @property
+    def state(self) -> ConnectionState:
+        """CONNECTING, OPEN, CLOSING or CLOSED."""
+        return self._state
+
+    @property
+    def options(self) -> ConnectionOptions:
+        """The options in force (change them with :meth:`reconfigure`)."""
+        return self._options
+
+    @property
+    def close_code(self) -> int | None:
+        """The WebSocket close code once closed (1006 when the network dropped)."""
+        return self._close_code
+
+    @property
+    def close_reason(self) -> str:
+        """The WebSocket close reason once closed."""
+        return self._close_reason
+
+    @property
+    def bad_message_count(self) -> int:
+        """Consecutive malformed frames received so far."""
+        return self._proto.bad_message_count
+
+    @property
+    def pending_calls(self) -> int:
+        """Our calls waiting for an answer."""
+        return len(self._waiters)
+
+    # --- handlers and events -------------------------------------------------
+
+    @overload
+    def handle(self, fn: F, /) -> F: ...
+    @overload
+    def handle(self, method: str, fn: F, /) -> F: ...
+    @overload
+    def handle(self, protocol: str, method: str, fn: F, /) -> F: ...
+    @overload
+    def handle(self, method: str, /) -> Callable[[F], F]: ...
+    @overload
+    def handle(self, protocol: str, method: str, /) -> Callable[[F], F]: ...
+    @overload
+    def handle(self) -> Callable[[F], F]: ...
+
+    def handle(self, *args: Any) -> Any:
+        """Register a handler: ``(method, fn)``, ``(protocol, method, fn)`` or ``(fn)``.
+
+        Without ``fn`` it is a decorator.  The handler gets a
+        :class:`HandlerContext` and returns the result payload (or ``NOREPLY``);
+        it may be sync or async.  Raise an ``RPCError`` subclass to answer with
+        that code; any other exception answers InternalError.  An async handler
+        is cancelled when the connection closes.
+        """
+        return _register(self._router, args)
+
+    def remove_handler(self, *args: str) -> bool:
+        """Remove a handler: ``(method)``, ``(protocol, method)`` or ``()`` for the wildcard."""
+        protocol, method, _ = parse_handle_args(args)
+        return self._router.remove(protocol, method)
+
+    def remove_all_handlers(self) -> None:
+        """Remove every handler (inbound calls then get NotImplemented/NotSupported)."""
+        self._router.clear()
+
+    def on(self, name: str, callback: Callable[[Any], object]) -> Callable[[Any], object]:
+        """Call ``callback(payload)`` on event ``name`` (see ``ocpp_trio.events``)."""
+        return self._emitter.on(name, callback)
+
+    def off(self, name: str, callback: Callable[[Any], object] | None = None) -> None:
+        """Remove an event callback (all of ``name``'s when ``callback`` is None)."""
+        self._emitter.off(name, callback)
+
+    def reconfigure(self, **options: Any) -> None:
+        """Change options at run time (``call_timeout=5``, ``strict_mode=True``, ...).
+
+        Takes effect for the next call, frame or ping.  Raises TypeError for an
+        unknown option and ValueError for a bad value.
+        """
+        self._apply_options(self._options.replace(**options))
+
+    def _apply_options(self, new: ConnectionOptions) -> None:
+        self._options = new
+        self._proto.max_bad_messages = new.max_bad_messages
+        self._limiter.total_tokens = new.call_concurrency
+        self._validator = resolve_validator(new, self.protocol)
+        self._options_changed.set()
+        self._options_changed = trio.Event()
+
+    # --- outbound ------------------------------------------------------------
+
+    async def call(self, *args: Any, timeout: float | None = None) -> dict[str, Any]:
+        """Send a CALL and return the peer's result payload.
+
+        ``call(method, params)`` or ``call(protocol, method, params)``; the
+        protocol form checks that it is the negotiated one.
+
+        Raises:
+            CallErrorReceived: the peer answered with a CALLERROR.
+            CallTimeout: no answer within ``timeout`` (default ``call_timeout``),
+                queueing included; a late answer is reported as an event.
+            ConnectionClosed: the peer or the network closed the connection.
+            trio.ClosedResourceError: we closed the connection.
+            ValidationError: strict mode rejected the params or the result.
+            ProtocolMismatchError: ``protocol`` is not the negotiated one.
+
+        On cancellation the call is forgotten; a late answer is reported as a
+        ``late_response`` event.
+        """
+        protocol, method, params = parse_call_args(args)
+        return await call_with_limit(self, self._limiter, protocol, method, params, timeout)
+
+    async def _wait_ready(self) -> OCPPConnection:
+        self._raise_if_not_open()
+        return self
+
+    def _raise_if_not_open(self) -> None:
+        if self._state is ConnectionState.OPEN:
+            return
+        if self._closed_by_us or self._state is ConnectionState.CLOSING:
+            raise trio.ClosedResourceError(f"connection to {self.identity!r} is closed or closing")
+        if self._state is ConnectionState.CLOSED:
+            raise self._closed_error()
+        raise ProtocolStateError("connection is not open yet")
+
+    def _closed_error(self) -> ConnectionClosed:
+        code = self._close_code if self._close_code is not None else CLOSE_ABNORMAL
+        reason = self._close_reason
+        return ConnectionClosed(
+            f"connection closed ({code}{': ' + reason if reason else ''})", code=code, reason=reason
+        )
+
+    def _check_protocol(self, protocol: str | None) -> None:
+        if protocol is not None and protocol != self.protocol:
+            raise ProtocolMismatchError(
+                f"call names protocol {protocol!r} but the connection speaks {self.protocol!r}"
+            )
+
+    def _validate(
+        self,
+        method: str,
+        direction: Literal["request", "response"],
+        payload: Mapping[str, Any],
+        *,
+        outbound: bool,
+        message_id: str | None,
+    ) -> ValidationError | None:
+        validator = self._validator
+        if validator is None:
+            return None
+        try:
+            validator.validate(method, direction, payload)
+        except ValidationError as exc:
+            if self._emitter.has("strict_validation_failure"):
+                self._emitter.emit(
+                    "strict_validation_failure",
+                    StrictValidationFailureEvent(
+                        method=method,
+                        direction=direction,
+                        outbound=outbound,
+                        message_id=message_id,
+                        error=exc,
+                    ),
+                )
+            return exc
+        return None
+
+    async def _call_open(
+        self, protocol: str | None, method: str, params: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """One call on this (open) connection; the caller holds a limiter slot."""
+        self._check_protocol(protocol)
+        self._raise_if_not_open()
+        invalid = self._validate(method, "request", params, outbound=True, message_id=None)
+        if invalid is not None:
+            raise invalid
+        mid, text = self._proto.send_call(method, params)
+        waiter = _Waiter(method)
+        self._waiters[mid] = waiter
+        self._idle = trio.Event() if self._idle.is_set() else self._idle
+        try:
+            await self._write(text)
+            if self._emitter.has("call"):
+                self._emitter.emit(
+                    "call",
+                    CallEvent(message_id=mid, method=method, params=dict(params), outbound=True),
+                )
+            await waiter.event.wait()
+        finally:
+            if self._waiters.pop(mid, None) is not None:
+                self._proto.expire_call(mid)
+            self._check_idle()
+        outcome = waiter.outcome
+        if isinstance(outcome, BaseException):
+            raise outcome
+        assert outcome is not None
+        invalid = self._validate(method, "response", outcome, outbound=False, message_id=mid)
+        if invalid is not None:
+            if self._proto.supports_send and self._state is ConnectionState.OPEN:
+                await self._send_call_result_error(mid, invalid.error)
+            raise invalid
+        return outcome
+
+    async def send(self, *args: Any) -> None:
+        """OCPP 2.1: send a SEND frame (``send(method, params)``); nothing comes back.
+
+        SEND is exempt from the one-outstanding-CALL rule and from
+        ``call_concurrency``.
+
+        Raises:
+            ProtocolStateError: the protocol has no SEND (before 2.1).
+            ValidationError: strict mode rejected the params.
+            ConnectionClosed / trio.ClosedResourceError: as for ``call()``.
+        """
+        protocol, method, params = parse_call_args(args)
+        self._check_protocol(protocol)
+        self._raise_if_not_open()
+        if not self._proto.supports_send:
+            raise ProtocolStateError(
+                f"SEND does not exist in {self.protocol}; it is new in ocpp2.1"
+            )
+        invalid = self._validate(method, "request", params, outbound=True, message_id=None)
+        if invalid is not None:
+            raise invalid
+        mid, text = self._proto.send_send(method, params)
+        await self._write(text)
+        if self._emitter.has("call"):
+            self._emitter.emit(
+                "call",
+                CallEvent(
+                    message_id=mid, method=method, params=dict(params), outbound=True, is_send=True
+                ),
+            )
+
+    async def send_raw(self, text: str) -> None:
+        """Write ``text`` as one WebSocket message, unchecked (for tests and tools)."""
+        if self._state is ConnectionState.CLOSED:
+            self._raise_if_not_open()
+        await self._write(text)
+
+    async def _write(self, text: str) -> None:
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("%s > %s", self.identity, text)
+        if self._emitter.has("message"):
+            self._emitter.emit("message", MessageEvent(text=text, outbound=True))
+        await self._transport.send(text)
+
+    async def _send_call_result_error(self, message_id: str, error: RPCError) -> None:
+        try:
+            await self._write(self._proto.send_call_result_error(message_id, error))
+        except ConnectionClosed:
+            return
+        if self._emitter.has("call_result_error"):
+            self._emitter.emit(
+                "call_result_error",
+                CallResultErrorEvent(
+                    message_id=message_id,
+                    code=code_for_protocol(error.code, self.protocol),
+                    description=error.description,
+                    details=dict(error.details),
+                    outbound=True,
+                ),
+            )
+
+    # --- lifecycle -----------------------------------------------------------
+
+    async def _run(
+        self,
+        on_open: Callable[[OCPPConnection], Awaitable[object]] | None = None,
+        *,
+        reconnected: bool = False,
+        task_status: trio.TaskStatus[OCPPConnection] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Run the connection until it closes (reader, pinger, handler tasks).
+
+        ``on_open(conn)``, if given, runs as a task of the connection's nursery
+        (the server's per-station handler).  Returns once the connection is
+        closed; never raises for anything the peer did.
+        """
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                self._cancel_scope = nursery.cancel_scope
+                self._state = ConnectionState.OPEN
+                self._last_activity = trio.current_time()
+                nursery.start_soon(self._reader)
+                nursery.start_soon(self._pinger)
+                if on_open is not None:
+                    nursery.start_soon(self._run_on_open, on_open)
+                self._emitter.emit(
+                    "open",
+                    OpenEvent(
+                        protocol=self.protocol, identity=self.identity, reconnected=reconnected
+                    ),
+                )
+                task_status.started(self)
+        finally:
+            with trio.CancelScope(shield=True):
+                await self._transport.abort()
+            self._finish(CLOSE_ABNORMAL, "connection task ended", by_peer=False)
+
+    async def _run_on_open(self, on_open: Callable[[OCPPConnection], Awaitable[object]]) -> None:
+        try:
+            await on_open(self)
+        except Exception as exc:
+            log.exception("connection handler for %r raised; closing with 1011", self.identity)
+            self._emitter.emit("error", ErrorEvent(error=exc, context="connection handler"))
+            await self.close(1011, "internal error")
+
+    def _finish(
+        self, code: int, reason: str, *, by_peer: bool, will_reconnect: bool = False
+    ) -> None:
+        """Mark CLOSED, fail the waiting calls, stop the connection's tasks (sync)."""
+        if self._state is ConnectionState.CLOSED:
+            return
+        self._state = ConnectionState.CLOSED
+        self._close_code, self._close_reason = code, reason
+        self._proto_closed()
+        error: BaseException
+        if self._closed_by_us:
+            error = trio.ClosedResourceError(f"connection to {self.identity!r} was closed")
+        else:
+            error = self._closed_error()
+        for waiter in list(self._waiters.values()):
+            waiter.resolve(error)
+        if self._cancel_scope is not None:
+            self._cancel_scope.cancel()
+        self._closed.set()
+        self._idle.set()
+        self._emitter.emit(
+            "close",
+            CloseEvent(code=code, reason=reason, by_peer=by_peer, will_reconnect=will_reconnect),
+        )
+
+    def _proto_closed(self) -> None:
+        try:
+            self._proto.closed()
+        except ProtocolStateError:  # pragma: no cover - already closed
+            pass
+
+    async def wait_closed(self) -> None:
+        """Wait until the connection is CLOSED (by anyone)."""
+        await self._closed.wait()
+
+    async def close(
+        self,
+        code: int = CLOSE_NORMAL,
+        reason: str = "",
+        *,
+        await_pending: bool = False,
+        force: bool = False,
+    ) -> None:
+        """Close the connection; idempotent.
+
+        Args:
+            code: the WebSocket close code.
+            reason: the close reason (at most 123 bytes of UTF-8 are sent).
+            await_pending: first let the calls in flight in both directions
+                finish (each within its own bound: ``call_timeout`` for ours,
+                at most ``call_timeout`` for the peer's handlers).
+            force: skip the closing handshake and close the stream at once.
+
+        New calls fail with ``trio.ClosedResourceError`` from the moment
+        ``close()`` starts.  If ``close()`` itself is cancelled the stream is
+        still closed (a bounded, shielded step).
+        """
+        if self._state is ConnectionState.CLOSED:
+            return
+        if self._state is ConnectionState.CLOSING:
+            if force:
+                await self._abort(code, reason)
+            await self._closed.wait()
+            return
+        self._state = ConnectionState.CLOSING
+        self._closed_by_us = True
+        self._proto.start_close()
+        reason = _cap_reason(reason)
+        try:
+            if await_pending and not force:
+                with trio.move_on_after(self._options.call_timeout):
+                    await self._wait_idle()
+            if force:
+                await self._abort(code, reason)
+                return
+            with trio.move_on_after(self._options.close_timeout):
+                await self._transport.aclose(code, reason)
+            self._finish(
+                self._transport.close_code or code,
+                self._transport.close_reason or reason,
+                by_peer=False,
+            )
+        finally:
+            if self._state is not ConnectionState.CLOSED:
+                await self._abort(code, reason)
+
+    async def _abort(self, code: int, reason: str, *, by_peer: bool = False) -> None:
+        with trio.CancelScope(shield=True):
+            await self._transport.abort()
+        self._finish(code, reason, by_peer=by_peer)
+
+    async def _wait_idle(self) -> None:
+        while self._waiters or self._handlers_running:
+            self._idle = trio.Event()
+            await self._idle.wait()
+
+    def _check_idle(self) -> None:
+        if not self._waiters and not self._handlers_running:
+            self._idle.set()
+
+    # --- inbound -------------------------------------------------------------
+
+    async def _reader(self) -> None:
+        transport, proto, emitter = self._transport, self._proto, self._emitter
+        try:
+            while True:
+                message = await transport.receive()
+                self._last_activity = trio.current_time()
+                if log.isEnabledFor(logging.DEBUG):
+                    log.debug("%s < %s", self.identity, message)
+                if emitter.has("message"):
+                    text = message if isinstance(message, str) else repr(message)
+                    emitter.emit("message", MessageEvent(text=text, outbound=False))
+                event = proto.receive(message)
+                match event:
+                    case ResultReceived():
+                        self._on_result(event)
+                    case CallReceived():
+                        await self._on_call(event.message_id, event.action, event.payload, False)
+                    case ErrorReceived():
+                        self._on_error(event)
+                    case SendReceived():
+                        await self._on_call(event.message_id, event.action, event.payload, True)
+                    case BadMessage():
+                        await self._on_bad_message(event)
+                    case LateResponse():
+                        self._on_late(event, message)
+                    case CallResultErrorReceived():
+                        if emitter.has("call_result_error"):
+                            emitter.emit(
+                                "call_result_error",
+                                CallResultErrorEvent(
+                                    message_id=event.message_id,
+                                    code=event.code,
+                                    description=event.description,
+                                    details=event.details,
+                                ),
+                            )
+        except ConnectionClosed as exc:
+            code = exc.code if exc.code is not None else CLOSE_ABNORMAL
+            by_peer = self._state is not ConnectionState.CLOSING
+            if by_peer:
+                self._finish(code, exc.reason, by_peer=True)
+
+    def _on_result(self, event: ResultReceived) -> None:
+        waiter = self._waiters.pop(event.message_id, None)
+        if waiter is not None:
+            waiter.resolve(event.payload)
+        if self._emitter.has("call_result"):
+            self._emitter.emit(
+                "call_result",
+                CallResultEvent(
+                    message_id=event.message_id,
+                    method=event.action,
+                    result=event.payload,
+                    outbound=False,
+                ),
+            )
+
+    def _on_error(self, event: ErrorReceived) -> None:
+        waiter = self._waiters.pop(event.message_id, None)
+        if waiter is not None:
+            waiter.resolve(
+                CallErrorReceived(event.code, event.description, event.details, action=event.action)
+            )
+        if self._emitter.has("call_error"):
+            self._emitter.emit(
+                "call_error",
+                CallErrorEvent(
+                    message_id=event.message_id,
+                    method=event.action,
+                    code=event.code,
+                    description=event.description,
+                    details=event.details,
+                ),
+            )
+
+    def _on_late(self, event: LateResponse, message: str | bytes) -> None:
+        log.info("%s: late answer to %s %s ignored", self.identity, event.action, event.message_id)
+        if self._emitter.has("late_response"):
+            text = message if isinstance(message, str) else repr(message)
+            self._emitter.emit(
+                "late_response",
+                LateResponseEvent(
+                    message_id=event.message_id, method=event.action, text=text[:1000]
+                ),
+            )
+
+    async def _on_bad_message(self, event: BadMessage) -> None:
+        code = code_for_protocol(event.error.code, self.protocol)
+        log.warning(
+            "%s: bad message (%s: %s), %d in a row: %r",
+            self.identity,
+            code,
+            event.error.description,
+            event.count,
+            event.excerpt,
+        )
+        self._emitter.emit(
+            "bad_message",
+            BadMessageEvent(
+                excerpt=event.excerpt,
+                code=code,
+                description=event.error.description,
+                replied=event.reply is not None,
+                count=event.count,
+            ),
+        )
+        if event.failed_call is not None:
+            waiter = self._waiters.pop(event.failed_call, None)
+            if waiter is not None:
+                waiter.resolve(
+                    MalformedResponseError(event.error, action=event.failed_action or "")
+                )
+        if event.reply is not None:
+            try:
+                await self._write(event.reply)
+            except ConnectionClosed:
+                return
+        if event.limit_exceeded:
+            log.warning(
+                "%s: %d bad messages in a row, more than max_bad_messages=%s: closing with 1002",
+                self.identity,
+                event.count,
+                self._options.max_bad_messages,
+            )
+            assert self._nursery is not None
+            self._nursery.start_soon(self.close, CLOSE_PROTOCOL_ERROR, "too many bad messages")
+
+    async def _on_call(self, mid: str, action: str, params: dict[str, Any], is_send: bool) -> None:
+        if self._emitter.has("call"):
+            self._emitter.emit(
+                "call",
+                CallEvent(
+                    message_id=mid, method=action, params=params, outbound=False, is_send=is_send
+                ),
+            )
+        if self._state is not ConnectionState.OPEN:
+            if not is_send:
+                await self._reply_error(mid, action, RPCGenericError("the connection is closing"))
+            return
+        invalid = self._validate(action, "request", params, outbound=False, message_id=mid)
+        if invalid is not None:
+            if not is_send:
+                await self._reply_error(mid, action, invalid.error)
+            return
+        entry = self._router.lookup(self.protocol, action)
+        if entry is None:
+            if not is_send:
+                await self._reply_error(mid, action, self._no_handler_error(action))
+            return
+        ctx = HandlerContext(
+            params=params,
+            protocol=self.protocol,
+            method=action,
+            message_id=mid,
+            connection=self,
+            is_send=is_send,
+        )
+        if not entry.is_async:
+            # A sync handler cannot await: answer right here, no task needed.
+            try:
+                result = entry.fn(ctx)
+            except Exception as exc:
+                await self._handler_failed(ctx, exc)
+                return
+            if not inspect.isawaitable(result):
+                await self._answer(ctx, result)
+                return
+            coro: Awaitable[Any] = result
+        else:
+            coro = None  # type: ignore[assignment]
+        if self._handlers_running >= self._options.inbound_call_concurrency:
+            if coro is not None and inspect.iscoroutine(coro):
+                coro.close()
+            if not is_send:
+                await self._reply_error(
+                    mid,
+                    action,
+                    RPCGenericError(
+                        f"busy: {self._handlers_running} calls in progress, "
+                        f"at most {self._options.inbound_call_concurrency} at once"
+                    ),
+                )
+            return
+        self._handlers_running += 1
+        self._idle = trio.Event() if self._idle.is_set() else self._idle
+        assert self._nursery is not None
+        self._nursery.start_soon(self._run_handler, entry.fn, ctx, coro)
+
+    def _no_handler_error(self, action: str) -> RPCError:
+        validator = self._validator
+        if validator is None and self.protocol in BUILTIN_PROTOCOLS:
+            validator = get_validator(self.protocol)
+        if validator is not None and action in validator.actions:
+            return RPCNotSupportedError(f"{action} is not supported here")
+        return RPCNotImplementedError(f"{action} is not a known action of {self.protocol}")
+
+    async def _run_handler(
+        self, fn: Handler, ctx: HandlerContext, coro: Awaitable[Any] | None
+    ) -> None:
+        try:
+            try:
+                result = await (coro if coro is not None else fn(ctx))
+            except Exception as exc:
+                await self._handler_failed(ctx, exc)
+                return
+            await self._answer(ctx, result)
+        finally:
+            self._handlers_running -= 1
+            self._check_idle()
+
+    async def _handler_failed(self, ctx: HandlerContext, exc: Exception) -> None:
+        if isinstance(exc, RPCError):
+            error = exc
+        else:
+            log.error(
+                "%s: handler for %s raised %s",
+                self.identity,
+                ctx.method,
+                type(exc).__name__,
+                exc_info=exc,
+            )
+            self._emitter.emit("error", ErrorEvent(error=exc, context=f"handler for {ctx.method}"))
+            details: dict[str, Any] = {}
+            if self._options.respond_with_detailed_errors:
+                details = {"type": type(exc).__name__, "message": str(exc)[:200]}
+            error = RPCInternalError(f"the handler for {ctx.method} failed", details)
+        if ctx.is_send:
+            return
+        await self._reply_error(ctx.message_id, ctx.method, error)
+
+    async def _answer(self, ctx: HandlerContext, result: Any) -> None:
+        if ctx.is_send:
+            return
+        mid = ctx.message_id
+        if result is NOREPLY:
+            self._proto.forget_inbound(mid)
+            return
+        if result is None:
+            result = {}
+        if not isinstance(result, Mapping):
+            log.error(
+                "%s: handler for %s returned %s, not a dict",
+                self.identity,
+                ctx.method,
+                type(result).__name__,
+            )
+            await self._reply_error(
+                mid,
+                ctx.method,
+                RPCInternalError(f"the handler for {ctx.method} returned no object"),
+            )
+            return
+        invalid = self._validate(ctx.method, "response", result, outbound=True, message_id=mid)
+        if invalid is not None:
+            log.error(
+                "%s: handler result for %s is invalid: %s", self.identity, ctx.method, invalid
+            )
+            await self._reply_error(
+                mid,
+                ctx.method,
+                RPCInternalError(
+                    f"the result of {ctx.method} failed validation",
+                    {"reason": invalid.error.description},
+                ),
+            )
+            return
+        try:
+            text = self._proto.send_result(mid, result)
+        except ValueError as exc:
+            await self._reply_error(mid, ctx.method, RPCInternalError(str(exc)))
+            return
+        except ProtocolStateError:
+            return  # the connection closed meanwhile
+        try:
+            await self._write(text)
+        except ConnectionClosed:
+            return
+        if self._emitter.has("call_result"):
+            self._emitter.emit(
+                "call_result",
+                CallResultEvent(
+                    message_id=mid, method=ctx.method, result=dict(result), outbound=True
+                ),
+            )
+
+    async def _reply_error(self, mid: str, action: str, error: RPCError) -> None:
+        try:
+            text = self._proto.send_error(mid, error)
+        except ProtocolStateError:
+            return
+        try:
+            await self._write(text)
+        except ConnectionClosed:
+            return
+        if self._emitter.has("call_error"):
+            self._emitter.emit(
+                "call_error",
+                CallErrorEvent(
+                    message_id=mid,
+                    method=action,
+                    code=code_for_protocol(error.code, self.protocol),
+                    description=error.description,
+                    details=dict(error.details),
+                    outbound=True,
+                ),
+            )
+
+    # --- pings ---------------------------------------------------------------
+
+    async def _pinger(self) -> None:
+        last_ping = trio.current_time()
+        while True:
+            options = self._options
+            if not options.pings_enabled:
+                await self._options_changed.wait()
+                last_ping = trio.current_time()
+                continue
+            due = last_ping + options.ping_interval
+            if options.defer_pings_on_activity:
+                due = max(due, self._last_activity + options.ping_interval)
+            if trio.current_time() < due:
+                with trio.move_on_at(due):
+                    await self._options_changed.wait()
+                continue
+            last_ping = trio.current_time()
+            payload = next(_ping_counter).to_bytes(8, "big")
+            self._emitter.emit("ping", PingEvent(payload=payload))
+            started = trio.current_time()
+            with trio.move_on_after(options.pong_timeout) as scope:
+                try:
+                    await self._transport.ping(payload)
+                except ConnectionClosed:
+                    return
+            if scope.cancelled_caught:
+                log.warning(
+                    "%s: no pong within %s s: the peer is gone, closing",
+                    self.identity,
+                    options.pong_timeout,
+                )
+                error = ConnectionClosed(
+                    f"no pong within {options.pong_timeout} s",
+                    code=CLOSE_ABNORMAL,
+                    reason="pong timeout",
+                )
+                self._emitter.emit("error", ErrorEvent(error=error, context="ping"))
+                await self._abort(CLOSE_ABNORMAL, "pong timeout", by_peer=True)
+                return
+            self._last_activity = trio.current_time()
+            self._emitter.emit(
+                "pong", PongEvent(payload=payload, rtt=trio.current_time() - started)
+            )
+
+
+def _cap_reason(reason: str) -> str:
+    data = reason.encode("utf-8")
+    if len(data) <= 123:
+        return reason
+    return data[:123].decode("utf-8", "ignore")
+
+
+def _register(router: Router, args: tuple[Any, ...]) -> Any:
+    protocol, method, fn = parse_handle_args(args)
+    if fn is not None:
+        router.add(protocol, method, fn)
+        return fn
+
+    def decorator(func: F) -> F:
+        router.add(protocol, method, func)
+        return func
+
+    return decorator
+
+
+async def call_with_limit(
+    target: Any,
+    limiter: trio.CapacityLimiter,
+    protocol: str | None,
+    method: str,
+    params: Mapping[str, Any],
+    timeout: float | None,
+) -> dict[str, Any]:
+    """Run one call: FIFO slot, an open connection, the exchange, all within ``timeout``.
+
+    ``target._wait_ready()`` returns an open connection (a client waits for a
+    reconnect there).  The slot is held across that wait, so FIFO order holds
+    across reconnects.
+    """
+    if timeout is None:
+        timeout = target.options.call_timeout
+    if not timeout > 0:
+        raise ValueError(f"timeout must be > 0 seconds, got {timeout!r}")
+    token = object()
+    with trio.move_on_after(timeout) as scope:
+        await limiter.acquire_on_behalf_of(token)
+        try:
+            conn: OCPPConnection = await target._wait_ready()
+            return await conn._call_open(protocol, method, params)
+        finally:
+            limiter.release_on_behalf_of(token)
+    assert scope.cancelled_caught
+    raise CallTimeout(f"{method}: no answer within {timeout:g} s") from None

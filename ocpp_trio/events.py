@@ -1,0 +1,246 @@
+"""Connection events: their payloads and the callback registry.
+
+Callbacks are plain functions called synchronously, in the order they were
+added, from the task where the event happens; they must not block.  A
+callback that raises is logged and the others still run: a user's callback
+never kills a connection.  Trio code that wants to wait uses
+``await conn.wait_closed()`` or its own memory channel fed by a callback.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Final, Literal
+
+log = logging.getLogger("ocpp_trio.events")
+
+EventName = Literal[
+    "open",
+    "close",
+    "error",
+    "connecting",
+    "reconnect",
+    "message",
+    "call",
+    "call_result",
+    "call_error",
+    "bad_message",
+    "ping",
+    "pong",
+    "strict_validation_failure",
+    "late_response",
+    "call_result_error",
+]
+
+EVENT_NAMES: Final[frozenset[str]] = frozenset(EventName.__args__)  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OpenEvent:
+    """The connection is open (after each successful (re)connect)."""
+
+    protocol: str
+    identity: str
+    reconnected: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CloseEvent:
+    """The WebSocket closed.
+
+    Attributes:
+        code: the close code (1006 when the network dropped without a close frame).
+        reason: the close reason text.
+        by_peer: True when the peer (or the network) closed first.
+        will_reconnect: True when a client is about to reconnect.
+    """
+
+    code: int
+    reason: str
+    by_peer: bool
+    will_reconnect: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ErrorEvent:
+    """Something failed that has no caller to raise to (a handler crash, a dead peer)."""
+
+    error: BaseException
+    context: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConnectingEvent:
+    """A client starts a connection attempt."""
+
+    url: str
+    attempt: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReconnectEvent:
+    """A client will reconnect after ``delay`` seconds (attempt ``attempt``)."""
+
+    attempt: int
+    delay: float
+    error: BaseException | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MessageEvent:
+    """A frame went out (``outbound``) or came in, as text."""
+
+    text: str
+    outbound: bool
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CallEvent:
+    """A CALL (or 2.1 SEND) went out (``outbound``) or came in."""
+
+    message_id: str
+    method: str
+    params: dict[str, Any]
+    outbound: bool
+    is_send: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CallResultEvent:
+    """A CALLRESULT went out (``outbound``) or came in."""
+
+    message_id: str
+    method: str
+    result: dict[str, Any]
+    outbound: bool
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CallErrorEvent:
+    """A CALLERROR went out (``outbound``) or came in."""
+
+    message_id: str
+    method: str
+    code: str
+    description: str
+    details: dict[str, Any] = field(default_factory=dict)
+    outbound: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CallResultErrorEvent:
+    """OCPP 2.1: a CALLRESULTERROR went out (``outbound``) or came in."""
+
+    message_id: str
+    code: str
+    description: str
+    details: dict[str, Any] = field(default_factory=dict)
+    outbound: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BadMessageEvent:
+    """A malformed or unexpected frame came in (see ``_core.protocol`` for the table).
+
+    Attributes:
+        excerpt: at most 120 characters of the frame.
+        code: the error code of the defect (as this version spells it).
+        description: what was wrong.
+        replied: whether a CALLERROR was sent back.
+        count: consecutive bad frames so far.
+    """
+
+    excerpt: str
+    code: str
+    description: str
+    replied: bool
+    count: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LateResponseEvent:
+    """An answer arrived for a call that had already timed out or been cancelled."""
+
+    message_id: str
+    method: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PingEvent:
+    """We sent a WebSocket ping."""
+
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PongEvent:
+    """The pong for our ping arrived after ``rtt`` seconds."""
+
+    payload: bytes
+    rtt: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StrictValidationFailureEvent:
+    """A payload failed schema validation in strict mode.
+
+    Attributes:
+        method: the action.
+        direction: ``"request"`` or ``"response"``.
+        outbound: True when *we* were about to send the payload.
+        message_id: the frame id when there was one.
+        error: the validation error (code and description with the field path).
+    """
+
+    method: str
+    direction: str
+    outbound: bool
+    message_id: str | None
+    error: BaseException
+
+
+Callback = Callable[[Any], object]
+
+
+class EventEmitter:
+    """A small synchronous event registry (``on`` / ``off`` / ``emit``)."""
+
+    __slots__ = ("_callbacks",)
+
+    def __init__(self) -> None:
+        self._callbacks: dict[str, list[Callback]] = {}
+
+    def on(self, name: str, callback: Callback) -> Callback:
+        """Call ``callback(payload)`` each time event ``name`` happens; returns ``callback``."""
+        if name not in EVENT_NAMES:
+            raise ValueError(
+                f"unknown event {name!r}; known events: {', '.join(sorted(EVENT_NAMES))}"
+            )
+        if not callable(callback):
+            raise TypeError("callback must be callable")
+        self._callbacks.setdefault(name, []).append(callback)
+        return callback
+
+    def off(self, name: str, callback: Callback | None = None) -> None:
+        """Remove ``callback`` from ``name`` (every callback of ``name`` when None)."""
+        if callback is None:
+            self._callbacks.pop(name, None)
+            return
+        callbacks = self._callbacks.get(name)
+        if callbacks and callback in callbacks:
+            callbacks.remove(callback)
+
+    def has(self, name: str) -> bool:
+        """Whether anybody listens to ``name`` (checked before building costly payloads)."""
+        return bool(self._callbacks.get(name))
+
+    def emit(self, name: str, payload: Any) -> None:
+        """Call every callback of ``name``; a callback that raises is logged and skipped."""
+        for callback in tuple(self._callbacks.get(name, ())):
+            try:
+                callback(payload)
+            except Exception:
+                log.exception("callback %r for event %r raised", callback, name)

@@ -1,0 +1,154 @@
+"""Handler registry and dispatch: version-specific, generic, wildcard.
+
+A handler answers the peer's CALL.  Lookup order for an inbound CALL of
+``action`` on a connection speaking ``protocol`` (design card, "handle()"):
+
+1. the handler registered for ``(protocol, action)``;
+2. the handler registered for ``action`` on any protocol;
+3. the wildcard handler;
+4. none: the caller answers NotImplemented (the action is unknown to the
+   protocol) or NotSupported (the action exists but nobody handles it),
+   as OCPP-J 1.6 §4.2.3 / 2.0.1 §4.3 define those codes.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final, final
+
+if TYPE_CHECKING:
+    from .connection import OCPPConnection
+
+
+@final
+class _NoReply:
+    """The type of :data:`NOREPLY`."""
+
+    _instance: _NoReply | None = None
+
+    def __new__(cls) -> _NoReply:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "NOREPLY"
+
+    def __reduce__(self) -> str:
+        return "NOREPLY"
+
+
+#: Return this from a handler to send no answer at all (the call is forgotten).
+NOREPLY: Final = _NoReply()
+
+
+@final
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HandlerContext:
+    """What a handler gets for one inbound CALL (or SEND).
+
+    Attributes:
+        params: the payload, a plain dict with the wire's camelCase keys.
+        protocol: the negotiated subprotocol, e.g. ``"ocpp1.6"``.
+        method: the action name, e.g. ``"BootNotification"``.
+        message_id: the frame's message id.
+        connection: the connection the call came in on.
+        is_send: True for an OCPP 2.1 SEND (the return value is ignored).
+    """
+
+    params: dict[str, Any]
+    protocol: str
+    method: str
+    message_id: str
+    connection: OCPPConnection
+    is_send: bool = False
+
+    @property
+    def identity(self) -> str:
+        """The station identity of the connection."""
+        return self.connection.identity
+
+
+Handler = Callable[[HandlerContext], Any]
+"""A handler: ``fn(ctx)`` returning the result payload (or ``NOREPLY``), sync or async."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    fn: Handler
+    is_async: bool
+
+
+_WILDCARD: Final = ("", "")
+
+
+class Router:
+    """The handlers of one connection (or of a client, across its reconnects)."""
+
+    __slots__ = ("_handlers",)
+
+    def __init__(self) -> None:
+        self._handlers: dict[tuple[str, str], _Entry] = {}
+
+    def add(self, protocol: str | None, method: str | None, fn: Handler) -> None:
+        """Register ``fn`` for ``(protocol, method)``; None means any."""
+        if not callable(fn):
+            raise TypeError(f"handler must be callable, got {type(fn).__name__}")
+        if protocol is not None and method is None:
+            raise TypeError("a protocol-specific handler needs a method name")
+        key = (protocol or "", method or "")
+        self._handlers[key] = _Entry(fn, inspect.iscoroutinefunction(fn))
+
+    def remove(self, protocol: str | None, method: str | None) -> bool:
+        """Remove the handler for ``(protocol, method)``; return whether there was one."""
+        return self._handlers.pop((protocol or "", method or ""), None) is not None
+
+    def clear(self) -> None:
+        """Remove every handler."""
+        self._handlers.clear()
+
+    def lookup(self, protocol: str, method: str) -> _Entry | None:
+        """The handler for an inbound ``method`` on ``protocol``, in dispatch order."""
+        handlers = self._handlers
+        return (
+            handlers.get((protocol, method))
+            or handlers.get(("", method))
+            or handlers.get(_WILDCARD)
+        )
+
+    def __len__(self) -> int:
+        return len(self._handlers)
+
+
+def parse_handle_args(
+    args: tuple[Any, ...],
+) -> tuple[str | None, str | None, Handler | None]:
+    """Split ``handle(...)`` arguments into ``(protocol, method, fn)``.
+
+    Accepted: ``(fn)``, ``(method)``, ``(method, fn)``, ``(protocol, method)``,
+    ``(protocol, method, fn)``; a missing fn means the decorator form.
+    """
+    if not args:
+        return None, None, None  # @conn.handle() as a wildcard decorator
+    if len(args) > 3:
+        raise TypeError(f"handle() takes at most 3 arguments, got {len(args)}")
+    *names, last = args
+    fn: Handler | None = None
+    if callable(last) and not isinstance(last, str):
+        fn = last
+    else:
+        names.append(last)
+    if not all(isinstance(n, str) and n for n in names):
+        raise TypeError("protocol and method must be non-empty strings")
+    if len(names) == 0:
+        return None, None, fn
+    if len(names) == 1:
+        return None, names[0], fn
+    if len(names) == 2:
+        return names[0], names[1], fn
+    raise TypeError("handle() takes (fn), (method, fn) or (protocol, method, fn)")
+
+
+AwaitableHandlerResult = Awaitable[Any]
