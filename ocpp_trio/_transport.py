@@ -21,8 +21,8 @@ answered inside its reader without telling us.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import trio

@@ -27,8 +27,9 @@ import logging
 import math
 import random
 import ssl
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Any, TypeVar
 from urllib.parse import quote, urlencode, urlsplit
 
@@ -132,6 +133,7 @@ class OCPPClient:
         max_queued_calls: int = 1000,
         id_factory: Callable[[], str] = new_message_id,
         rng: random.Random | None = None,
+        open_stream: Callable[[str, int], Awaitable[trio.abc.Stream]] | None = None,
     ) -> None:
         if not protocols or any(not isinstance(p, str) or not p for p in protocols):
             raise ValueError("protocols must be a non-empty list of subprotocol names")
@@ -149,7 +151,9 @@ class OCPPClient:
         if profile.requires_password and password is None:
             raise ValueError(f"security profile {int(profile)} requires a password")
         if profile.requires_client_cert and ssl_context is None:
-            raise ValueError("security profile 3 requires an ssl_context holding the client certificate")
+            raise ValueError(
+                "security profile 3 requires an ssl_context holding the client certificate"
+            )
         self.identity = identity
         self.security_profile = profile
         self._protocols = list(protocols)
@@ -182,6 +186,7 @@ class OCPPClient:
         self._max_queued_calls = max_queued_calls
         self._id_factory = id_factory
         self._rng = rng or random.Random()
+        self._open_stream = open_stream or trio.open_tcp_stream
         self._router = Router()
         self._emitter = EventEmitter()
         self._limiter = trio.CapacityLimiter(options.call_concurrency)
@@ -290,7 +295,8 @@ class OCPPClient:
                 raise trio.ClosedResourceError("the client is closed")
             if self._state is ConnectionState.CLOSED:
                 raise ConnectionClosed(
-                    "the client gave up reconnecting" + (f": {self._last_error}" if self._last_error else "")
+                    "the client gave up reconnecting"
+                    + (f": {self._last_error}" if self._last_error else "")
                 )
             conn = self._conn
             if conn is not None and conn.state is ConnectionState.OPEN:
@@ -325,6 +331,10 @@ class OCPPClient:
         """Wait until the client is closed for good (closed, or gave up reconnecting)."""
         await self._closed.wait()
 
+    def _is_closing(self) -> bool:
+        # a method, so that type checkers do not narrow the flag across awaits
+        return self._closing
+
     def _wake_waiters(self) -> None:
         self._ready.set()
         self._ready = trio.Event()
@@ -332,8 +342,8 @@ class OCPPClient:
     # --- connecting -------------------------------------------------------------
 
     def _next_delay(self, attempt: int) -> float:
-        base = min(self._backoff_max, self._backoff_min * 2 ** min(attempt, 60))
-        return base * (1 - self._backoff_jitter * self._rng.random())
+        base = min(self._backoff_max, self._backoff_min * 2.0 ** min(attempt, 60))
+        return float(base * (1.0 - self._backoff_jitter * self._rng.random()))
 
     async def _open(self, nursery: trio.Nursery, protocols: Sequence[str]) -> OCPPConnection:
         """Connect once: TCP, TLS, WebSocket handshake, all within connect_timeout."""
@@ -347,9 +357,11 @@ class OCPPClient:
         stream: trio.abc.Stream | None = None
         with trio.move_on_after(self._connect_timeout) as timeout_scope:
             try:
-                tcp = await trio.open_tcp_stream(self._host, self._port)
+                tcp = await self._open_stream(self._host, self._port)
             except OSError as exc:
-                raise ConnectError(f"cannot connect to {self._host}:{self._port}: {exc.strerror or exc}") from exc
+                raise ConnectError(
+                    f"cannot connect to {self._host}:{self._port}: {exc.strerror or exc}"
+                ) from exc
             stream = tcp
             try:
                 if self._tls:
@@ -367,7 +379,7 @@ class OCPPClient:
                 with handshake_scope:
                     ws = await trio_websocket.wrap_client_stream(
                         guard,  # type: ignore[arg-type]
-                        watched,
+                        watched,  # type: ignore[arg-type]
                         self._host_header,
                         self._resource,
                         subprotocols=list(protocols),
@@ -385,6 +397,7 @@ class OCPPClient:
             raise ConnectTimeout(
                 f"no WebSocket connection to {self._host}:{self._port} within {self._connect_timeout:g} s"
             )
+        assert stream is not None
         transport = TrioWebsocketTransport(ws, stream)
         sub = ws.subprotocol
         if sub is None or sub not in protocols:
@@ -433,7 +446,9 @@ class OCPPClient:
         what = "closed the connection" if exc is None else f"failed ({type(exc).__name__}: {exc})"
         return ConnectError(f"the server {what} during the WebSocket handshake")
 
-    async def _supervise(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    async def _supervise(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
         attempt = 0  # consecutive failures (or too-short connections)
         started = False
         protocols: Sequence[str] = self._protocols
@@ -450,27 +465,34 @@ class OCPPClient:
                     self.protocol = conn.protocol
                     protocols = [conn.protocol]
                     self._conn = conn
-                    if self._closing:  # closed while we were connecting
+                    if self._is_closing():  # closed while we were connecting
                         await conn._transport.abort()
                         return
                     connections += 1
                     if connections > 1:
                         self._reconnects += 1
-                    await nursery.start(conn._run, None)
+                    await nursery.start(partial(conn._run, None, reconnected=connections > 1))
                     self._state = ConnectionState.OPEN
                     self._wake_waiters()
                     if not started:
                         started = True
                         task_status.started()
                     await conn.wait_closed()
-            except (OCPPError, OSError, trio.BrokenResourceError, trio_websocket.HandshakeError) as exc:
+            except (
+                OCPPError,
+                OSError,
+                trio.BrokenResourceError,
+                trio_websocket.HandshakeError,
+            ) as exc:
                 error = exc
             except BaseExceptionGroup as group:
                 leaf = _single_leaf(group)
-                if leaf is None or not isinstance(leaf, OCPPError | OSError | trio.BrokenResourceError):
+                if leaf is None or not isinstance(
+                    leaf, OCPPError | OSError | trio.BrokenResourceError
+                ):
                     raise
                 error = leaf
-            if self._closing:
+            if self._is_closing():
                 return
             if error is not None:
                 self._last_error = error
@@ -478,7 +500,10 @@ class OCPPClient:
                 if not started and not self._retry_initial:
                     raise error
                 self._emitter.emit("error", ErrorEvent(error=error, context="connect"))
-            if opened_at is not None and trio.current_time() - opened_at >= self._backoff_reset_after:
+            if (
+                opened_at is not None
+                and trio.current_time() - opened_at >= self._backoff_reset_after
+            ):
                 attempt = 0
             if not self._reconnect or attempt >= self._max_reconnects:
                 self._state = ConnectionState.CLOSED
@@ -491,7 +516,9 @@ class OCPPClient:
             delay = self._next_delay(attempt)
             attempt += 1
             self._state = ConnectionState.CONNECTING
-            self._emitter.emit("reconnect", ReconnectEvent(attempt=attempt, delay=delay, error=error))
+            self._emitter.emit(
+                "reconnect", ReconnectEvent(attempt=attempt, delay=delay, error=error)
+            )
             log.info("%s: reconnecting in %.2f s (attempt %d)", self.identity, delay, attempt)
             await trio.sleep(delay)
 
@@ -531,7 +558,9 @@ async def open_ocpp_client(
             ``max_reconnects``, ``backoff_min``, ``backoff_max``,
             ``backoff_jitter``, ``backoff_reset_after``,
             ``retry_initial_connect``, ``connect_timeout``, ``max_queued_calls``,
-            ``id_factory``) and connection options (``call_timeout``,
+            ``id_factory``, ``rng`` (a ``random.Random`` for the jitter),
+            ``open_stream`` (an async ``(host, port) -> trio.abc.Stream`` that
+            replaces TCP, e.g. for in-memory tests or a proxy)) and connection options (``call_timeout``,
             ``call_concurrency``, ``ping_interval``, ``strict_mode``, ... see
             ``ConnectionOptions``).
 

@@ -9,11 +9,12 @@ WebSocket handshake and framing really run (trio-websocket over
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
 import trio
+import trio.lowlevel
 import trio.testing
 import trio_websocket
 
@@ -32,6 +33,9 @@ async def open_memory_pair(
     protocol: str = "ocpp1.6",
     *,
     identity: str = "CP001",
+    stream_pair_factory: Callable[[], tuple[trio.abc.Stream, trio.abc.Stream]] = (
+        trio.testing.memory_stream_pair
+    ),
     **options: Any,
 ) -> AsyncIterator[tuple[OCPPConnection, OCPPConnection]]:
     """Yield ``(station, csms)``: two connected ends speaking ``protocol``.
@@ -39,7 +43,9 @@ async def open_memory_pair(
     Keyword options are connection options (``call_timeout``, ``strict_mode``,
     ``ping_interval`` (default 0 here: no pings unless asked), ...) applied to
     both ends; ``station_options`` / ``csms_options`` (dicts) override them per end.
-    On exit both ends are closed.
+    ``stream_pair_factory`` makes the two byte streams (default
+    ``trio.testing.memory_stream_pair``); pass your own to inject delay, loss
+    or a frozen peer.  On exit both ends are closed.
     """
     station_extra = options.pop("station_options", {})
     csms_extra = options.pop("csms_options", {})
@@ -48,7 +54,7 @@ async def open_memory_pair(
     csms_opts, rest2 = split_options({**options, **csms_extra})
     if rest or rest2:
         raise TypeError(f"unknown option(s): {', '.join(sorted(set(rest) | set(rest2)))}")
-    client_stream, server_stream = trio.testing.memory_stream_pair()
+    client_stream, server_stream = stream_pair_factory()
     async with trio.open_nursery() as nursery:
         guard = GuardedNursery(nursery, _log_error)
         server_ws: list[trio_websocket.WebSocketConnection] = []
@@ -67,7 +73,7 @@ async def open_memory_pair(
         )
         await trio.testing.wait_all_tasks_blocked()
         while not server_ws:
-            await trio.sleep(0)
+            await trio.lowlevel.checkpoint()
         station = OCPPConnection(
             TrioWebsocketTransport(client_ws, client_stream),
             identity=identity,

@@ -1,0 +1,58 @@
+"""Shared test helpers: streams whose delivery can be paused (a peer that goes silent)."""
+
+from __future__ import annotations
+
+import trio
+import trio.testing
+
+
+class Valve:
+    """Controls one direction of a freezable stream pair."""
+
+    def __init__(self) -> None:
+        self.frozen = False
+
+
+def _one_way(
+    valve: Valve,
+) -> tuple[trio.testing.MemorySendStream, trio.testing.MemoryReceiveStream]:
+    send = trio.testing.MemorySendStream()
+    recv = trio.testing.MemoryReceiveStream()
+
+    def pump() -> None:
+        if not valve.frozen:
+            trio.testing.memory_stream_pump(send, recv)
+
+    async def async_pump() -> None:
+        pump()
+
+    send.send_all_hook = async_pump
+    send.close_hook = pump  # a frozen link delivers nothing, not even the EOF
+    return send, recv
+
+
+def freezable_stream_pair() -> tuple[
+    tuple[
+        trio.StapledStream[trio.testing.MemorySendStream, trio.testing.MemoryReceiveStream],
+        trio.StapledStream[trio.testing.MemorySendStream, trio.testing.MemoryReceiveStream],
+    ],
+    Valve,
+    Valve,
+]:
+    """Return ``((a, b), a_to_b, b_to_a)``: freeze a valve and that direction stops delivering."""
+    a_to_b, b_to_a = Valve(), Valve()
+    s1, r1 = _one_way(a_to_b)
+    s2, r2 = _one_way(b_to_a)
+    return (trio.StapledStream(s1, r2), trio.StapledStream(s2, r1)), a_to_b, b_to_a
+
+
+class Recorder:
+    """Collects event payloads per event name."""
+
+    def __init__(self, target: object, *names: str) -> None:
+        self.events: dict[str, list[object]] = {n: [] for n in names}
+        for name in names:
+            target.on(name, self.events[name].append)  # type: ignore[attr-defined]
+
+    def __getitem__(self, name: str) -> list[object]:
+        return self.events[name]
