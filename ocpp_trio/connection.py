@@ -217,6 +217,7 @@ class OCPPConnection:
         self._idle = trio.Event()
         self._idle.set()
         self._closed = trio.Event()
+        self._tasks_done = trio.Event()
         self._cancel_scope: trio.CancelScope | None = None
         self._nursery: trio.Nursery | None = None
         self._last_activity = 0.0
@@ -533,6 +534,7 @@ class OCPPConnection:
             with trio.CancelScope(shield=True):
                 await self._transport.abort()
             self._finish(CLOSE_ABNORMAL, "connection task ended", by_peer=False)
+            self._tasks_done.set()
 
     async def _run_on_open(self, on_open: Callable[[OCPPConnection], Awaitable[object]]) -> None:
         try:
@@ -574,8 +576,16 @@ class OCPPConnection:
             pass
 
     async def wait_closed(self) -> None:
-        """Wait until the connection is CLOSED (by anyone)."""
+        """Wait until the connection is CLOSED (by anyone) and its tasks have ended."""
         await self._closed.wait()
+        await self._wait_tasks_done()
+
+    async def _wait_tasks_done(self) -> None:
+        # The reader, pinger and handler tasks end promptly once cancelled;
+        # the bound only guards against a handler that swallows Cancelled.
+        if self._nursery is not None:
+            with trio.move_on_after(self._options.close_timeout):
+                await self._tasks_done.wait()
 
     async def close(
         self,
@@ -604,7 +614,7 @@ class OCPPConnection:
         if self._state is ConnectionState.CLOSING:
             if force:
                 await self._abort(code, reason)
-            await self._closed.wait()
+            await self.wait_closed()
             return
         self._state = ConnectionState.CLOSING
         self._closed_by_us = True
@@ -616,17 +626,18 @@ class OCPPConnection:
                     await self._wait_idle()
             if force:
                 await self._abort(code, reason)
-                return
-            with trio.move_on_after(self._options.close_timeout):
-                await self._transport.aclose(code, reason)
-            self._finish(
-                self._transport.close_code or code,
-                self._transport.close_reason or reason,
-                by_peer=False,
-            )
+            else:
+                with trio.move_on_after(self._options.close_timeout):
+                    await self._transport.aclose(code, reason)
+                self._finish(
+                    self._transport.close_code or code,
+                    self._transport.close_reason or reason,
+                    by_peer=False,
+                )
         finally:
             if self._state is not ConnectionState.CLOSED:
                 await self._abort(code, reason)
+        await self._wait_tasks_done()
 
     async def _abort(self, code: int, reason: str, *, by_peer: bool = False) -> None:
         with trio.CancelScope(shield=True):
