@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -46,11 +47,11 @@ class Peer:
 async def run_session(protocol: str, script: Any) -> Peer:
     async with trio.open_nursery() as nursery:
         proc: trio.Process = await nursery.start(
-            lambda task_status: trio.run_process(
+            partial(
+                trio.run_process,
                 [sys.executable, str(PEER), protocol],
                 stdout=subprocess.PIPE,
                 check=False,
-                task_status=task_status,
             )
         )
         peer = Peer(proc)
