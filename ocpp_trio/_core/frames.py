@@ -154,7 +154,14 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
-_loads = json.JSONDecoder(parse_constant=_reject_constant).decode
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number {text[:20]} is out of range")
+    return value
+
+
+_loads = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float).decode
 
 
 def _describe(value: Any) -> str:
@@ -223,9 +230,11 @@ def decode(text: str | bytes, *, allowed_types: frozenset[int] | None = None) ->
         message_id = raw_id
 
     kind = data[0]
+    if isinstance(kind, float) and kind.is_integer():
+        kind = int(kind)  # JSON has one number type: 2.0 is 2
     if isinstance(kind, bool) or not isinstance(kind, int):
         raise _fail(
-            RPCFrameworkError(f"message type must be a number, got {_describe(kind)}"), message_id
+            RPCFrameworkError(f"message type must be an integer, got {_describe(kind)}"), message_id
         )
     if kind not in _ELEMENT_COUNT or (allowed_types is not None and kind not in allowed_types):
         raise _fail(

@@ -29,8 +29,9 @@ CALL: action not a string              [4,id,FormationViolation]   [4,id,RpcFram
 CALL: payload not an object            [4,id,FormationViolation]   [4,id,FormatViolation]      [4,id,FormatViolation]
 CALL: id already in flight             [4,id,ProtocolError]        [4,id,RpcFrameworkError]    [4,id,RpcFrameworkError]
 SEND: any defect                       (no SEND in 1.6)            (no SEND in 2.0.1)          not answered
-CALLRESULT/CALLERROR/CALLRESULTERROR   not answered                not answered                not answered
-  malformed
+CALLRESULT/CALLERROR/CALLRESULTERROR   not answered                not answered                not answered, except
+  malformed                                                                                    [5,id,...] for a CALLRESULT
+                                                                                               naming a pending call
 CALLRESULT/CALLERROR for unknown id    not answered                not answered                not answered
 =====================================  ==========================  ==========================  ==========================
 
@@ -505,24 +506,22 @@ class RPCProtocol:
         reply: str | None = None
         failed_call: str | None = None
         failed_action: str | None = None
-        if mtype in (MessageType.CALLRESULT, MessageType.CALLERROR, MessageType.CALLRESULTERROR):
-            # An answer we cannot use: never answered; fail the call it names.
+        if exc.error.code == ErrorCode.MESSAGE_TYPE_NOT_SUPPORTED:
+            if not self._is_16:  # OCPP-J 1.6 §4.1.3: ignore a message of an unknown type
+                reply = self._error_text(CallError, exc.message_id, exc.error)
+        elif mtype in (MessageType.CALLRESULT, MessageType.CALLERROR):
+            # An answer we cannot use is never answered with a CALLERROR; the
+            # call it names fails at once.  OCPP 2.1 tells the peer with a
+            # CALLRESULTERROR when it was a CALLRESULT (OCPP-J 2.1 §4.2.5).
             pending = self._pending.pop(exc.message_id, None)
-            if pending is not None and mtype != MessageType.CALLRESULTERROR:
+            if pending is not None:
                 failed_call, failed_action = exc.message_id, pending.action
-        elif mtype == MessageType.SEND:
-            pass  # SEND is never answered
-        elif self._is_16 and exc.error.code == ErrorCode.MESSAGE_TYPE_NOT_SUPPORTED:
-            pass  # OCPP-J 1.6 §4.1.3: ignore a message of an unknown type
+                if mtype == MessageType.CALLRESULT and self.supports_send:
+                    reply = self._error_text(CallResultError, exc.message_id, exc.error)
+        elif mtype in (MessageType.CALLRESULTERROR, MessageType.SEND):
+            pass  # about the peer's call, or a SEND: never answered
         else:
-            reply = encode(
-                CallError(
-                    message_id=exc.message_id,
-                    error_code=code_for_protocol(exc.error.code, self.protocol),
-                    error_description=truncate_description(exc.error.description),
-                    error_details={},
-                )
-            )
+            reply = self._error_text(CallError, exc.message_id, exc.error)
         if isinstance(text, bytes | bytearray):
             excerpt = repr(bytes(text[:EXCERPT_LENGTH]))
         else:
