@@ -36,11 +36,11 @@ from ._core.validation import Validator as Validator
 from ._core.validation import create_validator as create_validator
 from ._core.validation import get_validator as get_validator
 from ._options import ConnectionOptions as ConnectionOptions
+from ._state import ConnectionState as ConnectionState
 from ._version import __version__ as __version__
 from ._version import package_ident as package_ident
 from .client import OCPPClient as OCPPClient
 from .client import open_ocpp_client as open_ocpp_client
-from .connection import ConnectionState as ConnectionState
 from .connection import OCPPConnection as OCPPConnection
 from .routing import NOREPLY as NOREPLY
 from .routing import HandlerContext as HandlerContext

@@ -30,12 +30,13 @@ import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 from urllib.parse import quote, urlencode, urlsplit
 
 import trio
 import trio_websocket
 
+from ._calls import call_with_limit, parse_call_args
 from ._core.errors import (
     ConnectError,
     ConnectionClosed,
@@ -49,6 +50,7 @@ from ._core.errors import (
 from ._core.frames import new_message_id
 from ._core.protocol import Role
 from ._options import ConnectionOptions, split_options
+from ._state import ConnectionState
 from ._transport import (
     CLOSE_NORMAL,
     GuardedNursery,
@@ -57,15 +59,9 @@ from ._transport import (
     WatchedStream,
 )
 from ._version import package_ident
-from .connection import (
-    ConnectionState,
-    OCPPConnection,
-    _register,
-    call_with_limit,
-    parse_call_args,
-)
+from .connection import OCPPConnection
 from .events import ConnectingEvent, ErrorEvent, EventEmitter, ReconnectEvent
-from .routing import Handler, Router, parse_handle_args
+from .routing import Handler, Router, parse_handle_args, register
 from .security import SecurityProfile, basic_auth_header, client_ssl_context
 
 log = logging.getLogger("ocpp_trio.client")
@@ -225,9 +221,22 @@ class OCPPClient:
         """How many times the client has reconnected so far."""
         return self._reconnects
 
+    @overload
+    def handle(self, fn: F, /) -> F: ...
+    @overload
+    def handle(self, method: str, fn: F, /) -> F: ...
+    @overload
+    def handle(self, protocol: str, method: str, fn: F, /) -> F: ...
+    @overload
+    def handle(self, method: str, /) -> Callable[[F], F]: ...
+    @overload
+    def handle(self, protocol: str, method: str, /) -> Callable[[F], F]: ...
+    @overload
+    def handle(self) -> Callable[[F], F]: ...
+
     def handle(self, *args: Any) -> Any:
         """Register a handler (same forms as ``OCPPConnection.handle``); survives reconnects."""
-        return _register(self._router, args)
+        return register(self._router, args)
 
     def remove_handler(self, *args: str) -> bool:
         """Remove a handler: ``(method)``, ``(protocol, method)`` or ``()`` for the wildcard."""

@@ -30,8 +30,6 @@ whatever happened.  Calls still pending then fail with ``ConnectionClosed``
 
 from __future__ import annotations
 
-import enum
-import inspect
 import itertools
 import logging
 import math
@@ -40,132 +38,52 @@ from typing import Any, Literal, TypeVar, overload
 
 import trio
 
+from ._calls import Waiter, call_with_limit, cap_reason, parse_call_args, resolve_validator
 from ._core.errors import (
-    CallErrorReceived,
-    CallTimeout,
     ConnectionClosed,
-    MalformedResponseError,
     ProtocolMismatchError,
     ProtocolStateError,
     RPCError,
-    RPCGenericError,
-    RPCInternalError,
-    RPCNotImplementedError,
-    RPCNotSupportedError,
     ValidationError,
     code_for_protocol,
 )
 from ._core.frames import new_message_id
 from ._core.protocol import (
-    BadMessage,
-    CallReceived,
-    CallResultErrorReceived,
-    ErrorReceived,
-    LateResponse,
-    ResultReceived,
     Role,
     RPCProtocol,
-    SendReceived,
 )
-from ._core.validation import Validator, get_validator
+from ._inbound import InboundMixin
 from ._options import ConnectionOptions
+from ._state import ConnectionState
 from ._transport import (
     CLOSE_ABNORMAL,
     CLOSE_NORMAL,
-    CLOSE_PROTOCOL_ERROR,
     HandshakeInfo,
     Transport,
 )
 from .events import (
-    BadMessageEvent,
-    CallErrorEvent,
     CallEvent,
     CallResultErrorEvent,
-    CallResultEvent,
     CloseEvent,
     ErrorEvent,
     EventEmitter,
-    LateResponseEvent,
     MessageEvent,
     OpenEvent,
     PingEvent,
     PongEvent,
     StrictValidationFailureEvent,
 )
-from .routing import NOREPLY, Handler, HandlerContext, Router, parse_handle_args
+from .routing import Handler, Router, parse_handle_args, register
 
 log = logging.getLogger("ocpp_trio.connection")
 
 F = TypeVar("F", bound=Handler)
 
-#: Known OCPP protocols with official schemas.
-BUILTIN_PROTOCOLS = ("ocpp1.6", "ocpp2.0.1", "ocpp2.1")
-
-
-class ConnectionState(enum.Enum):
-    """The state of a connection (or of a client across its reconnects)."""
-
-    CONNECTING = "connecting"
-    OPEN = "open"
-    CLOSING = "closing"
-    CLOSED = "closed"
-
-
-class _Waiter:
-    """One outbound call waiting for its answer."""
-
-    __slots__ = ("action", "event", "outcome")
-
-    def __init__(self, action: str) -> None:
-        self.action = action
-        self.event = trio.Event()
-        self.outcome: dict[str, Any] | BaseException | None = None
-
-    def resolve(self, outcome: dict[str, Any] | BaseException) -> None:
-        if not self.event.is_set():
-            self.outcome = outcome
-            self.event.set()
-
-
-def parse_call_args(args: tuple[Any, ...]) -> tuple[str | None, str, Mapping[str, Any]]:
-    """Split ``call(...)`` arguments into ``(protocol, method, params)``."""
-    if len(args) == 2:
-        protocol, (method, params) = None, args
-    elif len(args) == 3:
-        protocol, method, params = args
-        if not isinstance(protocol, str):
-            raise TypeError(f"protocol must be a string, got {type(protocol).__name__}")
-    elif len(args) == 1:
-        method, params = args[0], {}
-        protocol = None
-        if not isinstance(method, str):
-            raise TypeError("call() takes (method, params) or (protocol, method, params)")
-    else:
-        raise TypeError(
-            f"call() takes (method, params) or (protocol, method, params), got {len(args)} arguments"
-        )
-    if not isinstance(method, str) or not method:
-        raise TypeError("method must be a non-empty string")
-    if not isinstance(params, Mapping):
-        raise TypeError(f"params must be a dict, got {type(params).__name__}")
-    return protocol, method, params
-
-
-def resolve_validator(options: ConnectionOptions, protocol: str) -> Validator | None:
-    """The validator strict mode uses on ``protocol``, or None when it does not validate."""
-    for validator in options.strict_mode_validators:
-        if validator.protocol == protocol:
-            return validator
-    strict = options.strict_mode
-    if strict is True or (not isinstance(strict, bool) and protocol in strict):
-        return get_validator(protocol) if protocol in BUILTIN_PROTOCOLS else None
-    return None
-
 
 _ping_counter = itertools.count(1)
 
 
-class OCPPConnection:
+class OCPPConnection(InboundMixin):
     """One OCPP-J connection over an open WebSocket, in either role.
 
     Users get one from ``open_ocpp_client`` (behind the client) or from the
@@ -212,7 +130,7 @@ class OCPPConnection:
         )
         self._validator = resolve_validator(self._options, protocol)
         self._state = ConnectionState.CONNECTING
-        self._waiters: dict[str, _Waiter] = {}
+        self._waiters: dict[str, Waiter] = {}
         self._handlers_running = 0
         self._idle = trio.Event()
         self._idle.set()
@@ -288,7 +206,7 @@ class OCPPConnection:
         that code; any other exception answers InternalError.  An async handler
         is cancelled when the connection closes.
         """
-        return _register(self._router, args)
+        return register(self._router, args)
 
     def remove_handler(self, *args: str) -> bool:
         """Remove a handler: ``(method)``, ``(protocol, method)`` or ``()`` for the wildcard."""
@@ -411,7 +329,7 @@ class OCPPConnection:
         if invalid is not None:
             raise invalid
         mid, text = self._proto.send_call(method, params)
-        waiter = _Waiter(method)
+        waiter = Waiter(method)
         self._waiters[mid] = waiter
         self._idle = trio.Event() if self._idle.is_set() else self._idle
         try:
@@ -619,7 +537,7 @@ class OCPPConnection:
         self._state = ConnectionState.CLOSING
         self._closed_by_us = True
         self._proto.start_close()
-        reason = _cap_reason(reason)
+        reason = cap_reason(reason)
         try:
             if await_pending and not force:
                 with trio.move_on_after(self._options.call_timeout):
@@ -652,315 +570,6 @@ class OCPPConnection:
     def _check_idle(self) -> None:
         if not self._waiters and not self._handlers_running:
             self._idle.set()
-
-    # --- inbound -------------------------------------------------------------
-
-    async def _reader(self) -> None:
-        transport, proto, emitter = self._transport, self._proto, self._emitter
-        try:
-            while True:
-                message = await transport.receive()
-                self._last_activity = trio.current_time()
-                if log.isEnabledFor(logging.DEBUG):
-                    log.debug("%s < %s", self.identity, message)
-                if emitter.has("message"):
-                    text = message if isinstance(message, str) else repr(message)
-                    emitter.emit("message", MessageEvent(text=text, outbound=False))
-                event = proto.receive(message)
-                match event:
-                    case ResultReceived():
-                        self._on_result(event)
-                    case CallReceived():
-                        await self._on_call(event.message_id, event.action, event.payload, False)
-                    case ErrorReceived():
-                        self._on_error(event)
-                    case SendReceived():
-                        await self._on_call(event.message_id, event.action, event.payload, True)
-                    case BadMessage():
-                        await self._on_bad_message(event)
-                    case LateResponse():
-                        self._on_late(event, message)
-                    case CallResultErrorReceived():
-                        if emitter.has("call_result_error"):
-                            emitter.emit(
-                                "call_result_error",
-                                CallResultErrorEvent(
-                                    message_id=event.message_id,
-                                    code=event.code,
-                                    description=event.description,
-                                    details=event.details,
-                                ),
-                            )
-        except ConnectionClosed as exc:
-            code = exc.code if exc.code is not None else CLOSE_ABNORMAL
-            by_peer = self._state is not ConnectionState.CLOSING
-            if by_peer:
-                self._finish(code, exc.reason, by_peer=True)
-
-    def _on_result(self, event: ResultReceived) -> None:
-        waiter = self._waiters.pop(event.message_id, None)
-        if waiter is not None:
-            waiter.resolve(event.payload)
-        if self._emitter.has("call_result"):
-            self._emitter.emit(
-                "call_result",
-                CallResultEvent(
-                    message_id=event.message_id,
-                    method=event.action,
-                    result=event.payload,
-                    outbound=False,
-                ),
-            )
-
-    def _on_error(self, event: ErrorReceived) -> None:
-        waiter = self._waiters.pop(event.message_id, None)
-        if waiter is not None:
-            waiter.resolve(
-                CallErrorReceived(event.code, event.description, event.details, action=event.action)
-            )
-        if self._emitter.has("call_error"):
-            self._emitter.emit(
-                "call_error",
-                CallErrorEvent(
-                    message_id=event.message_id,
-                    method=event.action,
-                    code=event.code,
-                    description=event.description,
-                    details=event.details,
-                ),
-            )
-
-    def _on_late(self, event: LateResponse, message: str | bytes) -> None:
-        log.info("%s: late answer to %s %s ignored", self.identity, event.action, event.message_id)
-        if self._emitter.has("late_response"):
-            text = message if isinstance(message, str) else repr(message)
-            self._emitter.emit(
-                "late_response",
-                LateResponseEvent(
-                    message_id=event.message_id, method=event.action, text=text[:1000]
-                ),
-            )
-
-    async def _on_bad_message(self, event: BadMessage) -> None:
-        code = code_for_protocol(event.error.code, self.protocol)
-        log.warning(
-            "%s: bad message (%s: %s), %d in a row: %r",
-            self.identity,
-            code,
-            event.error.description,
-            event.count,
-            event.excerpt,
-        )
-        self._emitter.emit(
-            "bad_message",
-            BadMessageEvent(
-                excerpt=event.excerpt,
-                code=code,
-                description=event.error.description,
-                replied=event.reply is not None,
-                count=event.count,
-            ),
-        )
-        if event.failed_call is not None:
-            waiter = self._waiters.pop(event.failed_call, None)
-            if waiter is not None:
-                waiter.resolve(
-                    MalformedResponseError(event.error, action=event.failed_action or "")
-                )
-        if event.reply is not None:
-            try:
-                await self._write(event.reply)
-            except ConnectionClosed:
-                return
-        if event.limit_exceeded:
-            log.warning(
-                "%s: %d bad messages in a row, more than max_bad_messages=%s: closing with 1002",
-                self.identity,
-                event.count,
-                self._options.max_bad_messages,
-            )
-            assert self._nursery is not None
-            self._nursery.start_soon(self.close, CLOSE_PROTOCOL_ERROR, "too many bad messages")
-
-    async def _on_call(self, mid: str, action: str, params: dict[str, Any], is_send: bool) -> None:
-        if self._emitter.has("call"):
-            self._emitter.emit(
-                "call",
-                CallEvent(
-                    message_id=mid, method=action, params=params, outbound=False, is_send=is_send
-                ),
-            )
-        if self._state is not ConnectionState.OPEN:
-            if not is_send:
-                await self._reply_error(mid, action, RPCGenericError("the connection is closing"))
-            return
-        invalid = self._validate(action, "request", params, outbound=False, message_id=mid)
-        if invalid is not None:
-            if not is_send:
-                await self._reply_error(mid, action, invalid.error)
-            return
-        entry = self._router.lookup(self.protocol, action)
-        if entry is None:
-            if not is_send:
-                await self._reply_error(mid, action, self._no_handler_error(action))
-            return
-        ctx = HandlerContext(
-            params=params,
-            protocol=self.protocol,
-            method=action,
-            message_id=mid,
-            connection=self,
-            is_send=is_send,
-        )
-        if not entry.is_async:
-            # A sync handler cannot await: answer right here, no task needed.
-            try:
-                result = entry.fn(ctx)
-            except Exception as exc:
-                await self._handler_failed(ctx, exc)
-                return
-            if not inspect.isawaitable(result):
-                await self._answer(ctx, result)
-                return
-            coro: Awaitable[Any] = result
-        else:
-            coro = None  # type: ignore[assignment]
-        if self._handlers_running >= self._options.inbound_call_concurrency:
-            if coro is not None and inspect.iscoroutine(coro):
-                coro.close()
-            if not is_send:
-                await self._reply_error(
-                    mid,
-                    action,
-                    RPCGenericError(
-                        f"busy: {self._handlers_running} calls in progress, "
-                        f"at most {self._options.inbound_call_concurrency} at once"
-                    ),
-                )
-            return
-        self._handlers_running += 1
-        self._idle = trio.Event() if self._idle.is_set() else self._idle
-        assert self._nursery is not None
-        self._nursery.start_soon(self._run_handler, entry.fn, ctx, coro)
-
-    def _no_handler_error(self, action: str) -> RPCError:
-        validator = self._validator
-        if validator is None and self.protocol in BUILTIN_PROTOCOLS:
-            validator = get_validator(self.protocol)
-        if validator is not None and action in validator.actions:
-            return RPCNotSupportedError(f"{action} is not supported here")
-        return RPCNotImplementedError(f"{action} is not a known action of {self.protocol}")
-
-    async def _run_handler(
-        self, fn: Handler, ctx: HandlerContext, coro: Awaitable[Any] | None
-    ) -> None:
-        try:
-            try:
-                result = await (coro if coro is not None else fn(ctx))
-            except Exception as exc:
-                await self._handler_failed(ctx, exc)
-                return
-            await self._answer(ctx, result)
-        finally:
-            self._handlers_running -= 1
-            self._check_idle()
-
-    async def _handler_failed(self, ctx: HandlerContext, exc: Exception) -> None:
-        if isinstance(exc, RPCError):
-            error = exc
-        else:
-            log.error(
-                "%s: handler for %s raised %s",
-                self.identity,
-                ctx.method,
-                type(exc).__name__,
-                exc_info=exc,
-            )
-            self._emitter.emit("error", ErrorEvent(error=exc, context=f"handler for {ctx.method}"))
-            details: dict[str, Any] = {}
-            if self._options.respond_with_detailed_errors:
-                details = {"type": type(exc).__name__, "message": str(exc)[:200]}
-            error = RPCInternalError(f"the handler for {ctx.method} failed", details)
-        if ctx.is_send:
-            return
-        await self._reply_error(ctx.message_id, ctx.method, error)
-
-    async def _answer(self, ctx: HandlerContext, result: Any) -> None:
-        if ctx.is_send:
-            return
-        mid = ctx.message_id
-        if result is NOREPLY:
-            self._proto.forget_inbound(mid)
-            return
-        if result is None:
-            result = {}
-        if not isinstance(result, Mapping):
-            log.error(
-                "%s: handler for %s returned %s, not a dict",
-                self.identity,
-                ctx.method,
-                type(result).__name__,
-            )
-            await self._reply_error(
-                mid,
-                ctx.method,
-                RPCInternalError(f"the handler for {ctx.method} returned no object"),
-            )
-            return
-        invalid = self._validate(ctx.method, "response", result, outbound=True, message_id=mid)
-        if invalid is not None:
-            log.error(
-                "%s: handler result for %s is invalid: %s", self.identity, ctx.method, invalid
-            )
-            await self._reply_error(
-                mid,
-                ctx.method,
-                RPCInternalError(
-                    f"the result of {ctx.method} failed validation",
-                    {"reason": invalid.error.description},
-                ),
-            )
-            return
-        try:
-            text = self._proto.send_result(mid, result)
-        except ValueError as exc:
-            await self._reply_error(mid, ctx.method, RPCInternalError(str(exc)))
-            return
-        except ProtocolStateError:
-            return  # the connection closed meanwhile
-        try:
-            await self._write(text)
-        except ConnectionClosed:
-            return
-        if self._emitter.has("call_result"):
-            self._emitter.emit(
-                "call_result",
-                CallResultEvent(
-                    message_id=mid, method=ctx.method, result=dict(result), outbound=True
-                ),
-            )
-
-    async def _reply_error(self, mid: str, action: str, error: RPCError) -> None:
-        try:
-            text = self._proto.send_error(mid, error)
-        except ProtocolStateError:
-            return
-        try:
-            await self._write(text)
-        except ConnectionClosed:
-            return
-        if self._emitter.has("call_error"):
-            self._emitter.emit(
-                "call_error",
-                CallErrorEvent(
-                    message_id=mid,
-                    method=action,
-                    code=code_for_protocol(error.code, self.protocol),
-                    description=error.description,
-                    details=dict(error.details),
-                    outbound=True,
-                ),
-            )
 
     # --- pings ---------------------------------------------------------------
 
@@ -1006,53 +615,3 @@ class OCPPConnection:
             self._emitter.emit(
                 "pong", PongEvent(payload=payload, rtt=trio.current_time() - started)
             )
-
-
-def _cap_reason(reason: str) -> str:
-    data = reason.encode("utf-8")
-    if len(data) <= 123:
-        return reason
-    return data[:123].decode("utf-8", "ignore")
-
-
-def _register(router: Router, args: tuple[Any, ...]) -> Any:
-    protocol, method, fn = parse_handle_args(args)
-    if fn is not None:
-        router.add(protocol, method, fn)
-        return fn
-
-    def decorator(func: F) -> F:
-        router.add(protocol, method, func)
-        return func
-
-    return decorator
-
-
-async def call_with_limit(
-    target: Any,
-    limiter: trio.CapacityLimiter,
-    protocol: str | None,
-    method: str,
-    params: Mapping[str, Any],
-    timeout: float | None,
-) -> dict[str, Any]:
-    """Run one call: FIFO slot, an open connection, the exchange, all within ``timeout``.
-
-    ``target._wait_ready()`` returns an open connection (a client waits for a
-    reconnect there).  The slot is held across that wait, so FIFO order holds
-    across reconnects.
-    """
-    if timeout is None:
-        timeout = target.options.call_timeout
-    if not timeout > 0:
-        raise ValueError(f"timeout must be > 0 seconds, got {timeout!r}")
-    token = object()
-    with trio.move_on_after(timeout) as scope:
-        await limiter.acquire_on_behalf_of(token)
-        try:
-            conn: OCPPConnection = await target._wait_ready()
-            return await conn._call_open(protocol, method, params)
-        finally:
-            limiter.release_on_behalf_of(token)
-    assert scope.cancelled_caught
-    raise CallTimeout(f"{method}: no answer within {timeout:g} s") from None

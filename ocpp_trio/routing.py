@@ -14,9 +14,9 @@ A handler answers the peer's CALL.  Lookup order for an inbound CALL of
 from __future__ import annotations
 
 import inspect
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final, final
+from typing import TYPE_CHECKING, Any, Final, TypeVar, final
 
 if TYPE_CHECKING:
     from .connection import OCPPConnection
@@ -73,6 +73,8 @@ class HandlerContext:
 
 Handler = Callable[[HandlerContext], Any]
 """A handler: ``fn(ctx)`` returning the result payload (or ``NOREPLY``), sync or async."""
+
+_F = TypeVar("_F", bound=Handler)
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,4 +153,15 @@ def parse_handle_args(
     raise TypeError("handle() takes (fn), (method, fn) or (protocol, method, fn)")
 
 
-AwaitableHandlerResult = Awaitable[Any]
+def register(router: Router, args: tuple[Any, ...]) -> Any:
+    """Register from ``handle(...)`` arguments; return fn, or a decorator without one."""
+    protocol, method, fn = parse_handle_args(args)
+    if fn is not None:
+        router.add(protocol, method, fn)
+        return fn
+
+    def decorator(func: _F) -> _F:
+        router.add(protocol, method, func)
+        return func
+
+    return decorator

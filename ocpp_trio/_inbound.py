@@ -1,0 +1,430 @@
+"""The inbound half of a connection: the reader task and the handlers it runs.
+
+The reader takes one message at a time from the transport, hands it to the
+sans-IO core and acts on the event: an answer wakes the waiting ``call()``; a
+CALL (or 2.1 SEND) goes to its handler.  A *sync* handler is run and answered
+right in the reader: it cannot await, so it cannot stall the reader, and a
+task per call would cost time and memory for nothing.  An *async* handler gets
+a task in the connection's nursery, at most ``inbound_call_concurrency`` at
+once; a CALL beyond that is answered at once with GenericError ("busy")
+instead of being queued, so the reader never waits for user code and WebSocket
+pings keep flowing (trio-websocket answers them only while we keep reading).
+Every defect in a frame is answered as ``_core/protocol.py``'s table says,
+reported as a ``bad_message`` event and counted; past ``max_bad_messages`` the
+connection closes with 1002.
+
+This is a mixin of :class:`~ocpp_trio.connection.OCPPConnection`, split out to
+keep each file to one idea; it uses the connection's state directly.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Awaitable, Mapping
+from typing import TYPE_CHECKING, Any, Literal, cast
+
+import trio
+
+from ._calls import BUILTIN_PROTOCOLS
+from ._core.errors import (
+    CallErrorReceived,
+    ConnectionClosed,
+    MalformedResponseError,
+    ProtocolStateError,
+    RPCError,
+    RPCGenericError,
+    RPCInternalError,
+    RPCNotImplementedError,
+    RPCNotSupportedError,
+    ValidationError,
+    code_for_protocol,
+)
+from ._core.protocol import (
+    BadMessage,
+    CallReceived,
+    CallResultErrorReceived,
+    ErrorReceived,
+    LateResponse,
+    ResultReceived,
+    RPCProtocol,
+    SendReceived,
+)
+from ._core.validation import Validator, get_validator
+from ._options import ConnectionOptions
+from ._state import ConnectionState
+from ._transport import CLOSE_ABNORMAL, CLOSE_PROTOCOL_ERROR, Transport
+from .events import (
+    BadMessageEvent,
+    CallErrorEvent,
+    CallEvent,
+    CallResultErrorEvent,
+    CallResultEvent,
+    ErrorEvent,
+    EventEmitter,
+    LateResponseEvent,
+    MessageEvent,
+)
+from .routing import NOREPLY, Handler, HandlerContext, Router
+
+if TYPE_CHECKING:
+    from ._calls import Waiter
+    from .connection import OCPPConnection
+
+log = logging.getLogger("ocpp_trio.connection")
+
+
+class InboundMixin:
+    """The reader and handler side of ``OCPPConnection`` (see the module docstring)."""
+
+    # Provided by OCPPConnection.
+    identity: str
+    protocol: str
+    _transport: Transport
+    _proto: RPCProtocol
+    _options: ConnectionOptions
+    _router: Router
+    _emitter: EventEmitter
+    _validator: Validator | None
+    _waiters: dict[str, Waiter]
+    _state: ConnectionState
+    _nursery: trio.Nursery | None
+    _handlers_running: int
+    _idle: trio.Event
+    _last_activity: float
+
+    if TYPE_CHECKING:
+
+        async def _write(self, text: str) -> None: ...
+
+        def _validate(
+            self,
+            method: str,
+            direction: Literal["request", "response"],
+            payload: Mapping[str, Any],
+            *,
+            outbound: bool,
+            message_id: str | None,
+        ) -> ValidationError | None: ...
+
+        def _finish(
+            self, code: int, reason: str, *, by_peer: bool, will_reconnect: bool = False
+        ) -> None: ...
+
+        def _check_idle(self) -> None: ...
+
+        async def close(
+            self,
+            code: int = ...,
+            reason: str = ...,
+            *,
+            await_pending: bool = ...,
+            force: bool = ...,
+        ) -> None: ...
+
+    async def _reader(self) -> None:
+        transport, proto, emitter = self._transport, self._proto, self._emitter
+        try:
+            while True:
+                message = await transport.receive()
+                self._last_activity = trio.current_time()
+                if log.isEnabledFor(logging.DEBUG):
+                    log.debug("%s < %s", self.identity, message)
+                if emitter.has("message"):
+                    text = message if isinstance(message, str) else repr(message)
+                    emitter.emit("message", MessageEvent(text=text, outbound=False))
+                event = proto.receive(message)
+                match event:
+                    case ResultReceived():
+                        self._on_result(event)
+                    case CallReceived():
+                        await self._on_call(event.message_id, event.action, event.payload, False)
+                    case ErrorReceived():
+                        self._on_error(event)
+                    case SendReceived():
+                        await self._on_call(event.message_id, event.action, event.payload, True)
+                    case BadMessage():
+                        await self._on_bad_message(event)
+                    case LateResponse():
+                        self._on_late(event, message)
+                    case CallResultErrorReceived():
+                        if emitter.has("call_result_error"):
+                            emitter.emit(
+                                "call_result_error",
+                                CallResultErrorEvent(
+                                    message_id=event.message_id,
+                                    code=event.code,
+                                    description=event.description,
+                                    details=event.details,
+                                ),
+                            )
+        except ConnectionClosed as exc:
+            code = exc.code if exc.code is not None else CLOSE_ABNORMAL
+            by_peer = self._state is not ConnectionState.CLOSING
+            if by_peer:
+                self._finish(code, exc.reason, by_peer=True)
+
+    def _on_result(self, event: ResultReceived) -> None:
+        waiter = self._waiters.pop(event.message_id, None)
+        if waiter is not None:
+            waiter.resolve(event.payload)
+        if self._emitter.has("call_result"):
+            self._emitter.emit(
+                "call_result",
+                CallResultEvent(
+                    message_id=event.message_id,
+                    method=event.action,
+                    result=event.payload,
+                    outbound=False,
+                ),
+            )
+
+    def _on_error(self, event: ErrorReceived) -> None:
+        waiter = self._waiters.pop(event.message_id, None)
+        if waiter is not None:
+            waiter.resolve(
+                CallErrorReceived(event.code, event.description, event.details, action=event.action)
+            )
+        if self._emitter.has("call_error"):
+            self._emitter.emit(
+                "call_error",
+                CallErrorEvent(
+                    message_id=event.message_id,
+                    method=event.action,
+                    code=event.code,
+                    description=event.description,
+                    details=event.details,
+                ),
+            )
+
+    def _on_late(self, event: LateResponse, message: str | bytes) -> None:
+        log.info("%s: late answer to %s %s ignored", self.identity, event.action, event.message_id)
+        if self._emitter.has("late_response"):
+            text = message if isinstance(message, str) else repr(message)
+            self._emitter.emit(
+                "late_response",
+                LateResponseEvent(
+                    message_id=event.message_id, method=event.action, text=text[:1000]
+                ),
+            )
+
+    async def _on_bad_message(self, event: BadMessage) -> None:
+        code = code_for_protocol(event.error.code, self.protocol)
+        log.warning(
+            "%s: bad message (%s: %s), %d in a row: %r",
+            self.identity,
+            code,
+            event.error.description,
+            event.count,
+            event.excerpt,
+        )
+        self._emitter.emit(
+            "bad_message",
+            BadMessageEvent(
+                excerpt=event.excerpt,
+                code=code,
+                description=event.error.description,
+                replied=event.reply is not None,
+                count=event.count,
+            ),
+        )
+        if event.failed_call is not None:
+            waiter = self._waiters.pop(event.failed_call, None)
+            if waiter is not None:
+                waiter.resolve(
+                    MalformedResponseError(event.error, action=event.failed_action or "")
+                )
+        if event.reply is not None:
+            try:
+                await self._write(event.reply)
+            except ConnectionClosed:
+                return
+        if event.limit_exceeded:
+            log.warning(
+                "%s: %d bad messages in a row, more than max_bad_messages=%s: closing with 1002",
+                self.identity,
+                event.count,
+                self._options.max_bad_messages,
+            )
+            assert self._nursery is not None
+            self._nursery.start_soon(self.close, CLOSE_PROTOCOL_ERROR, "too many bad messages")
+
+    async def _on_call(self, mid: str, action: str, params: dict[str, Any], is_send: bool) -> None:
+        if self._emitter.has("call"):
+            self._emitter.emit(
+                "call",
+                CallEvent(
+                    message_id=mid, method=action, params=params, outbound=False, is_send=is_send
+                ),
+            )
+        if self._state is not ConnectionState.OPEN:
+            if not is_send:
+                await self._reply_error(mid, action, RPCGenericError("the connection is closing"))
+            return
+        invalid = self._validate(action, "request", params, outbound=False, message_id=mid)
+        if invalid is not None:
+            if not is_send:
+                await self._reply_error(mid, action, invalid.error)
+            return
+        entry = self._router.lookup(self.protocol, action)
+        if entry is None:
+            if not is_send:
+                await self._reply_error(mid, action, self._no_handler_error(action))
+            return
+        ctx = HandlerContext(
+            params=params,
+            protocol=self.protocol,
+            method=action,
+            message_id=mid,
+            connection=cast("OCPPConnection", self),
+            is_send=is_send,
+        )
+        if not entry.is_async:
+            # A sync handler cannot await: answer right here, no task needed.
+            try:
+                result = entry.fn(ctx)
+            except Exception as exc:
+                await self._handler_failed(ctx, exc)
+                return
+            if not inspect.isawaitable(result):
+                await self._answer(ctx, result)
+                return
+            coro: Awaitable[Any] = result
+        else:
+            coro = None  # type: ignore[assignment]
+        if self._handlers_running >= self._options.inbound_call_concurrency:
+            if coro is not None and inspect.iscoroutine(coro):
+                coro.close()
+            if not is_send:
+                await self._reply_error(
+                    mid,
+                    action,
+                    RPCGenericError(
+                        f"busy: {self._handlers_running} calls in progress, "
+                        f"at most {self._options.inbound_call_concurrency} at once"
+                    ),
+                )
+            return
+        self._handlers_running += 1
+        self._idle = trio.Event() if self._idle.is_set() else self._idle
+        assert self._nursery is not None
+        self._nursery.start_soon(self._run_handler, entry.fn, ctx, coro)
+
+    def _no_handler_error(self, action: str) -> RPCError:
+        validator = self._validator
+        if validator is None and self.protocol in BUILTIN_PROTOCOLS:
+            validator = get_validator(self.protocol)
+        if validator is not None and action in validator.actions:
+            return RPCNotSupportedError(f"{action} is not supported here")
+        return RPCNotImplementedError(f"{action} is not a known action of {self.protocol}")
+
+    async def _run_handler(
+        self, fn: Handler, ctx: HandlerContext, coro: Awaitable[Any] | None
+    ) -> None:
+        try:
+            try:
+                result = await (coro if coro is not None else fn(ctx))
+            except Exception as exc:
+                await self._handler_failed(ctx, exc)
+                return
+            await self._answer(ctx, result)
+        finally:
+            self._handlers_running -= 1
+            self._check_idle()
+
+    async def _handler_failed(self, ctx: HandlerContext, exc: Exception) -> None:
+        if isinstance(exc, RPCError):
+            error = exc
+        else:
+            log.error(
+                "%s: handler for %s raised %s",
+                self.identity,
+                ctx.method,
+                type(exc).__name__,
+                exc_info=exc,
+            )
+            self._emitter.emit("error", ErrorEvent(error=exc, context=f"handler for {ctx.method}"))
+            details: dict[str, Any] = {}
+            if self._options.respond_with_detailed_errors:
+                details = {"type": type(exc).__name__, "message": str(exc)[:200]}
+            error = RPCInternalError(f"the handler for {ctx.method} failed", details)
+        if ctx.is_send:
+            return
+        await self._reply_error(ctx.message_id, ctx.method, error)
+
+    async def _answer(self, ctx: HandlerContext, result: Any) -> None:
+        if ctx.is_send:
+            return
+        mid = ctx.message_id
+        if result is NOREPLY:
+            self._proto.forget_inbound(mid)
+            return
+        if result is None:
+            result = {}
+        if not isinstance(result, Mapping):
+            log.error(
+                "%s: handler for %s returned %s, not a dict",
+                self.identity,
+                ctx.method,
+                type(result).__name__,
+            )
+            await self._reply_error(
+                mid,
+                ctx.method,
+                RPCInternalError(f"the handler for {ctx.method} returned no object"),
+            )
+            return
+        invalid = self._validate(ctx.method, "response", result, outbound=True, message_id=mid)
+        if invalid is not None:
+            log.error(
+                "%s: handler result for %s is invalid: %s", self.identity, ctx.method, invalid
+            )
+            await self._reply_error(
+                mid,
+                ctx.method,
+                RPCInternalError(
+                    f"the result of {ctx.method} failed validation",
+                    {"reason": invalid.error.description},
+                ),
+            )
+            return
+        try:
+            text = self._proto.send_result(mid, result)
+        except ValueError as exc:
+            await self._reply_error(mid, ctx.method, RPCInternalError(str(exc)))
+            return
+        except ProtocolStateError:
+            return  # the connection closed meanwhile
+        try:
+            await self._write(text)
+        except ConnectionClosed:
+            return
+        if self._emitter.has("call_result"):
+            self._emitter.emit(
+                "call_result",
+                CallResultEvent(
+                    message_id=mid, method=ctx.method, result=dict(result), outbound=True
+                ),
+            )
+
+    async def _reply_error(self, mid: str, action: str, error: RPCError) -> None:
+        try:
+            text = self._proto.send_error(mid, error)
+        except ProtocolStateError:
+            return
+        try:
+            await self._write(text)
+        except ConnectionClosed:
+            return
+        if self._emitter.has("call_error"):
+            self._emitter.emit(
+                "call_error",
+                CallErrorEvent(
+                    message_id=mid,
+                    method=action,
+                    code=code_for_protocol(error.code, self.protocol),
+                    description=error.description,
+                    details=dict(error.details),
+                    outbound=True,
+                ),
+            )
