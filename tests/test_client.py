@@ -33,7 +33,7 @@ from ocpp_trio._core.protocol import Role
 from ocpp_trio._transport import GuardedNursery, TrioWebsocketTransport
 from ocpp_trio.client import build_url
 
-from .helpers import Recorder
+from .helpers import Recorder, Valve, freezable_stream_pair
 
 NOW = {"currentTime": "2024-01-01T00:00:00Z"}
 
@@ -51,11 +51,13 @@ class ScriptedCSMS:
         self.headers: list[dict[str, str]] = []
         self.paths: list[str] = []
         self.connections: list[OCPPConnection] = []
+        self.valves: list[Valve] = []  # per attempt: the station -> CSMS direction
 
     async def open_stream(self, host: str, port: int) -> trio.abc.Stream:
         self.attempts.append(trio.current_time())
         behaviour = self.behaviours.pop(0) if len(self.behaviours) > 1 else self.behaviours[0]
-        client_side, server_side = trio.testing.memory_stream_pair()
+        (client_side, server_side), to_csms, _ = freezable_stream_pair()
+        self.valves.append(to_csms)
         self.nursery.start_soon(self._run, behaviour, server_side)
         return client_side
 
@@ -440,4 +442,26 @@ async def test_real_socket_smoke() -> None:
                 f"ws://127.0.0.1:{port}/ocpp", identity="CP1", ping_interval=0
             ) as client:
                 assert await client.call("Heartbeat", {}) == NOW
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_dead_peer_is_detected_by_ping_and_the_client_reconnects(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with trio.open_nursery() as nursery:
+        csms = ScriptedCSMS(nursery, accept())
+        async with open_ocpp_client(
+            "ws://h/ocpp",
+            identity="CP1",
+            **client_options(csms, ping_interval=10, pong_timeout=5),
+        ) as client:
+            closes = Recorder(client, "close")
+            await trio.sleep(12)
+            csms.valves[0].frozen = True  # the network swallows everything we send
+            await trio.sleep(20)
+            # ping at 20 gets no pong by 25: dead; reconnect after 1 s backoff
+            assert [e.code for e in closes["close"]] == [1006]  # type: ignore[attr-defined]
+            assert csms.attempts == [0, 26]
+            assert client.state is ConnectionState.OPEN
+            assert await client.call("Heartbeat", {}) == NOW
         nursery.cancel_scope.cancel()
