@@ -56,7 +56,7 @@ async def idle_memory(pairs: int) -> float:
     before = tracemalloc.get_traced_memory()[0]
     async with AsyncExitStack() as stack:
         for _ in range(pairs):
-            station, csms = await stack.enter_async_context(open_memory_pair("ocpp1.6"))
+            _station, csms = await stack.enter_async_context(open_memory_pair("ocpp1.6"))
             csms.handle("Heartbeat", sync_handler)
         gc.collect()
         after = tracemalloc.get_traced_memory()[0]
