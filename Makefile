@@ -30,7 +30,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy --strict ocpp_trio
 
-pytest: $(STAMP)
+pytest: $(STAMP) node-deps
 	$(BIN)/python tools/import_schemas.py --check --installed
 	$(BIN)/pytest
 

@@ -44,15 +44,27 @@ from .client import open_ocpp_client as open_ocpp_client
 from .connection import OCPPConnection as OCPPConnection
 from .routing import NOREPLY as NOREPLY
 from .routing import HandlerContext as HandlerContext
+from .security import CertificateInfo as CertificateInfo
 from .security import SecurityProfile as SecurityProfile
+from .security import basic_auth_header as basic_auth_header
+from .security import certificate_info as certificate_info
 from .security import check_password as check_password
+from .security import check_station_certificate as check_station_certificate
 from .security import client_ssl_context as client_ssl_context
 from .security import server_ssl_context as server_ssl_context
+from .server import AuthAccept as AuthAccept
+from .server import AuthReject as AuthReject
+from .server import HandshakeRequest as HandshakeRequest
+from .server import OCPPServer as OCPPServer
+from .server import serve_ocpp as serve_ocpp
 
 __all__ = [
     "NOREPLY",
+    "AuthAccept",
+    "AuthReject",
     "CallErrorReceived",
     "CallTimeout",
+    "CertificateInfo",
     "ConnectError",
     "ConnectTimeout",
     "ConnectionClosed",
@@ -61,10 +73,12 @@ __all__ = [
     "ErrorCode",
     "HandlerContext",
     "HandshakeRejected",
+    "HandshakeRequest",
     "MalformedResponseError",
     "OCPPClient",
     "OCPPConnection",
     "OCPPError",
+    "OCPPServer",
     "ProtocolMismatchError",
     "ProtocolNegotiationError",
     "ProtocolStateError",
@@ -87,7 +101,10 @@ __all__ = [
     "ValidationError",
     "Validator",
     "__version__",
+    "basic_auth_header",
+    "certificate_info",
     "check_password",
+    "check_station_certificate",
     "client_ssl_context",
     "create_rpc_error",
     "create_validator",
@@ -95,5 +112,6 @@ __all__ = [
     "get_validator",
     "open_ocpp_client",
     "package_ident",
+    "serve_ocpp",
     "server_ssl_context",
 ]

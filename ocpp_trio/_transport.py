@@ -57,7 +57,7 @@ class HandshakeInfo:
 
     path: str = "/"
     subprotocol: str | None = None
-    request_headers: tuple[tuple[str, str], ...] = ()
+    request_headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)
     response_headers: tuple[tuple[str, str], ...] = ()
     remote: tuple[str, int] | None = None
     peer_certificate: dict[str, Any] | None = field(default=None, repr=False)

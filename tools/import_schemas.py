@@ -72,7 +72,9 @@ def read_wheel_schemas(wheel: Path) -> dict[str, bytes]:
                     counts[prefix] += 1
     for prefix, (folder, expected) in SOURCES.items():
         if counts[prefix] != expected:
-            raise SystemExit(f"{folder}: expected {expected} schema files, the wheel has {counts[prefix]}")
+            raise SystemExit(
+                f"{folder}: expected {expected} schema files, the wheel has {counts[prefix]}"
+            )
     return files
 
 
@@ -91,10 +93,12 @@ def read_installed_schemas() -> dict[str, bytes]:
             rest = name[len(prefix) :]
             if name.startswith(prefix) and rest.endswith(".json") and "/" not in rest:
                 files[f"{folder}/{rest}"] = Path(str(entry.locate())).read_bytes()
-    for prefix, (folder, expected) in SOURCES.items():
+    for folder, expected in SOURCES.values():
         count = sum(1 for n in files if n.startswith(folder + "/"))
         if count != expected:
-            raise SystemExit(f"{folder}: expected {expected} schema files, installed ocpp has {count}")
+            raise SystemExit(
+                f"{folder}: expected {expected} schema files, installed ocpp has {count}"
+            )
     return files
 
 

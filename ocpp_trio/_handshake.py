@@ -1,0 +1,525 @@
+"""The CSMS side of the OCPP-J opening handshake: records, decisions, small helpers.
+
+What the server decides from an upgrade request, in order (``server.py`` runs it):
+
+1. The station identity is the last non-empty segment of the request path,
+   percent-decoded (OCPP-J 1.6 §3.1.1; OCPP 2.0.1 Part 4 §3.1.1: the
+   station appends "/" and its percent-encoded identity to the endpoint
+   URL, e.g. ``/ocppj/RDAM%20123``).  Decoding is strict: a ``%`` not
+   followed by two hex digits, bytes that are not UTF-8, an empty identity,
+   a control character, or more than 48 characters (2.0.1 Part 4 §3.1.1)
+   answer HTTP 400.  A ``:`` is let through (1.6 stations use it); with
+   Basic Auth such an identity can never match its user-id, so it gets 401.
+   The path before the identity (``endpoint``) and the query are kept for
+   the auth callback.
+2. The credentials the security profile asks for (OCPP 1.6 Security
+   Whitepaper §2, OCPP 2.0.1 Part 2 A00): profiles 1 and 2 need HTTP Basic
+   Auth whose user-id is the identity (A00.FR.204/303), else 401 with
+   ``WWW-Authenticate: Basic realm="OCPP"`` (RFC 7617 §2); profile 3 needs a
+   verified TLS client certificate, else 401.
+3. The subprotocol: the server's ``protocols`` in the server's order of
+   preference among those offered (RFC 6455 §4.2.2 leaves the choice to the
+   server).
+
+The records here never show a password or an ``Authorization`` header in
+their repr.  The small trio helpers at the end (``ReaderNursery``, ``Gate``)
+keep trio-websocket's reader task from outliving or crashing a handshake.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import math
+import re
+import ssl
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Final, TypeAlias, final
+from urllib.parse import parse_qsl, unquote_to_bytes, urlsplit
+
+import trio
+
+from ._transport import HandshakeInfo
+from .security import (
+    BasicAuthError,
+    CertificateInfo,
+    SecurityProfile,
+    certificate_info,
+    parse_basic_auth,
+)
+
+log = logging.getLogger("ocpp_trio.server")
+
+#: OCPP 2.0.1 SecurityCtrlr.Identity: an identity has at most 48 characters.
+MAX_IDENTITY_LENGTH: Final = 48
+#: At most this many query parameters are parsed; more answer HTTP 400.
+MAX_QUERY_FIELDS: Final = 64
+#: The challenge sent with every 401 of profiles 1 and 2 (RFC 7617 §2).
+BASIC_CHALLENGE: Final = ("WWW-Authenticate", 'Basic realm="OCPP"')
+
+_BAD_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
+_REDACTED: Final = "<redacted>"
+_SECRET_HEADERS: Final = frozenset({"authorization", "proxy-authorization", "cookie"})
+
+
+class Refusal(Exception):
+    """The handshake is refused with HTTP ``status``; ``reason`` is logged, never sent."""
+
+    def __init__(self, status: int, reason: str, headers: Sequence[tuple[str, str]] = ()) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+        self.headers = tuple(headers)
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """A request target split into what OCPP-J gives meaning to."""
+
+    identity: str
+    endpoint: str
+    query: Mapping[str, str]
+
+
+def check_server_options(
+    *,
+    protocols: Sequence[str],
+    auth: object,
+    profile: SecurityProfile,
+    ssl_context: ssl.SSLContext | None,
+    max_connections: float,
+    handshake_timeout: float,
+    duplicate_policy: str,
+) -> None:
+    """Raise ValueError for server options that cannot work together."""
+    if isinstance(protocols, str) or not protocols:
+        raise ValueError("protocols must be a non-empty list of subprotocol names")
+    if any(not isinstance(p, str) or not p for p in protocols):
+        raise ValueError("protocols must be non-empty strings")
+    if profile.requires_tls and ssl_context is None:
+        raise ValueError(f"security profile {int(profile)} requires an ssl_context")
+    if profile.requires_password and auth is None:
+        raise ValueError(
+            f"security profile {int(profile)} requires an auth callback to check passwords"
+        )
+    if (
+        profile.requires_client_cert
+        and ssl_context is not None
+        and ssl_context.verify_mode == ssl.CERT_NONE
+    ):
+        raise ValueError(
+            "security profile 3 requires an ssl_context that verifies client certificates "
+            "(verify_mode CERT_REQUIRED, as server_ssl_context(profile=3) builds)"
+        )
+    if not (
+        max_connections == math.inf or (isinstance(max_connections, int) and max_connections >= 1)
+    ):
+        raise ValueError(
+            f"max_connections must be an integer >= 1 or math.inf, got {max_connections!r}"
+        )
+    if not handshake_timeout > 0:
+        raise ValueError(f"handshake_timeout must be > 0 seconds, got {handshake_timeout!r}")
+    if duplicate_policy not in ("replace", "reject"):
+        raise ValueError(
+            f"duplicate_policy must be 'replace' or 'reject', got {duplicate_policy!r}"
+        )
+
+
+class ServerEvents:
+    """The server's event registry: ``"client"`` and ``"handshake_rejected"``."""
+
+    NAMES: Final = frozenset({"client", "handshake_rejected"})
+
+    def __init__(self) -> None:
+        self._callbacks: dict[str, list[Callable[[Any], object]]] = {}
+
+    def on(self, name: str, callback: Callable[[Any], object]) -> Callable[[Any], object]:
+        """Add ``callback`` to event ``name``; returns it."""
+        if name not in self.NAMES:
+            raise ValueError(
+                f"unknown server event {name!r}; known: {', '.join(sorted(self.NAMES))}"
+            )
+        if not callable(callback):
+            raise TypeError("callback must be callable")
+        self._callbacks.setdefault(name, []).append(callback)
+        return callback
+
+    def off(self, name: str, callback: Callable[[Any], object] | None = None) -> None:
+        """Remove ``callback`` from ``name`` (every callback of ``name`` when None)."""
+        if callback is None:
+            self._callbacks.pop(name, None)
+        elif callback in self._callbacks.get(name, ()):
+            self._callbacks[name].remove(callback)
+
+    def emit(self, name: str, payload: object) -> None:
+        """Call the callbacks of ``name``; one that raises is logged and skipped."""
+        for callback in tuple(self._callbacks.get(name, ())):
+            try:
+                callback(payload)
+            except Exception:
+                log.exception("server callback %r for %r raised", callback, name)
+
+
+def parse_target(target: str) -> Target:
+    """Split a request target into identity, endpoint (path before it) and query.
+
+    Raises:
+        Refusal: 400, when there is no usable identity.
+    """
+    if target.startswith("/"):
+        path, _, query = target.partition("?")
+    else:  # absolute-form (RFC 9112 §3.2.2), as sent to a proxy
+        try:
+            parts = urlsplit(target)
+        except ValueError:
+            raise Refusal(400, "request target is not a path or URL") from None
+        path, query = parts.path, parts.query
+    segments = path.split("/")
+    index = next((i for i in range(len(segments) - 1, -1, -1) if segments[i]), None)
+    if index is None:
+        raise Refusal(400, "no station identity in the request path")
+    raw = segments[index]
+    if _BAD_PERCENT.search(raw):
+        raise Refusal(400, "malformed percent-encoding in the station identity")
+    try:
+        identity = unquote_to_bytes(raw).decode("utf-8")
+    except UnicodeDecodeError:
+        raise Refusal(400, "the station identity is not valid UTF-8") from None
+    if not identity:
+        raise Refusal(400, "empty station identity")
+    if len(identity) > MAX_IDENTITY_LENGTH:
+        raise Refusal(
+            400,
+            f"station identity has {len(identity)} characters, "
+            f"at most {MAX_IDENTITY_LENGTH} are allowed",
+        )
+    if any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 for c in identity):
+        raise Refusal(400, "control character in the station identity")
+    try:
+        pairs = parse_qsl(
+            query, keep_blank_values=True, errors="replace", max_num_fields=MAX_QUERY_FIELDS
+        )
+    except ValueError:
+        raise Refusal(400, f"more than {MAX_QUERY_FIELDS} query parameters") from None
+    endpoint = "/".join(segments[:index]) or "/"
+    return Target(identity=identity, endpoint=endpoint, query=MappingProxyType(dict(pairs)))
+
+
+def select_protocol(preference: Sequence[str], offered: Sequence[str]) -> str | None:
+    """The first of ``preference`` (the server's order) that the station offered."""
+    return next((p for p in preference if p in offered), None)
+
+
+def header_map(raw: Sequence[tuple[bytes, bytes]]) -> Mapping[str, str]:
+    """Request headers as a read-only mapping: lower-cased names, repeats joined by ``", "``."""
+    out: dict[str, str] = {}
+    for name, value in raw:
+        key = bytes(name).decode("latin-1").lower()
+        text = bytes(value).decode("latin-1")
+        out[key] = f"{out[key]}, {text}" if key in out else text
+    return MappingProxyType(out)
+
+
+def redacted(headers: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    """Headers as pairs, with credentials replaced (for records that have a repr)."""
+    return tuple((k, _REDACTED if k in _SECRET_HEADERS else v) for k, v in headers.items())
+
+
+@final
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HandshakeRequest:
+    """A station's upgrade request, as the server's ``auth`` callback sees it.
+
+    The server has already checked what the security profile requires (the
+    Basic Auth user-id is the identity for profiles 1-2, a verified client
+    certificate for profile 3); the callback decides whether *this* station
+    with *these* credentials may connect.
+
+    Attributes:
+        identity: the station identity, percent-decoded.
+        endpoint: the request path before the identity, as sent (``"/ocpp"``).
+        path: the whole request target, as sent.
+        query: the query parameters (the last value of a repeated name wins).
+        remote: ``(host, port)`` of the station, when it is a TCP peer.
+        headers: the request headers, lower-cased names (not in the repr).
+        protocols: the subprotocols the station offered, in its order.
+        password: the Basic Auth password sent with user-id ``identity``
+            (compare it with :func:`ocpp_trio.check_password`), else None.
+            Never in the repr.
+        certificate: the verified TLS client certificate, if any.
+        security_profile: the server's security profile.
+    """
+
+    identity: str
+    endpoint: str
+    path: str
+    query: Mapping[str, str]
+    remote: tuple[str, int] | None
+    headers: Mapping[str, str] = field(repr=False)
+    protocols: tuple[str, ...]
+    password: bytes | None = field(repr=False)
+    certificate: CertificateInfo | None
+    security_profile: SecurityProfile
+
+
+@final
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StationHandshake(HandshakeInfo):
+    """``conn.handshake`` on the server side: the handshake facts plus what OCPP made of them.
+
+    ``request_headers`` has credentials (``Authorization``, ``Cookie``)
+    replaced by ``"<redacted>"``.
+
+    Attributes:
+        identity: the station identity.
+        endpoint: the request path before the identity.
+        query: the query parameters.
+        offered_protocols: the subprotocols the station offered.
+        certificate: the verified TLS client certificate, if any.
+        security_profile: the server's security profile.
+    """
+
+    identity: str = ""
+    endpoint: str = "/"
+    query: Mapping[str, str] = field(default_factory=dict)
+    offered_protocols: tuple[str, ...] = ()
+    certificate: CertificateInfo | None = None
+    security_profile: SecurityProfile = SecurityProfile.NONE
+
+
+@final
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AuthAccept:
+    """Returned by an ``auth`` callback: let the station in.
+
+    Attributes:
+        session: data for the application, visible as ``conn.session``.
+        protocol: the subprotocol to use instead of the server's preference;
+            it must be one the station offered.
+    """
+
+    session: Mapping[str, Any] = field(default_factory=dict)
+    protocol: str | None = None
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class AuthReject:
+    """Returned by an ``auth`` callback: refuse the station with an HTTP status.
+
+    Attributes:
+        status: 400-599; e.g. 401 (bad credentials, sent with the Basic
+            challenge on profiles 1-2), 403, 404 (unknown station, as OCPP-J
+            1.6 §3.2 suggests).
+        headers: extra response headers.
+    """
+
+    status: int = 401
+    headers: Sequence[tuple[str, str]] = ()
+
+
+AuthResult: TypeAlias = AuthAccept | AuthReject | bool | None
+#: ``auth(request)``: sync or async; True/None accept, False rejects with 401.
+AuthCallback: TypeAlias = Callable[[HandshakeRequest], AuthResult | Awaitable[AuthResult]]
+
+
+def check_credentials(
+    profile: SecurityProfile,
+    identity: str,
+    headers: Mapping[str, str],
+    peercert: Mapping[str, object] | None,
+) -> tuple[bytes | None, CertificateInfo | None]:
+    """The password and client certificate a station presented, as ``profile`` needs them.
+
+    The password is returned only when the Basic Auth user-id is the
+    identity; the certificate only when TLS verified it.
+
+    Raises:
+        Refusal: 401 when the profile's credential is missing or malformed.
+    """
+    password: bytes | None = None
+    value = headers.get("authorization")
+    if value is None:
+        if profile.requires_password:
+            raise Refusal(401, "no Authorization header", (BASIC_CHALLENGE,))
+    else:
+        try:
+            user, secret = parse_basic_auth(value)
+        except BasicAuthError as exc:
+            if profile.requires_password:
+                raise Refusal(401, str(exc), (BASIC_CHALLENGE,)) from None
+        else:
+            if user == identity:
+                password = secret
+            elif profile.requires_password:
+                raise Refusal(
+                    401, "Basic Auth user-id is not the station identity", (BASIC_CHALLENGE,)
+                )
+    certificate: CertificateInfo | None = None
+    if peercert:
+        try:
+            certificate = certificate_info(peercert)
+        except ValueError:
+            certificate = None
+    if profile.requires_client_cert and certificate is None:
+        raise Refusal(401, "no verified TLS client certificate")
+    return password, certificate
+
+
+async def run_auth(auth: AuthCallback, request: HandshakeRequest) -> object:
+    """Call ``auth(request)`` (sync or async).
+
+    Raises:
+        Refusal: 500 when it raises; the exception is logged, never sent.
+    """
+    try:
+        result: object = auth(request)
+        if inspect.isawaitable(result):
+            result = await result
+    except Exception as exc:
+        log.error(
+            "auth callback raised %s for %r; answering 500",
+            type(exc).__name__,
+            request.identity,
+            exc_info=exc,
+        )
+        raise Refusal(500, f"auth callback raised {type(exc).__name__}") from None
+    return result
+
+
+def auth_decision(
+    result: object, offered: Sequence[str], protocol: str | None, profile: SecurityProfile
+) -> tuple[Mapping[str, Any], str | None]:
+    """Interpret what an ``auth`` callback returned: ``(session, protocol)``.
+
+    Raises:
+        Refusal: the callback refused (its status), or returned something
+            invalid (500, logged as an error: a bug in the application).
+    """
+    if isinstance(result, AuthReject) or result is False:
+        status = result.status if isinstance(result, AuthReject) else 401
+        extra = tuple(result.headers) if isinstance(result, AuthReject) else ()
+        if isinstance(status, bool) or not isinstance(status, int) or not 400 <= status <= 599:
+            log.error("auth callback returned HTTP status %r, not 400-599; answering 500", status)
+            raise Refusal(500, "auth callback returned an invalid status")
+        if status == 401 and profile.requires_password:
+            extra = (*extra, BASIC_CHALLENGE)
+        raise Refusal(status, "refused by the auth callback", extra)
+    if isinstance(result, AuthAccept):
+        if result.protocol is not None:
+            if result.protocol not in offered:
+                log.error("auth callback chose subprotocol %r, not offered", result.protocol)
+                raise Refusal(500, "auth callback chose a subprotocol the station did not offer")
+            protocol = result.protocol
+        return result.session, protocol
+    if result is True or result is None:
+        return {}, protocol
+    log.error("auth callback returned a %s; answering 500", type(result).__name__)
+    raise Refusal(500, "auth callback returned an unexpected value")
+
+
+class ReaderNursery:
+    """A stand-in nursery for trio-websocket's reader task.
+
+    It catches what the reader raises (e.g. wsproto's LocalProtocolError when
+    a ping arrives while we close, or a decoding error on a garbage request)
+    and calls ``on_done`` when the reader ends for any reason, which during
+    the opening handshake means that nobody is left to answer.
+    """
+
+    __slots__ = ("_nursery", "_on_done")
+
+    def __init__(self, nursery: trio.Nursery, on_done: Callable[[], None]) -> None:
+        self._nursery = nursery
+        self._on_done = on_done
+
+    def start_soon(self, fn: Callable[..., Awaitable[object]], *args: object) -> None:
+        """Run ``fn(*args)`` in the real nursery, guarded."""
+        on_done = self._on_done
+
+        async def guarded() -> None:
+            try:
+                await fn(*args)
+            except Exception as exc:
+                log.debug("websocket reader ended with %s: %s", type(exc).__name__, exc)
+            finally:
+                on_done()
+
+        self._nursery.start_soon(guarded)
+
+
+class Gate:
+    """Ends the opening handshake at once when trio-websocket's reader ends (peer gone)."""
+
+    __slots__ = ("_current", "accepted", "gone")
+
+    def __init__(self) -> None:
+        self._current: trio.CancelScope | None = None
+        self.accepted = False
+        self.gone = False
+
+    def scope(self) -> trio.CancelScope:
+        """A new cancel scope for one phase; already cancelled if the peer is gone."""
+        self._current = trio.CancelScope()
+        if self.gone:
+            self._current.cancel()
+        return self._current
+
+    def reader_done(self) -> None:
+        """The reader ended: before ``101`` that cancels the current phase."""
+        if not self.accepted:
+            self.gone = True
+            if self._current is not None:
+                self._current.cancel()
+
+
+def remote_of(stream: trio.abc.Stream) -> tuple[str, int] | None:
+    """``(host, port)`` of the peer of a TCP (or TLS over TCP) stream, else None."""
+    inner = stream.transport_stream if isinstance(stream, trio.SSLStream) else stream
+    if not isinstance(inner, trio.SocketStream):
+        return None
+    try:
+        addr = inner.socket.getpeername()
+    except OSError:
+        return None
+    if isinstance(addr, tuple) and len(addr) >= 2:
+        return (str(addr[0]), int(addr[1]))
+    return None
+
+
+def tls_reason(exc: BaseException) -> str:
+    """What made a TLS handshake fail, from the ``ssl.SSLError`` behind ``exc``."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            return f"{cause.reason}: {cause.verify_message}"
+        if isinstance(cause, ssl.SSLError):
+            return f"{cause.reason or type(cause).__name__}"
+        cause = cause.__cause__ or cause.__context__
+    return f"connection lost ({type(exc).__name__})"
+
+
+def encode_headers(headers: Sequence[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
+    """Header pairs as trio-websocket takes them."""
+    return [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers]
+
+
+@final
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HandshakeRejectedEvent:
+    """The server event ``"handshake_rejected"``: a connection attempt that failed.
+
+    Attributes:
+        remote: ``(host, port)`` of the peer, when known.
+        identity: the station identity, once parsed.
+        status: the HTTP status sent, or None when nothing was sent (TLS
+            failure, timeout, the peer went away, no subprotocol in common).
+        reason: what went wrong (no secrets).
+    """
+
+    remote: tuple[str, int] | None
+    identity: str | None
+    status: int | None
+    reason: str

@@ -1,0 +1,669 @@
+"""The CSMS side: ``OCPPServer`` and ``serve_ocpp``.
+
+Theory of operation.  ``serve_listeners`` accepts TCP (or TLS) streams with
+``trio.serve_listeners`` and gives each one a task of its own, in a cancel
+scope of its own, guarded so that nothing a station does reaches the accept
+loop or another station.  Per stream:
+
+1. Under one cancel scope of ``handshake_timeout``: the TLS handshake (run
+   explicitly, so its failure is logged with its cause), the HTTP upgrade
+   request (trio-websocket's ``wrap_server_stream``; its reader task runs in
+   a stand-in nursery that swallows what it raises and ends the handshake at
+   once when the peer goes away or sends garbage), then the decisions of
+   ``_handshake.py`` (identity -> 400, capacity -> 503, profile credentials
+   -> 401), then the user's ``auth`` callback (an exception there -> 500;
+   nothing of it is sent).
+2. The same identity twice (``duplicate_policy``): ``"replace"`` closes the
+   older connection with 4000 ("replaced by a new connection") and waits
+   until its tasks, the handler included, are gone; ``"reject"`` answers the
+   newcomer HTTP 409.
+3. ``101 Switching Protocols`` with the negotiated subprotocol, and an
+   :class:`~ocpp_trio.connection.OCPPConnection` runs in the stream's task;
+   the user's ``handler(conn)`` runs in the connection's nursery.  Returning
+   from it keeps the connection; raising closes it with 1011.
+
+No subprotocol in common (the station offered none, or none we speak): the
+CSMS "MUST complete the WebSocket handshake with a response without a
+Sec-WebSocket-Protocol header and then immediately close the WebSocket
+connection" (OCPP-J 1.6 §3.2; OCPP 2.0.1 Part 4 §3.2; OCPP 2.1 Part 4
+§3.3).  So we do: 101 without the header, then close 1002 (protocol error)
+with the reason "no subprotocol in common".  Auth has run by then, so an
+unauthorized station still gets its 401.
+
+Every failure path ends with ``trio.aclose_forcefully(stream)``; per-stream
+failures are logged at INFO (the station's fault) or WARNING (ours) and
+reported as the server event ``"handshake_rejected"``.  Passwords and
+``Authorization`` headers never reach logs, events, reprs or error texts.
+
+``server.close()`` stops accepting, drops unfinished handshakes, closes every
+station with 1001 (optionally letting calls in flight finish), within a
+bound, then forcibly.
+
+Not supported: permessage-deflate (RFC 7692), although OCPP 2.0.1 Part 4
+§3.3 makes it "Required" for a CSMS (optional for a station).  wsproto
+implements it, but trio-websocket 0.12.2 builds its ``WSConnection``
+without extensions and ``WebSocketRequest.accept()`` passes none on, so
+negotiating it would mean driving trio-websocket's private ``_wsproto``.
+Offers of it are ignored, which RFC 7692 §5 allows: the connection then
+runs uncompressed, and 2.0.1 §3.3 asks stations not to close over it.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import ssl
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from functools import partial
+from types import MappingProxyType
+from typing import Any, Final, Literal, final
+
+import trio
+import trio_websocket
+
+from ._core.protocol import Role
+from ._handshake import (
+    AuthAccept,
+    AuthCallback,
+    AuthReject,
+    Gate,
+    HandshakeRejectedEvent,
+    HandshakeRequest,
+    ReaderNursery,
+    Refusal,
+    ServerEvents,
+    StationHandshake,
+    auth_decision,
+    check_credentials,
+    check_server_options,
+    encode_headers,
+    header_map,
+    parse_target,
+    redacted,
+    remote_of,
+    run_auth,
+    select_protocol,
+    tls_reason,
+)
+from ._options import ConnectionOptions
+from ._transport import CLOSE_GOING_AWAY, CLOSE_PROTOCOL_ERROR, TrioWebsocketTransport
+from .connection import OCPPConnection
+from .security import SecurityProfile
+
+__all__ = [
+    "CLOSE_REPLACED",
+    "DEFAULT_PROTOCOLS",
+    "AuthAccept",
+    "AuthReject",
+    "HandshakeRejectedEvent",
+    "HandshakeRequest",
+    "OCPPServer",
+    "StationHandshake",
+    "serve_ocpp",
+]
+
+log = logging.getLogger("ocpp_trio.server")
+
+#: The subprotocols a server speaks by default, in its order of preference.
+DEFAULT_PROTOCOLS: Final = ("ocpp2.1", "ocpp2.0.1", "ocpp1.6")
+#: Close code of a connection replaced by a newer one of the same identity
+#: (RFC 6455 §7.4.2: 4000-4999 are for private use).
+CLOSE_REPLACED: Final = 4000
+REPLACED_REASON: Final = "replaced by a new connection"
+
+Handler = Callable[[OCPPConnection], Awaitable[object]]
+DuplicatePolicy = Literal["replace", "reject"]
+
+
+class _Peer:
+    """One accepted stream, from the TLS handshake until the stream is closed."""
+
+    __slots__ = ("conn", "done", "identity", "remote", "scope", "slot")
+
+    def __init__(self) -> None:
+        self.scope = trio.CancelScope()
+        self.done = trio.Event()
+        self.identity: str | None = None
+        self.remote: tuple[str, int] | None = None
+        self.conn: OCPPConnection | None = None
+        self.slot = False
+
+
+@final
+class OCPPServer:
+    """A CSMS: accepts station connections and runs each as an ``OCPPConnection``.
+
+    Args:
+        handler: ``await handler(conn)`` runs in each station connection's
+            nursery once it is open; returning keeps the connection, raising
+            closes it with 1011.  None: connections just run (use the
+            ``"client"`` event).
+        protocols: the subprotocols spoken, in order of preference.
+        auth: ``auth(request: HandshakeRequest)``, sync or async, after the
+            security-profile checks; returns :class:`AuthAccept` (or True /
+            None) to let the station in, :class:`AuthReject` (or False for
+            401) to refuse it.  Runs under ``handshake_timeout``; raising
+            refuses with 500.  Required for profiles 1 and 2 (someone has to
+            check the password).
+        security_profile: 0-3 (see ``SecurityProfile``).
+        ssl_context: a server TLS context (``server_ssl_context``) to wrap
+            plain listeners with; required for profiles 2 and 3.
+        max_connections: connections open or being opened at once; past it a
+            handshake is refused with 503.
+        handshake_timeout: bound on TLS handshake + upgrade request + auth.
+        duplicate_policy: ``"replace"`` closes the older connection of an
+            identity (code 4000), ``"reject"`` refuses the newer with 409.
+        options: connection options, updated by ``connection_options``.
+        **connection_options: ``ConnectionOptions`` fields (``call_timeout``,
+            ``strict_mode``, ``ping_interval``, ``max_message_size``, ...)
+            applied to every station connection.
+
+    Raises:
+        ValueError: a bad option, profile 1-2 without ``auth``, profile 2-3
+            without ``ssl_context``, profile 3 with a context that does not
+            verify client certificates.
+        TypeError: an unknown option.
+    """
+
+    def __init__(
+        self,
+        handler: Handler | None = None,
+        *,
+        protocols: Sequence[str] = DEFAULT_PROTOCOLS,
+        auth: AuthCallback | None = None,
+        security_profile: SecurityProfile | int = SecurityProfile.NONE,
+        ssl_context: ssl.SSLContext | None = None,
+        max_connections: float = math.inf,
+        handshake_timeout: float = 10.0,
+        duplicate_policy: DuplicatePolicy = "replace",
+        options: ConnectionOptions | None = None,
+        **connection_options: Any,
+    ) -> None:
+        base = options or ConnectionOptions()
+        self.options = base.replace(**connection_options) if connection_options else base
+        profile = SecurityProfile(security_profile)
+        check_server_options(
+            protocols=protocols,
+            auth=auth,
+            profile=profile,
+            ssl_context=ssl_context,
+            max_connections=max_connections,
+            handshake_timeout=handshake_timeout,
+            duplicate_policy=duplicate_policy,
+        )
+        self.handler = handler
+        self.protocols = tuple(protocols)
+        self.auth = auth
+        self.security_profile = profile
+        self.ssl_context = ssl_context
+        self.max_connections = max_connections
+        self.handshake_timeout = handshake_timeout
+        self.duplicate_policy: DuplicatePolicy = duplicate_policy
+        self._clients: dict[str, OCPPConnection] = {}
+        self._stations: dict[str, _Peer] = {}
+        self._peers: set[_Peer] = set()
+        self._slots = 0
+        self._idle = trio.Event()
+        self._idle.set()
+        self._events = ServerEvents()
+        self._listeners: list[trio.abc.Listener[Any]] = []
+        self._accept_scope: trio.CancelScope | None = None
+        self._serving = False
+        self._closing = False
+
+    def __repr__(self) -> str:
+        port = self._port_or_none()
+        return (
+            f"<OCPPServer port={port} profile={int(self.security_profile)} "
+            f"clients={len(self._clients)}>"
+        )
+
+    # --- public surface --------------------------------------------------------
+
+    @property
+    def clients(self) -> Mapping[str, OCPPConnection]:
+        """The connected stations by identity (a read-only live view)."""
+        return MappingProxyType(self._clients)
+
+    @property
+    def listeners(self) -> Sequence[trio.abc.Listener[Any]]:
+        """The listeners being served."""
+        return tuple(self._listeners)
+
+    @property
+    def port(self) -> int:
+        """The TCP port listened on (useful after ``listen(0)``).
+
+        Raises:
+            RuntimeError: the server listens on no TCP socket.
+        """
+        port = self._port_or_none()
+        if port is None:
+            raise RuntimeError("the server is not listening on a TCP socket")
+        return port
+
+    def _port_or_none(self) -> int | None:
+        for listener in self._listeners:
+            inner = (
+                listener.transport_listener if isinstance(listener, trio.SSLListener) else listener
+            )
+            if isinstance(inner, trio.SocketListener):
+                port: int = inner.socket.getsockname()[1]
+                return port
+        return None
+
+    def on(self, name: str, callback: Callable[[Any], object]) -> Callable[[Any], object]:
+        """Call ``callback(payload)`` on server event ``name``; returns ``callback``.
+
+        Events: ``"client"`` (payload: the new ``OCPPConnection``, once
+        open) and ``"handshake_rejected"`` (:class:`HandshakeRejectedEvent`).
+        Callbacks must not block; one that raises is logged and skipped.
+        """
+        return self._events.on(name, callback)
+
+    def off(self, name: str, callback: Callable[[Any], object] | None = None) -> None:
+        """Remove ``callback`` from ``name`` (every callback of ``name`` when None)."""
+        self._events.off(name, callback)
+
+    async def listen(
+        self,
+        port: int,
+        host: str | None = None,
+        *,
+        handler_nursery: trio.Nursery | None = None,
+        task_status: trio.TaskStatus[OCPPServer] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Listen on TCP ``port`` (0 picks a free one) and serve until closed or cancelled.
+
+        Use as ``server = await nursery.start(server.listen, 0, "127.0.0.1")``.
+        With ``ssl_context`` every stream is wrapped in TLS.
+
+        Args:
+            port: the TCP port; 0 lets the OS choose (see :attr:`port`).
+            host: the address to bind; None binds every interface.
+            handler_nursery: where the per-station tasks run (default: a
+                nursery of this call).
+            task_status: receives the server once it is listening.
+
+        Returns after :meth:`close` (or when cancelled).
+        """
+        if self._serving or self._closing:
+            raise RuntimeError("this server is already serving or closed; create a new one")
+        listeners = await trio.open_tcp_listeners(port, host=host)
+        await self.serve_listeners(
+            listeners, handler_nursery=handler_nursery, task_status=task_status
+        )
+
+    async def serve_listeners(
+        self,
+        listeners: Sequence[trio.abc.Listener[Any]],
+        *,
+        handler_nursery: trio.Nursery | None = None,
+        task_status: trio.TaskStatus[OCPPServer] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Serve already-open ``trio.SocketListener``/``trio.SSLListener`` objects.
+
+        Plain listeners get TLS from ``ssl_context`` if it is set.  Returns
+        after :meth:`close` (once every station task is done, when they run
+        in this call's nursery) or when cancelled; the listeners are closed.
+
+        Raises:
+            RuntimeError: the server is already serving, or closed.
+        """
+        if self._serving or self._closing:
+            raise RuntimeError("this server is already serving or closed; create a new one")
+        self._serving = True
+        accept_scope = trio.CancelScope()
+        async with trio.open_nursery() as nursery:
+            tasks = handler_nursery if handler_nursery is not None else nursery
+
+            async def accept_loop(
+                task_status: trio.TaskStatus[list[trio.abc.Listener[Any]]],
+            ) -> None:
+                with accept_scope:
+                    await trio.serve_listeners(
+                        self._handle_stream,
+                        list(listeners),
+                        handler_nursery=tasks,
+                        task_status=task_status,
+                    )
+
+            self._listeners = list(listeners)
+            self._accept_scope = accept_scope
+            await nursery.start(accept_loop)
+            log.info("OCPP server listening on port %s", self._port_or_none())
+            task_status.started(self)
+
+    async def close(
+        self, reason: str = "server shutting down", *, await_pending: bool = False
+    ) -> None:
+        """Stop accepting and close every station with 1001; idempotent.
+
+        Args:
+            reason: the close reason sent to the stations.
+            await_pending: first let the calls in flight finish (each
+                connection waits at most its ``call_timeout``).
+
+        Unfinished handshakes are dropped.  Each station gets the closing
+        handshake within its ``close_timeout``; whatever is left after that
+        bound is closed forcibly.  Returns when every station task is gone.
+        If cancelled, the stations are closed forcibly before it returns.
+        """
+        self._closing = True
+        if self._accept_scope is not None:
+            self._accept_scope.cancel()
+        for peer in list(self._peers):
+            if peer.conn is None:
+                peer.scope.cancel()
+        bound = self.options.close_timeout + 1.0
+        if await_pending:
+            bound += self.options.call_timeout
+        try:
+            with trio.move_on_after(bound):
+                async with trio.open_nursery() as nursery:
+                    for conn in list(self._clients.values()):
+                        nursery.start_soon(
+                            partial(
+                                conn.close, CLOSE_GOING_AWAY, reason, await_pending=await_pending
+                            )
+                        )
+        finally:
+            for peer in list(self._peers):
+                peer.scope.cancel()
+            with trio.CancelScope(shield=True), trio.move_on_after(5.0) as stuck:
+                await self._idle.wait()
+            if stuck.cancelled_caught:  # pragma: no cover - a task ignores cancellation
+                log.warning("%d station task(s) still running after close()", len(self._peers))
+
+    # --- one stream ------------------------------------------------------------
+
+    async def _handle_stream(self, stream: trio.abc.Stream) -> None:
+        """The task of one accepted stream: never raises what a station caused."""
+        peer = _Peer()
+        peer.remote = remote_of(stream)
+        self._peers.add(peer)
+        self._idle = trio.Event() if self._idle.is_set() else self._idle
+        try:
+            with peer.scope:
+                await self._serve_peer(peer, stream)
+        except BaseException as exc:
+            # A bug (ours or trio-websocket's) stays with this stream; only a
+            # cancellation from outside goes on.
+            if isinstance(exc, trio.Cancelled):
+                raise
+            cancelled: BaseException | None = None
+            failure: BaseException | None = exc
+            if isinstance(exc, BaseExceptionGroup):
+                cancelled, failure = exc.split(trio.Cancelled)
+            if failure is not None:
+                if not isinstance(failure, Exception):
+                    raise
+                log.warning("connection from %s failed: %r", peer.remote, failure, exc_info=failure)
+            if cancelled is not None:
+                raise cancelled from None
+        finally:
+            with trio.CancelScope(shield=True):
+                await trio.aclose_forcefully(stream)
+            self._release(peer)
+
+    def _release(self, peer: _Peer) -> None:
+        if peer.slot:
+            peer.slot = False
+            self._slots -= 1
+        ident = peer.identity
+        if ident is not None:
+            if self._stations.get(ident) is peer:
+                del self._stations[ident]
+            if peer.conn is not None and self._clients.get(ident) is peer.conn:
+                del self._clients[ident]
+        self._peers.discard(peer)
+        peer.done.set()
+        if not self._peers:
+            self._idle.set()
+
+    def _rejected(self, peer: _Peer, status: int | None, reason: str) -> None:
+        level = logging.WARNING if status is not None and status >= 500 else logging.INFO
+        log.log(
+            level,
+            "handshake from %s (identity %r) refused%s: %s",
+            peer.remote,
+            peer.identity,
+            f" with HTTP {status}" if status is not None else "",
+            reason,
+        )
+        self._events.emit(
+            "handshake_rejected",
+            HandshakeRejectedEvent(
+                remote=peer.remote, identity=peer.identity, status=status, reason=reason
+            ),
+        )
+
+    async def _serve_peer(self, peer: _Peer, stream: trio.abc.Stream) -> None:
+        if self.ssl_context is not None and not isinstance(stream, trio.SSLStream):
+            stream = trio.SSLStream(
+                stream, self.ssl_context, server_side=True, https_compatible=True
+            )
+        async with trio.open_nursery() as nursery:
+            try:
+                await self._open_and_run(peer, stream, nursery)
+            finally:
+                nursery.cancel_scope.cancel()  # trio-websocket's reader
+
+    async def _open_and_run(
+        self, peer: _Peer, stream: trio.abc.Stream, nursery: trio.Nursery
+    ) -> None:
+        gate = Gate()
+        reader = ReaderNursery(nursery, gate.reader_done)
+        request: trio_websocket.WebSocketRequest | None = None
+        outcome: tuple[str, str | None, Mapping[str, Any], StationHandshake] | None = None
+        refusal: Refusal | None = None
+        with trio.move_on_after(self.handshake_timeout) as timeout, gate.scope():
+            if isinstance(stream, trio.SSLStream):
+                try:
+                    await stream.do_handshake()
+                except trio.BrokenResourceError as exc:
+                    self._rejected(peer, None, f"TLS handshake failed: {tls_reason(exc)}")
+                    return
+            request = await trio_websocket.wrap_server_stream(
+                reader,  # type: ignore[arg-type]
+                stream,
+                max_message_size=self.options.max_message_size,
+            )
+            try:
+                outcome = await self._decide(peer, request, stream)
+            except Refusal as exc:
+                refusal = exc
+        if outcome is None and refusal is None:
+            if not (timeout.cancelled_caught and request is not None):
+                why = "handshake timeout" if timeout.cancelled_caught else "the peer went away"
+                self._rejected(peer, None, why)
+                return
+            refusal = Refusal(503, "handshake timeout (auth took too long)")
+        if refusal is not None:
+            assert request is not None
+            self._rejected(peer, refusal.status, refusal.reason)
+            await self._refuse(request, refusal.status, refusal.headers)
+            return
+        assert request is not None
+        assert outcome is not None
+        identity, protocol, session, info = outcome
+        if not await self._claim(peer, identity, request):
+            return
+        ws: trio_websocket.WebSocketConnection | None = None
+        with trio.move_on_after(self.handshake_timeout), gate.scope():
+            try:
+                ws = await request.accept(subprotocol=protocol)
+            except (trio_websocket.ConnectionClosed, trio.BrokenResourceError):
+                ws = None
+            else:
+                gate.accepted = True
+        if ws is None:
+            self._rejected(peer, None, "the peer went away during the handshake")
+            return
+        transport = TrioWebsocketTransport(ws, stream)
+        if protocol is None:
+            self._rejected(peer, None, "no subprotocol in common; closed with 1002")
+            with trio.move_on_after(self.options.close_timeout):
+                await transport.aclose(CLOSE_PROTOCOL_ERROR, "no subprotocol in common")
+            return
+        await self._run_station(peer, nursery, transport, identity, protocol, session, info)
+
+    async def _refuse(
+        self,
+        request: trio_websocket.WebSocketRequest,
+        status: int,
+        headers: Sequence[tuple[str, str]] = (),
+    ) -> None:
+        """Send an HTTP error answer, within a bound; the peer may be gone already."""
+        with trio.move_on_after(self.handshake_timeout):
+            try:
+                await request.reject(status, extra_headers=encode_headers(headers))
+            except (trio_websocket.ConnectionClosed, trio.BrokenResourceError):
+                pass
+
+    async def _decide(
+        self, peer: _Peer, request: trio_websocket.WebSocketRequest, stream: trio.abc.Stream
+    ) -> tuple[str, str | None, Mapping[str, Any], StationHandshake]:
+        """Everything between the upgrade request and ``101``; raises ``Refusal``."""
+        target = parse_target(request.path)
+        identity = peer.identity = target.identity
+        replacing = self.duplicate_policy == "replace" and identity in self._stations
+        if self._closing:
+            raise Refusal(503, "the server is closing")
+        if self._slots - int(replacing) >= self.max_connections:
+            raise Refusal(503, f"max_connections={self.max_connections} reached")
+        peer.slot = True
+        self._slots += 1
+        headers = header_map(request.headers)
+        peercert = stream.getpeercert() if isinstance(stream, trio.SSLStream) else None
+        password, certificate = check_credentials(
+            self.security_profile, identity, headers, peercert
+        )
+        offered = tuple(request.proposed_subprotocols)
+        hs_request = HandshakeRequest(
+            identity=identity,
+            endpoint=target.endpoint,
+            path=request.path,
+            query=target.query,
+            remote=peer.remote,
+            headers=headers,
+            protocols=offered,
+            password=password,
+            certificate=certificate,
+            security_profile=self.security_profile,
+        )
+        protocol = select_protocol(self.protocols, offered)
+        session: Mapping[str, Any] = {}
+        if self.auth is not None:
+            result = await run_auth(self.auth, hs_request)
+            session, protocol = auth_decision(result, offered, protocol, self.security_profile)
+        info = StationHandshake(
+            path=request.path,
+            subprotocol=protocol,
+            request_headers=redacted(headers),
+            remote=peer.remote,
+            peer_certificate=peercert or None,
+            identity=identity,
+            endpoint=target.endpoint,
+            query=target.query,
+            offered_protocols=offered,
+            certificate=certificate,
+            security_profile=self.security_profile,
+        )
+        return identity, protocol, session, info
+
+    async def _claim(
+        self, peer: _Peer, identity: str, request: trio_websocket.WebSocketRequest
+    ) -> bool:
+        """Make ``peer`` the connection of ``identity``, per ``duplicate_policy``."""
+        while (old := self._stations.get(identity)) is not None and old is not peer:
+            if self.duplicate_policy == "reject":
+                self._rejected(peer, 409, "a connection with this identity is open")
+                await self._refuse(request, 409)
+                return False
+            log.info("%s: a new connection from %s replaces the open one", identity, peer.remote)
+            await self._evict(old)
+        self._stations[identity] = peer
+        return True
+
+    async def _evict(self, old: _Peer) -> None:
+        if old.conn is not None:
+            with trio.move_on_after(self.options.close_timeout + 1.0):
+                await old.conn.close(CLOSE_REPLACED, REPLACED_REASON)
+        old.scope.cancel()
+        with trio.move_on_after(self.options.close_timeout):
+            await old.done.wait()
+        if old.identity is not None and self._stations.get(old.identity) is old:
+            del self._stations[old.identity]  # pragma: no cover - its task is stuck
+
+    async def _run_station(
+        self,
+        peer: _Peer,
+        nursery: trio.Nursery,
+        transport: TrioWebsocketTransport,
+        identity: str,
+        protocol: str,
+        session: Mapping[str, Any],
+        info: StationHandshake,
+    ) -> None:
+        conn = OCPPConnection(
+            transport,
+            identity=identity,
+            protocol=protocol,
+            role=Role.SERVER,
+            options=self.options,
+            handshake=info,
+            session=session,
+        )
+        peer.conn = conn
+        self._clients[identity] = conn
+        ran = trio.Event()
+
+        async def run(task_status: trio.TaskStatus[OCPPConnection]) -> None:
+            try:
+                await conn._run(self.handler, task_status=task_status)
+            finally:
+                ran.set()
+
+        log.info("%s connected from %s (%s)", identity, peer.remote, protocol)
+        await nursery.start(run)
+        self._events.emit("client", conn)
+        await ran.wait()
+        log.info("%s disconnected (%s)", identity, conn.close_code)
+
+
+async def serve_ocpp(
+    handler: Handler | None,
+    port: int,
+    *,
+    host: str | None = None,
+    ssl_context: ssl.SSLContext | None = None,
+    handler_nursery: trio.Nursery | None = None,
+    task_status: trio.TaskStatus[OCPPServer] = trio.TASK_STATUS_IGNORED,
+    **server_options: Any,
+) -> None:
+    """Run a CSMS on TCP ``port``: ``handler(conn)`` runs for each station connection.
+
+    ``server = await nursery.start(serve_ocpp, handler, 0, host="127.0.0.1")``
+    returns the :class:`OCPPServer` once it listens; ``trio.run(serve_ocpp,
+    handler, 9000)`` serves forever.
+
+    Args:
+        handler: ``await handler(conn)`` per station, in the connection's
+            nursery; returning keeps the connection open, raising closes it
+            with 1011 (and is logged).
+        port: the TCP port; 0 lets the OS choose (``server.port``).
+        host: the address to bind.  The default, None, binds every interface,
+            like ``trio.serve_tcp``: a CSMS exists to be reached by stations.
+            Pass ``"127.0.0.1"`` for a local-only server.
+        ssl_context: TLS for every connection (``server_ssl_context``).
+        handler_nursery: where the per-station tasks run.
+        task_status: receives the server once it is listening.
+        **server_options: ``OCPPServer`` options (``protocols``, ``auth``,
+            ``security_profile``, ``max_connections``, ``handshake_timeout``,
+            ``duplicate_policy``) and connection options (``call_timeout``, ...).
+
+    Runs until cancelled or until ``server.close()``.
+    """
+    server = OCPPServer(handler, ssl_context=ssl_context, **server_options)
+    await server.listen(port, host, handler_nursery=handler_nursery, task_status=task_status)
