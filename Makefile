@@ -28,7 +28,12 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check $(SRC)
 
 typecheck: $(STAMP)
-	$(BIN)/mypy --strict ocpp_trio
+	$(BIN)/python tools/generate_types.py --check
+	$(BIN)/mypy --strict ocpp_trio tests/typing
+	$(BIN)/pyright --pythonpath $(BIN)/python ocpp_trio tests/typing
+
+generate: $(STAMP)
+	$(BIN)/python tools/generate_types.py
 
 pytest: $(STAMP) node-deps
 	$(BIN)/python tools/import_schemas.py --check --installed
@@ -38,6 +43,11 @@ test: lint typecheck pytest
 
 demo: $(STAMP)
 	$(BIN)/python -m ocpp_trio.cli demo
+
+bench: $(STAMP) node-deps
+	$(BIN)/python benchmarks/run.py --out benchmarks/RESULTS.md
+	$(BIN)/python benchmarks/validation_vs_jsonschema.py
+	$(BIN)/python benchmarks/startup.py
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache .mypy_cache .ruff_cache $(NODE_DIR)/node_modules

@@ -18,6 +18,7 @@ import trio
 from ._core.errors import CallTimeout
 from ._core.validation import Validator, get_validator
 from ._options import ConnectionOptions
+from .types import Message, SendAction
 
 if TYPE_CHECKING:
     from .connection import OCPPConnection
@@ -42,9 +43,24 @@ class Waiter:
             self.event.set()
 
 
-def parse_call_args(args: tuple[Any, ...]) -> tuple[str | None, str, Mapping[str, Any]]:
-    """Split ``call(...)`` arguments into ``(protocol, method, params)``."""
-    if len(args) == 2:
+def parse_call_args(
+    args: tuple[Any, ...], *, send: bool = False
+) -> tuple[str | None, str, Mapping[str, Any]]:
+    """Split ``call(...)`` (or ``send(...)``) arguments into ``(protocol, method, params)``.
+
+    Accepted: a typed message (``v16.BootNotification({...})``, which names its
+    protocol), ``(method)`` (empty params), ``(method, params)`` and
+    ``(protocol, method, params)``.  ``call()`` refuses a SEND-only message.
+    """
+    if len(args) == 1 and isinstance(args[0], Message):
+        message = args[0]
+        if not send and isinstance(message, SendAction):
+            raise TypeError(
+                f"{message.action} is a SEND message of {message.protocol}: "
+                "it has no response; use send()"
+            )
+        protocol, method, params = message.protocol, message.action, message.params
+    elif len(args) == 2:
         protocol, (method, params) = None, args
     elif len(args) == 3:
         protocol, method, params = args
@@ -53,8 +69,13 @@ def parse_call_args(args: tuple[Any, ...]) -> tuple[str | None, str, Mapping[str
     elif len(args) == 1:
         method, params = args[0], {}
         protocol = None
+        if isinstance(method, type) and issubclass(method, Message):
+            raise TypeError(f"pass a message, not the action class: {method.__qualname__}({{...}})")
         if not isinstance(method, str):
-            raise TypeError("call() takes (method, params) or (protocol, method, params)")
+            raise TypeError(
+                "call() takes a typed action (v16.Heartbeat({})), (method, params) or "
+                f"(protocol, method, params), got {type(method).__name__}"
+            )
     else:
         raise TypeError(
             f"call() takes (method, params) or (protocol, method, params), got {len(args)} arguments"
@@ -99,7 +120,7 @@ async def call_with_limit(
     across reconnects.
     """
     if timeout is None:
-        timeout = target.options.call_timeout
+        timeout = float(target.options.call_timeout)
     if not timeout > 0:
         raise ValueError(f"timeout must be > 0 seconds, got {timeout!r}")
     token = object()

@@ -36,7 +36,7 @@ import ssl
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Final, TypeAlias, final
+from typing import Any, Final, Protocol, TypeAlias, final
 from urllib.parse import parse_qsl, unquote_to_bytes, urlsplit
 
 import trio
@@ -499,6 +499,21 @@ def tls_reason(exc: BaseException) -> str:
             return f"{cause.reason or type(cause).__name__}"
         cause = cause.__cause__ or cause.__context__
     return f"connection lost ({type(exc).__name__})"
+
+
+class UpgradeRequest(Protocol):
+    """What the server reads of an upgrade request, whichever WebSocket backend parsed it."""
+
+    @property
+    def path(self) -> str: ...
+
+    @property
+    def headers(self) -> list[tuple[bytes, bytes]]: ...
+
+    @property
+    def proposed_subprotocols(self) -> tuple[str, ...]: ...
+
+    async def reject(self, status: int, /, *, extra_headers: Any = ...) -> None: ...
 
 
 def encode_headers(headers: Sequence[tuple[str, str]]) -> list[tuple[bytes, bytes]]:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import trio
 import trio_websocket
@@ -31,6 +31,10 @@ import trio_websocket
 from ._core.errors import ConnectionClosed
 
 log = logging.getLogger("ocpp_trio.transport")
+
+#: The WebSocket implementations behind the seam: our driver over websockets'
+#: Sans-I/O core (``_ws.py``, the default) or trio-websocket (this module).
+WebSocketBackend = Literal["websockets", "trio-websocket"]
 
 #: RFC 6455 §7.4.1 close codes used by the runtime.
 CLOSE_NORMAL = 1000
@@ -77,18 +81,23 @@ class Transport(Protocol):
 
     async def send(self, text: str) -> None:
         """Send one text message; raise ``ConnectionClosed`` when closed."""
+        ...
 
     async def receive(self) -> str | bytes:
         """Return the next message; raise ``ConnectionClosed`` when closed."""
+        ...
 
     async def ping(self, payload: bytes) -> None:
         """Send a ping and return when its pong arrives (callers bound the wait)."""
+        ...
 
     async def aclose(self, code: int = CLOSE_NORMAL, reason: str = "") -> None:
         """Close gracefully (callers bound the wait), then close the stream."""
+        ...
 
     async def abort(self) -> None:
         """Close the stream at once, without a closing handshake."""
+        ...
 
 
 def _headers(raw: Any) -> tuple[tuple[str, str], ...]:

@@ -55,18 +55,24 @@ from ._transport import (
     CLOSE_NORMAL,
     GuardedNursery,
     HandshakeInfo,
+    Transport,
     TrioWebsocketTransport,
     WatchedStream,
+    WebSocketBackend,
 )
 from ._version import package_ident
+from ._ws import HandshakeFailed, HandshakeRejectedStatus, client_handshake
 from .connection import OCPPConnection
 from .events import ConnectingEvent, ErrorEvent, EventEmitter, ReconnectEvent
-from .routing import Handler, Router, parse_handle_args, register
+from .routing import ActionHandler, Handler, Router, parse_handle_args, register
 from .security import SecurityProfile, basic_auth_header, client_ssl_context
+from .types import Action, SendAction
 
 log = logging.getLogger("ocpp_trio.client")
 
 F = TypeVar("F", bound=Handler)
+Req = TypeVar("Req")
+Res = TypeVar("Res")
 
 
 def build_url(endpoint: str, identity: str, query: Mapping[str, str] | None = None) -> str:
@@ -130,6 +136,8 @@ class OCPPClient:
         id_factory: Callable[[], str] = new_message_id,
         rng: random.Random | None = None,
         open_stream: Callable[[str, int], Awaitable[trio.abc.Stream]] | None = None,
+        compression: bool = False,
+        websocket_backend: WebSocketBackend = "websockets",
     ) -> None:
         if not protocols or any(not isinstance(p, str) or not p for p in protocols):
             raise ValueError("protocols must be a non-empty list of subprotocol names")
@@ -183,6 +191,13 @@ class OCPPClient:
         self._id_factory = id_factory
         self._rng = rng or random.Random()
         self._open_stream = open_stream or trio.open_tcp_stream
+        if websocket_backend not in ("websockets", "trio-websocket"):
+            raise ValueError(
+                f"websocket_backend must be 'websockets' or 'trio-websocket', got {websocket_backend!r}"
+            )
+        self._backend = websocket_backend
+        self._compression = compression
+        self._ws_url = f"{parts.scheme}://{self._host_header}{self._resource}"
         self._router = Router()
         self._emitter = EventEmitter()
         self._limiter = trio.CapacityLimiter(options.call_concurrency)
@@ -222,6 +237,22 @@ class OCPPClient:
         return self._reconnects
 
     @overload
+    def handle(
+        self, action: type[Action[Req, Res]], fn: ActionHandler[Req, Res], /
+    ) -> ActionHandler[Req, Res]: ...
+    @overload
+    def handle(
+        self, action: type[Action[Req, Res]], /
+    ) -> Callable[[ActionHandler[Req, Res]], ActionHandler[Req, Res]]: ...
+    @overload
+    def handle(
+        self, action: type[SendAction[Req]], fn: ActionHandler[Req, object], /
+    ) -> ActionHandler[Req, object]: ...
+    @overload
+    def handle(
+        self, action: type[SendAction[Req]], /
+    ) -> Callable[[ActionHandler[Req, object]], ActionHandler[Req, object]]: ...
+    @overload
     def handle(self, fn: F, /) -> F: ...
     @overload
     def handle(self, method: str, fn: F, /) -> F: ...
@@ -238,8 +269,8 @@ class OCPPClient:
         """Register a handler (same forms as ``OCPPConnection.handle``); survives reconnects."""
         return register(self._router, args)
 
-    def remove_handler(self, *args: str) -> bool:
-        """Remove a handler: ``(method)``, ``(protocol, method)`` or ``()`` for the wildcard."""
+    def remove_handler(self, *args: str | type[Action[Any, Any]] | type[SendAction[Any]]) -> bool:
+        """Remove a handler: ``(method)``, ``(protocol, method)``, ``(action)`` or ``()``."""
         protocol, method, _ = parse_handle_args(args)
         return self._router.remove(protocol, method)
 
@@ -262,7 +293,24 @@ class OCPPClient:
         if self._conn is not None:
             self._conn._apply_options(self._options)
 
-    async def call(self, *args: Any, timeout: float | None = None) -> dict[str, Any]:
+    @overload
+    async def call(self, message: Action[Any, Res], /, *, timeout: float | None = None) -> Res: ...
+    @overload
+    async def call(
+        self, method: str, params: Mapping[str, Any] = ..., /, *, timeout: float | None = None
+    ) -> dict[str, Any]: ...
+    @overload
+    async def call(
+        self,
+        protocol: str,
+        method: str,
+        params: Mapping[str, Any],
+        /,
+        *,
+        timeout: float | None = None,
+    ) -> dict[str, Any]: ...
+
+    async def call(self, *args: Any, timeout: float | None = None) -> Any:
         """Send a CALL and return the result; see ``OCPPConnection.call``.
 
         While the client is reconnecting the call waits for the connection
@@ -280,6 +328,13 @@ class OCPPClient:
             return await call_with_limit(self, self._limiter, protocol, method, params, timeout)
         finally:
             self._queued -= 1
+
+    @overload
+    async def send(self, message: SendAction[Any], /) -> None: ...
+    @overload
+    async def send(self, method: str, params: Mapping[str, Any] = ..., /) -> None: ...
+    @overload
+    async def send(self, protocol: str, method: str, params: Mapping[str, Any], /) -> None: ...
 
     async def send(self, *args: Any) -> None:
         """OCPP 2.1 SEND on the current connection (not queued while reconnecting)."""
@@ -356,15 +411,8 @@ class OCPPClient:
 
     async def _open(self, nursery: trio.Nursery, protocols: Sequence[str]) -> OCPPConnection:
         """Connect once: TCP, TLS, WebSocket handshake, all within connect_timeout."""
-        failure: list[BaseException | None] = []
-        handshake_scope = trio.CancelScope()
-
-        def on_failure(exc: BaseException | None) -> None:
-            failure.append(exc)
-            handshake_scope.cancel()
-
         stream: trio.abc.Stream | None = None
-        with trio.move_on_after(self._connect_timeout) as timeout_scope:
+        with trio.move_on_after(self._connect_timeout):
             try:
                 tcp = await self._open_stream(self._host, self._port)
             except OSError as exc:
@@ -383,32 +431,30 @@ class OCPPClient:
                         raise TLSError(
                             f"TLS handshake with {self._host}:{self._port} failed: {_describe_tls(exc)}"
                         ) from _tls_cause(exc)
-                watched = WatchedStream(stream, on_failure)
-                guard = GuardedNursery(nursery, on_failure)
-                with handshake_scope:
-                    ws = await trio_websocket.wrap_client_stream(
-                        guard,  # type: ignore[arg-type]
-                        watched,  # type: ignore[arg-type]
-                        self._host_header,
-                        self._resource,
-                        subprotocols=list(protocols),
-                        extra_headers=list(self._headers),
-                        max_message_size=self._options.max_message_size,
+                if self._backend == "websockets":
+                    transport, sub, response_headers = await self._handshake_websockets(
+                        stream, protocols
                     )
-                watched.watching = False
-                if handshake_scope.cancelled_caught or failure:
-                    raise self._handshake_failure(failure[0] if failure else None)
+                else:
+                    transport, sub, response_headers = await self._handshake_trio_websocket(
+                        nursery, stream, protocols
+                    )
             except BaseException:
                 with trio.CancelScope(shield=True):
                     await trio.aclose_forcefully(stream)
                 raise
-        if timeout_scope.cancelled_caught:
-            raise ConnectTimeout(
-                f"no WebSocket connection to {self._host}:{self._port} within {self._connect_timeout:g} s"
-            )
-        assert stream is not None
-        transport = TrioWebsocketTransport(ws, stream)
-        sub = ws.subprotocol
+            return await self._connected(transport, sub, response_headers, protocols)
+        raise ConnectTimeout(
+            f"no WebSocket connection to {self._host}:{self._port} within {self._connect_timeout:g} s"
+        )
+
+    async def _connected(
+        self,
+        transport: Transport,
+        sub: str | None,
+        response_headers: tuple[tuple[str, str], ...],
+        protocols: Sequence[str],
+    ) -> OCPPConnection:
         if sub is None or sub not in protocols:
             with trio.CancelScope(shield=True):
                 await transport.abort()
@@ -430,16 +476,67 @@ class OCPPClient:
             handshake=HandshakeInfo(
                 path=self._resource,
                 subprotocol=sub,
-                response_headers=tuple(
-                    (bytes(k).decode("latin-1").lower(), bytes(v).decode("latin-1"))
-                    for k, v in ws.handshake_headers
-                ),
+                response_headers=response_headers,
                 remote=(self._host, self._port),
             ),
             id_factory=self._id_factory,
         )
 
+    async def _handshake_websockets(
+        self, stream: trio.abc.Stream, protocols: Sequence[str]
+    ) -> tuple[Transport, str | None, tuple[tuple[str, str], ...]]:
+        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in self._headers]
+        try:
+            ws, response = await client_handshake(
+                stream,
+                self._ws_url,
+                subprotocols=protocols,
+                headers=headers,
+                max_message_size=self._options.max_message_size,
+                compression=self._compression,
+            )
+        except HandshakeRejectedStatus as exc:
+            raise HandshakeRejected(exc.status) from None
+        except HandshakeFailed as exc:
+            raise self._handshake_failure(exc.__cause__ or exc) from None
+        response_headers = tuple((k.lower(), v) for k, v in response.headers.raw_items())
+        return ws, ws.subprotocol, response_headers
+
+    async def _handshake_trio_websocket(
+        self, nursery: trio.Nursery, stream: trio.abc.Stream, protocols: Sequence[str]
+    ) -> tuple[Transport, str | None, tuple[tuple[str, str], ...]]:
+        failure: list[BaseException | None] = []
+        handshake_scope = trio.CancelScope()
+
+        def on_failure(exc: BaseException | None) -> None:
+            failure.append(exc)
+            handshake_scope.cancel()
+
+        watched = WatchedStream(stream, on_failure)
+        guard = GuardedNursery(nursery, on_failure)
+        ws: trio_websocket.WebSocketConnection | None = None
+        with handshake_scope:
+            ws = await trio_websocket.wrap_client_stream(
+                guard,  # type: ignore[arg-type]
+                watched,  # type: ignore[arg-type]
+                self._host_header,
+                self._resource,
+                subprotocols=list(protocols),
+                extra_headers=list(self._headers),
+                max_message_size=self._options.max_message_size,
+            )
+        watched.watching = False
+        if ws is None or handshake_scope.cancelled_caught or failure:
+            raise self._handshake_failure(failure[0] if failure else None)
+        response_headers = tuple(
+            (bytes(k).decode("latin-1").lower(), bytes(v).decode("latin-1"))
+            for k, v in ws.handshake_headers
+        )
+        return TrioWebsocketTransport(ws, stream), ws.subprotocol, response_headers
+
     def _handshake_failure(self, exc: BaseException | None) -> ConnectError:
+        if isinstance(exc, HandshakeFailed) and "closed the connection" in str(exc):
+            exc = None
         if isinstance(exc, trio_websocket.ConnectionRejected):
             return HandshakeRejected(exc.status_code)
         if self._tls and exc is not None and isinstance(_tls_cause(exc), ssl.SSLError):
@@ -569,7 +666,10 @@ async def open_ocpp_client(
             ``retry_initial_connect``, ``connect_timeout``, ``max_queued_calls``,
             ``id_factory``, ``rng`` (a ``random.Random`` for the jitter),
             ``open_stream`` (an async ``(host, port) -> trio.abc.Stream`` that
-            replaces TCP, e.g. for in-memory tests or a proxy)) and connection options (``call_timeout``,
+            replaces TCP, e.g. for in-memory tests or a proxy), ``compression``
+            (offer permessage-deflate; off by default, it costs CPU and ~20 KiB
+            per connection on both ends), ``websocket_backend``
+            (``"websockets"``, the default, or ``"trio-websocket"``)) and connection options (``call_timeout``,
             ``call_concurrency``, ``ping_interval``, ``strict_mode``, ... see
             ``ConnectionOptions``).
 

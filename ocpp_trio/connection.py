@@ -73,11 +73,14 @@ from .events import (
     PongEvent,
     StrictValidationFailureEvent,
 )
-from .routing import Handler, Router, parse_handle_args, register
+from .routing import ActionHandler, Handler, Router, parse_handle_args, register
+from .types import Action, SendAction
 
 log = logging.getLogger("ocpp_trio.connection")
 
 F = TypeVar("F", bound=Handler)
+Req = TypeVar("Req")
+Res = TypeVar("Res")
 
 
 _ping_counter = itertools.count(1)
@@ -185,6 +188,22 @@ class OCPPConnection(InboundMixin):
     # --- handlers and events -------------------------------------------------
 
     @overload
+    def handle(
+        self, action: type[Action[Req, Res]], fn: ActionHandler[Req, Res], /
+    ) -> ActionHandler[Req, Res]: ...
+    @overload
+    def handle(
+        self, action: type[Action[Req, Res]], /
+    ) -> Callable[[ActionHandler[Req, Res]], ActionHandler[Req, Res]]: ...
+    @overload
+    def handle(
+        self, action: type[SendAction[Req]], fn: ActionHandler[Req, object], /
+    ) -> ActionHandler[Req, object]: ...
+    @overload
+    def handle(
+        self, action: type[SendAction[Req]], /
+    ) -> Callable[[ActionHandler[Req, object]], ActionHandler[Req, object]]: ...
+    @overload
     def handle(self, fn: F, /) -> F: ...
     @overload
     def handle(self, method: str, fn: F, /) -> F: ...
@@ -200,16 +219,22 @@ class OCPPConnection(InboundMixin):
     def handle(self, *args: Any) -> Any:
         """Register a handler: ``(method, fn)``, ``(protocol, method, fn)`` or ``(fn)``.
 
-        Without ``fn`` it is a decorator.  The handler gets a
-        :class:`HandlerContext` and returns the result payload (or ``NOREPLY``);
-        it may be sync or async.  Raise an ``RPCError`` subclass to answer with
+        A typed action may stand for the names: ``handle(v201.Reset, fn)`` is
+        ``handle("ocpp2.0.1", "Reset", fn)`` with ``fn`` typed as taking a
+        ``HandlerContext[v201.ResetRequest]`` and returning a
+        ``v201.ResetResponse``.  Without ``fn`` it is a decorator.  The handler
+        gets a :class:`HandlerContext` and returns the result payload (or
+        ``NOREPLY``); it may be sync or async.  Raise an ``RPCError`` subclass to answer with
         that code; any other exception answers InternalError.  An async handler
         is cancelled when the connection closes.
         """
         return register(self._router, args)
 
-    def remove_handler(self, *args: str) -> bool:
-        """Remove a handler: ``(method)``, ``(protocol, method)`` or ``()`` for the wildcard."""
+    def remove_handler(self, *args: str | type[Action[Any, Any]] | type[SendAction[Any]]) -> bool:
+        """Remove a handler: ``(method)``, ``(protocol, method)``, ``(action)`` or ``()``.
+
+        ``()`` removes the wildcard handler.
+        """
         protocol, method, _ = parse_handle_args(args)
         return self._router.remove(protocol, method)
 
@@ -243,11 +268,31 @@ class OCPPConnection(InboundMixin):
 
     # --- outbound ------------------------------------------------------------
 
-    async def call(self, *args: Any, timeout: float | None = None) -> dict[str, Any]:
+    @overload
+    async def call(self, message: Action[Any, Res], /, *, timeout: float | None = None) -> Res: ...
+    @overload
+    async def call(
+        self, method: str, params: Mapping[str, Any] = ..., /, *, timeout: float | None = None
+    ) -> dict[str, Any]: ...
+    @overload
+    async def call(
+        self,
+        protocol: str,
+        method: str,
+        params: Mapping[str, Any],
+        /,
+        *,
+        timeout: float | None = None,
+    ) -> dict[str, Any]: ...
+
+    async def call(self, *args: Any, timeout: float | None = None) -> Any:
         """Send a CALL and return the peer's result payload.
 
-        ``call(method, params)`` or ``call(protocol, method, params)``; the
-        protocol form checks that it is the negotiated one.
+        ``call(v16.BootNotification({...}))`` (typed: returns the action's
+        response type), ``call(method, params)`` or
+        ``call(protocol, method, params)`` (untyped: ``dict[str, Any]``).  A
+        typed action and the protocol form are checked against the negotiated
+        protocol.
 
         Raises:
             CallErrorReceived: the peer answered with a CALLERROR.
@@ -256,7 +301,9 @@ class OCPPConnection(InboundMixin):
             ConnectionClosed: the peer or the network closed the connection.
             trio.ClosedResourceError: we closed the connection.
             ValidationError: strict mode rejected the params or the result.
-            ProtocolMismatchError: ``protocol`` is not the negotiated one.
+            ProtocolMismatchError: the protocol (named, or the typed action's)
+                is not the negotiated one.
+            TypeError: bad arguments, e.g. a SEND-only action (use ``send()``).
 
         On cancellation the call is forgotten; a late answer is reported as a
         ``late_response`` event.
@@ -284,10 +331,11 @@ class OCPPConnection(InboundMixin):
             f"connection closed ({code}{': ' + reason if reason else ''})", code=code, reason=reason
         )
 
-    def _check_protocol(self, protocol: str | None) -> None:
+    def _check_protocol(self, protocol: str | None, method: str) -> None:
         if protocol is not None and protocol != self.protocol:
             raise ProtocolMismatchError(
-                f"call names protocol {protocol!r} but the connection speaks {self.protocol!r}"
+                f"{method} is called as an action of {protocol!r}, "
+                f"but the connection speaks {self.protocol!r}"
             )
 
     def _validate(
@@ -323,7 +371,7 @@ class OCPPConnection(InboundMixin):
         self, protocol: str | None, method: str, params: Mapping[str, Any]
     ) -> dict[str, Any]:
         """One call on this (open) connection; the caller holds a limiter slot."""
-        self._check_protocol(protocol)
+        self._check_protocol(protocol, method)
         self._raise_if_not_open()
         invalid = self._validate(method, "request", params, outbound=True, message_id=None)
         if invalid is not None:
@@ -355,8 +403,18 @@ class OCPPConnection(InboundMixin):
             raise invalid
         return outcome
 
+    @overload
+    async def send(self, message: SendAction[Any], /) -> None: ...
+    @overload
+    async def send(self, method: str, params: Mapping[str, Any] = ..., /) -> None: ...
+    @overload
+    async def send(self, protocol: str, method: str, params: Mapping[str, Any], /) -> None: ...
+
     async def send(self, *args: Any) -> None:
-        """OCPP 2.1: send a SEND frame (``send(method, params)``); nothing comes back.
+        """OCPP 2.1: send a SEND frame; nothing comes back.
+
+        ``send(v21.NotifyPeriodicEventStream({...}))`` (typed),
+        ``send(method, params)`` or ``send(protocol, method, params)``.
 
         SEND is exempt from the one-outstanding-CALL rule and from
         ``call_concurrency``.
@@ -366,8 +424,8 @@ class OCPPConnection(InboundMixin):
             ValidationError: strict mode rejected the params.
             ConnectionClosed / trio.ClosedResourceError: as for ``call()``.
         """
-        protocol, method, params = parse_call_args(args)
-        self._check_protocol(protocol)
+        protocol, method, params = parse_call_args(args, send=True)
+        self._check_protocol(protocol, method)
         self._raise_if_not_open()
         if not self._proto.supports_send:
             raise ProtocolStateError(

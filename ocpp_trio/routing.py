@@ -14,12 +14,24 @@ A handler answers the peer's CALL.  Lookup order for an inbound CALL of
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final, TypeVar, final
+from typing import TYPE_CHECKING, Any, Final, Generic, TypeAlias, TypeVar, final
 
 if TYPE_CHECKING:
+    # PEP 696 defaults (typing has them from 3.13): ``HandlerContext`` alone
+    # means ``HandlerContext[dict[str, Any]]``.  The checkers read this branch;
+    # at run time a plain TypeVar does (defaults change nothing there).
+    from typing_extensions import TypeVar as _TypeVarWithDefault
+
     from .connection import OCPPConnection
+
+    P_co = _TypeVarWithDefault("P_co", covariant=True, default=dict[str, Any])
+else:
+    P_co = TypeVar("P_co", covariant=True)
+
+_Req = TypeVar("_Req")
+_Res = TypeVar("_Res")
 
 
 @final
@@ -43,11 +55,18 @@ class _NoReply:
 #: Return this from a handler to send no answer at all (the call is forgotten).
 NOREPLY: Final = _NoReply()
 
+NoReply: TypeAlias = _NoReply
+"""The type of :data:`NOREPLY`, for handler annotations (``-> ResetResponse | NoReply``)."""
+
 
 @final
 @dataclass(frozen=True, slots=True, kw_only=True)
-class HandlerContext:
+class HandlerContext(Generic[P_co]):
     """What a handler gets for one inbound CALL (or SEND).
+
+    Generic in the type of ``params``: a handler registered with a typed action
+    takes ``HandlerContext[v201.ResetRequest]``; plain ``HandlerContext`` is
+    ``HandlerContext[dict[str, Any]]``.
 
     Attributes:
         params: the payload, a plain dict with the wire's camelCase keys.
@@ -58,7 +77,7 @@ class HandlerContext:
         is_send: True for an OCPP 2.1 SEND (the return value is ignored).
     """
 
-    params: dict[str, Any]
+    params: P_co
     protocol: str
     method: str
     message_id: str
@@ -73,6 +92,14 @@ class HandlerContext:
 
 Handler = Callable[[HandlerContext], Any]
 """A handler: ``fn(ctx)`` returning the result payload (or ``NOREPLY``), sync or async."""
+
+ActionHandler: TypeAlias = Callable[
+    [HandlerContext[_Req]], "_Res | NoReply | Awaitable[_Res | NoReply]"
+]
+"""The handler of a typed action ``Action[_Req, _Res]``: sync or async, returns ``_Res``.
+
+A SEND-only action's handler is ``ActionHandler[Req, object]`` (its result is ignored).
+"""
 
 _F = TypeVar("_F", bound=Handler)
 
@@ -130,13 +157,32 @@ def parse_handle_args(
     """Split ``handle(...)`` arguments into ``(protocol, method, fn)``.
 
     Accepted: ``(fn)``, ``(method)``, ``(method, fn)``, ``(protocol, method)``,
-    ``(protocol, method, fn)``; a missing fn means the decorator form.
+    ``(protocol, method, fn)``, and a typed action in place of the names:
+    ``(action)``, ``(action, fn)`` (``v16.Reset`` is ``("ocpp1.6", "Reset")``);
+    a missing fn means the decorator form.
     """
     if not args:
         return None, None, None  # @conn.handle() as a wildcard decorator
+    from .types import Message  # here: ocpp_trio.types imports this module
+
+    first = args[0]
+    if isinstance(first, type) and issubclass(first, Message):
+        if len(args) > 2:
+            raise TypeError(f"handle() takes (action) or (action, fn), got {len(args)} arguments")
+        try:
+            protocol, method = first.protocol, first.action
+        except AttributeError:
+            raise TypeError(
+                f"{first.__qualname__} names no protocol and action (class attributes)"
+            ) from None
+        handler = args[1] if len(args) == 2 else None
+        if handler is not None and not callable(handler):
+            raise TypeError(f"handler must be callable, got {type(handler).__name__}")
+        return protocol, method, handler
     if len(args) > 3:
         raise TypeError(f"handle() takes at most 3 arguments, got {len(args)}")
-    *names, last = args
+    names: list[Any] = list(args)
+    last = names.pop()
     fn: Handler | None = None
     if callable(last) and not isinstance(last, str):
         fn = last

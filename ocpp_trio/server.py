@@ -56,7 +56,7 @@ import ssl
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from functools import partial
 from types import MappingProxyType
-from typing import Any, Final, Literal, final
+from typing import Any, Final, Literal, cast, final
 
 import trio
 import trio_websocket
@@ -73,6 +73,7 @@ from ._handshake import (
     Refusal,
     ServerEvents,
     StationHandshake,
+    UpgradeRequest,
     auth_decision,
     check_credentials,
     check_server_options,
@@ -86,7 +87,16 @@ from ._handshake import (
     tls_reason,
 )
 from ._options import ConnectionOptions
-from ._transport import CLOSE_GOING_AWAY, CLOSE_PROTOCOL_ERROR, TrioWebsocketTransport
+from ._transport import (
+    CLOSE_GOING_AWAY,
+    CLOSE_PROTOCOL_ERROR,
+    Transport,
+    TrioWebsocketTransport,
+    WebSocketBackend,
+)
+from ._ws import HandshakeFailed, ServerHandshake, server_handshake
+from .cluster._interface import ClusterAdapter, Subscriber
+from .cluster._server_glue import ClusterGlue
 from .connection import OCPPConnection
 from .security import SecurityProfile
 
@@ -176,9 +186,15 @@ class OCPPServer:
         max_connections: float = math.inf,
         handshake_timeout: float = 10.0,
         duplicate_policy: DuplicatePolicy = "replace",
+        compression: bool = True,
+        websocket_backend: WebSocketBackend = "websockets",
         options: ConnectionOptions | None = None,
         **connection_options: Any,
     ) -> None:
+        if websocket_backend not in ("websockets", "trio-websocket"):
+            raise ValueError(
+                f"websocket_backend must be 'websockets' or 'trio-websocket', got {websocket_backend!r}"
+            )
         base = options or ConnectionOptions()
         self.options = base.replace(**connection_options) if connection_options else base
         profile = SecurityProfile(security_profile)
@@ -199,6 +215,8 @@ class OCPPServer:
         self.max_connections = max_connections
         self.handshake_timeout = handshake_timeout
         self.duplicate_policy: DuplicatePolicy = duplicate_policy
+        self.compression = compression
+        self.websocket_backend: WebSocketBackend = websocket_backend
         self._clients: dict[str, OCPPConnection] = {}
         self._stations: dict[str, _Peer] = {}
         self._peers: set[_Peer] = set()
@@ -210,6 +228,7 @@ class OCPPServer:
         self._accept_scope: trio.CancelScope | None = None
         self._serving = False
         self._closing = False
+        self._cluster: ClusterGlue | None = None
 
     def __repr__(self) -> str:
         port = self._port_or_none()
@@ -264,6 +283,88 @@ class OCPPServer:
     def off(self, name: str, callback: Callable[[Any], object] | None = None) -> None:
         """Remove ``callback`` from ``name`` (every callback of ``name`` when None)."""
         self._events.off(name, callback)
+
+    # --- cluster (see ocpp_trio.cluster) -----------------------------------------
+
+    def set_adapter(self, adapter: ClusterAdapter) -> None:
+        """Join a cluster through ``adapter`` (``RedisAdapter``); before serving.
+
+        Without one the server is a cluster of one (``LocalAdapter``): the
+        methods below work on its own stations.
+
+        Raises:
+            RuntimeError: the server is already serving.
+        """
+        if self._serving or self._closing:
+            raise RuntimeError("set_adapter() must be called before the server serves")
+        self._cluster = ClusterGlue(self, adapter)
+
+    @property
+    def adapter(self) -> ClusterAdapter:
+        """The cluster adapter (a ``LocalAdapter`` unless ``set_adapter`` gave one)."""
+        return self._glue().adapter
+
+    def _glue(self) -> ClusterGlue:
+        if self._cluster is None:
+            from .cluster._local import LocalAdapter
+
+            self._cluster = ClusterGlue(self, LocalAdapter())
+        return self._cluster
+
+    async def call_station(
+        self, identity: str, *args: Any, timeout: float | None = None
+    ) -> dict[str, Any]:
+        """Call station ``identity`` wherever in the cluster it is connected.
+
+        Takes the arguments of ``OCPPConnection.call`` (``(method, params)``,
+        ``(protocol, method, params)``, ...).  A station of this server is
+        called directly; one held by another instance is reached through the
+        adapter and answers back here.  Bounded by ``timeout`` (default:
+        ``call_timeout``) as a whole; on cancellation the call is forgotten.
+
+        Raises:
+            StationOffline: no instance holds the station (at once);
+                ``InstanceGone`` (a subclass) when its instance died, within
+                the adapter's ``presence_ttl``.
+            ClusterUnavailable: the backend is down (stations of this server
+                are still reached).
+            CallErrorReceived, CallTimeout, ConnectionClosed, ValidationError:
+                as ``OCPPConnection.call``.
+        """
+        result: dict[str, Any] = await self._glue().call_station(identity, args, timeout)
+        return result
+
+    async def locate_station(self, identity: str) -> str | None:
+        """The instance id holding station ``identity``, or None when it is offline.
+
+        Raises:
+            ClusterUnavailable: the backend is down.
+        """
+        return await self._glue().locate(identity)
+
+    async def publish(self, channel: str, payload: Any) -> None:
+        """Deliver ``payload`` (JSON types) to ``channel``'s subscribers on every instance.
+
+        Best effort: an instance cut off from the backend misses it.
+
+        Raises:
+            ClusterUnavailable: the backend is down (nothing was delivered).
+            TypeError: ``payload`` is not JSON-serializable.
+        """
+        await self._glue().publish(channel, payload)
+
+    def subscribe(self, channel: str, callback: Subscriber) -> Subscriber:
+        """Call ``callback(message: ClusterMessage)`` for each broadcast on ``channel``.
+
+        Returns ``callback`` (so it works as a decorator's inner call);
+        callbacks must not block; one that raises is logged and skipped.
+        """
+        self._glue().subscribe(channel, callback)
+        return callback
+
+    def unsubscribe(self, channel: str, callback: Subscriber | None = None) -> None:
+        """Remove ``callback`` from ``channel`` (every callback of it when None)."""
+        self._glue().unsubscribe(channel, callback)
 
     async def listen(
         self,
@@ -330,6 +431,8 @@ class OCPPServer:
 
             self._listeners = list(listeners)
             self._accept_scope = accept_scope
+            if self._cluster is not None:
+                await nursery.start(self._cluster.run)
             await nursery.start(accept_loop)
             log.info("OCPP server listening on port %s", self._port_or_none())
             task_status.started(self)
@@ -374,6 +477,9 @@ class OCPPServer:
                 await self._idle.wait()
             if stuck.cancelled_caught:  # pragma: no cover - a task ignores cancellation
                 log.warning("%d station task(s) still running after close()", len(self._peers))
+            if self._cluster is not None:
+                with trio.CancelScope(shield=True):
+                    await self._cluster.aclose()
 
     # --- one stream ------------------------------------------------------------
 
@@ -416,6 +522,8 @@ class OCPPServer:
                 del self._stations[ident]
             if peer.conn is not None and self._clients.get(ident) is peer.conn:
                 del self._clients[ident]
+            if self._cluster is not None:
+                self._cluster.released(ident, peer)
         self._peers.discard(peer)
         peer.done.set()
         if not self._peers:
@@ -454,7 +562,7 @@ class OCPPServer:
     ) -> None:
         gate = Gate()
         reader = ReaderNursery(nursery, gate.reader_done)
-        request: trio_websocket.WebSocketRequest | None = None
+        request: UpgradeRequest | None = None
         outcome: tuple[str, str | None, Mapping[str, Any], StationHandshake] | None = None
         refusal: Refusal | None = None
         with trio.move_on_after(self.handshake_timeout) as timeout, gate.scope():
@@ -464,11 +572,22 @@ class OCPPServer:
                 except trio.BrokenResourceError as exc:
                     self._rejected(peer, None, f"TLS handshake failed: {tls_reason(exc)}")
                     return
-            request = await trio_websocket.wrap_server_stream(
-                reader,  # type: ignore[arg-type]
-                stream,
-                max_message_size=self.options.max_message_size,
-            )
+            if self.websocket_backend == "websockets":
+                try:
+                    request = await server_handshake(
+                        stream,
+                        max_message_size=self.options.max_message_size,
+                        compression=self.compression,
+                    )
+                except HandshakeFailed as exc:
+                    self._rejected(peer, None, f"bad upgrade request: {exc}")
+                    return
+            else:
+                request = await trio_websocket.wrap_server_stream(
+                    reader,  # type: ignore[arg-type]
+                    stream,
+                    max_message_size=self.options.max_message_size,
+                )
             try:
                 outcome = await self._decide(peer, request, stream)
             except Refusal as exc:
@@ -489,18 +608,23 @@ class OCPPServer:
         identity, protocol, session, info = outcome
         if not await self._claim(peer, identity, request):
             return
-        ws: trio_websocket.WebSocketConnection | None = None
+        transport: Transport | None = None
         with trio.move_on_after(self.handshake_timeout), gate.scope():
             try:
-                ws = await request.accept(subprotocol=protocol)
-            except (trio_websocket.ConnectionClosed, trio.BrokenResourceError):
-                ws = None
+                if isinstance(request, ServerHandshake):
+                    transport = await request.accept(protocol)
+                else:
+                    tws_request = cast(trio_websocket.WebSocketRequest, request)
+                    transport = TrioWebsocketTransport(
+                        await tws_request.accept(subprotocol=protocol), stream
+                    )
+            except (trio_websocket.ConnectionClosed, trio.BrokenResourceError, HandshakeFailed):
+                transport = None
             else:
                 gate.accepted = True
-        if ws is None:
+        if transport is None:
             self._rejected(peer, None, "the peer went away during the handshake")
             return
-        transport = TrioWebsocketTransport(ws, stream)
         if protocol is None:
             self._rejected(peer, None, "no subprotocol in common; closed with 1002")
             with trio.move_on_after(self.options.close_timeout):
@@ -510,7 +634,7 @@ class OCPPServer:
 
     async def _refuse(
         self,
-        request: trio_websocket.WebSocketRequest,
+        request: UpgradeRequest,
         status: int,
         headers: Sequence[tuple[str, str]] = (),
     ) -> None:
@@ -518,11 +642,11 @@ class OCPPServer:
         with trio.move_on_after(self.handshake_timeout):
             try:
                 await request.reject(status, extra_headers=encode_headers(headers))
-            except (trio_websocket.ConnectionClosed, trio.BrokenResourceError):
+            except (trio_websocket.ConnectionClosed, trio.BrokenResourceError, HandshakeFailed):
                 pass
 
     async def _decide(
-        self, peer: _Peer, request: trio_websocket.WebSocketRequest, stream: trio.abc.Stream
+        self, peer: _Peer, request: UpgradeRequest, stream: trio.abc.Stream
     ) -> tuple[str, str | None, Mapping[str, Any], StationHandshake]:
         """Everything between the upgrade request and ``101``; raises ``Refusal``."""
         target = parse_target(request.path)
@@ -572,9 +696,7 @@ class OCPPServer:
         )
         return identity, protocol, session, info
 
-    async def _claim(
-        self, peer: _Peer, identity: str, request: trio_websocket.WebSocketRequest
-    ) -> bool:
+    async def _claim(self, peer: _Peer, identity: str, request: UpgradeRequest) -> bool:
         """Make ``peer`` the connection of ``identity``, per ``duplicate_policy``."""
         while (old := self._stations.get(identity)) is not None and old is not peer:
             if self.duplicate_policy == "reject":
@@ -584,6 +706,16 @@ class OCPPServer:
             log.info("%s: a new connection from %s replaces the open one", identity, peer.remote)
             await self._evict(old)
         self._stations[identity] = peer
+        if self._cluster is not None and self._cluster.running:
+            # The other instances, after this one: a newer local connection
+            # that comes in meanwhile finds this one and applies the policy.
+            refusal = await self._cluster.claim(identity, peer)
+            if refusal is not None:
+                if self._stations.get(identity) is peer:
+                    del self._stations[identity]
+                self._rejected(peer, 409, refusal)
+                await self._refuse(request, 409)
+                return False
         return True
 
     async def _evict(self, old: _Peer) -> None:
@@ -600,7 +732,7 @@ class OCPPServer:
         self,
         peer: _Peer,
         nursery: trio.Nursery,
-        transport: TrioWebsocketTransport,
+        transport: Transport,
         identity: str,
         protocol: str,
         session: Mapping[str, Any],

@@ -147,8 +147,10 @@ _CompiledFn: TypeAlias = Callable[[Any], Any]
 #: ``schemas/<protocol>/``, ``{(action, direction): schema}`` or
 #: ``{action: {"request": schema, "response": schema}}``.
 SchemaSource: TypeAlias = (
-    "str | os.PathLike[str] | Mapping[tuple[str, str], Mapping[str, Any]]"
-    " | Mapping[str, Mapping[str, Mapping[str, Any]]]"
+    str
+    | os.PathLike[str]
+    | Mapping[tuple[str, str], Mapping[str, Any]]
+    | Mapping[str, Mapping[str, Mapping[str, Any]]]
 )
 
 #: The protocols whose OCA schemas ship with ocpp_trio.
@@ -703,7 +705,8 @@ def create_validator(
                     )
                 if not isinstance(schema, Mapping):
                     raise ValueError(f"{action} {direction}: a schema must be a JSON object")
-                sources[(str(action), direction)] = _value_loader(schema)
+                key: _Key = (str(action), "request" if direction == "request" else "response")
+                sources[key] = _value_loader(schema)
         derived = frozenset(
             a for a, d in sources if d == "request" and (a, "response") not in sources
         )

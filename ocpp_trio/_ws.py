@@ -1,0 +1,487 @@
+"""A WebSocket transport driven by the task that reads it: websockets' Sans-I/O core over a Trio stream.
+
+Theory of operation.  The WebSocket protocol itself (RFC 6455 framing,
+masking, UTF-8 rules, the closing handshake, the opening handshake's HTTP,
+permessage-deflate from RFC 7692) is the ``websockets`` library's Sans-I/O
+``ServerProtocol``/``ClientProtocol``: bytes in, events and bytes out.  This
+module only shuttles bytes between it and a ``trio.abc.Stream``.
+
+There is no background task.  :meth:`WSTransport.receive` reads the stream
+itself, feeds the parser and returns the next complete message; pings from the
+peer are answered (the parser queues the pong) and pongs for our pings wake
+:meth:`WSTransport.ping`, all inside that call.  The connection's reader task
+is always in ``receive()``, so control frames keep flowing as long as the
+connection runs; a message is answered by the same task that read it, with no
+hop through a queue and another task (the trio-websocket transport costs one
+task switch and one memory channel per message; see ``benchmarks/``).
+
+Writes from any task go through one FIFO lock, which keeps frames whole and in
+order.  :meth:`WSTransport.aclose` sends the close frame and waits for the
+peer's (reading the stream itself when no task is in ``receive()``); callers
+bound it, and :meth:`WSTransport.abort` closes the stream in all cases.
+
+Handshakes: :func:`server_handshake` reads one HTTP upgrade request and gives a
+:class:`ServerHandshake` to accept (101, with the subprotocol the caller
+chose) or reject (an HTTP status); :func:`client_handshake` sends the request
+and checks the answer.  Malformed requests get websockets' own HTTP error
+answer (400, 414...).  Callers bound both with cancel scopes.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import Any, Final
+
+import trio
+from websockets.client import ClientProtocol
+from websockets.datastructures import Headers
+from websockets.exceptions import InvalidHandshake, InvalidStatus
+from websockets.extensions.permessage_deflate import (
+    ClientPerMessageDeflateFactory,
+    ServerPerMessageDeflateFactory,
+)
+from websockets.frames import Frame, Opcode
+from websockets.http11 import Request, Response
+from websockets.protocol import Protocol, State
+from websockets.server import ServerProtocol
+from websockets.typing import Subprotocol
+from websockets.uri import parse_uri
+
+from ._core.errors import ConnectionClosed
+from ._transport import CLOSE_ABNORMAL
+
+log = logging.getLogger("ocpp_trio.websocket")
+
+
+class _QuietLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """The logger handed to websockets: warnings and errors only.
+
+    websockets logs every handshake header at DEBUG (Authorization included)
+    and one INFO line per connection; our own modules log what matters, and
+    secrets never reach a log.
+    """
+
+    def isEnabledFor(self, level: int) -> bool:
+        return level >= logging.WARNING and self.logger.isEnabledFor(level)
+
+    def log(self, level: int, msg: object, *args: Any, **kwargs: Any) -> None:
+        if level >= logging.WARNING:
+            super().log(level, msg, *args, **kwargs)
+
+
+_ws_logger = _QuietLogger(log, {})
+
+#: Bytes asked of the stream per read.
+RECEIVE_SIZE: Final = 65536
+
+_TEXT, _BINARY, _CONT, _PING, _PONG = (
+    Opcode.TEXT,
+    Opcode.BINARY,
+    Opcode.CONT,
+    Opcode.PING,
+    Opcode.PONG,
+)
+_OPEN = State.OPEN
+
+
+class HandshakeFailed(Exception):
+    """The opening handshake could not complete (garbage, EOF, a bad answer)."""
+
+
+class WSTransport:
+    """One open WebSocket over a Trio stream (see the module docstring)."""
+
+    __slots__ = (
+        "_closed",
+        "_closed_event",
+        "_messages",
+        "_partial_text",
+        "_parts",
+        "_pings",
+        "_proto",
+        "_reading",
+        "_send_lock",
+        "_stream",
+        "on_ping",
+    )
+
+    def __init__(self, proto: Protocol, stream: trio.abc.Stream) -> None:
+        self._proto = proto
+        self._stream = stream
+        self._send_lock = trio.StrictFIFOLock()
+        self._messages: deque[str | bytes] = deque()
+        self._parts: list[bytes] = []
+        self._partial_text = True
+        self._pings: dict[bytes, trio.Event] = {}
+        self._closed: ConnectionClosed | None = None
+        self._closed_event = trio.Event()
+        self._reading = False
+        #: Called with the payload of each ping the peer sends (it is answered already).
+        self.on_ping: Callable[[bytes], object] | None = None
+        self._on_events()  # frames that arrived together with the handshake
+
+    # --- facts -------------------------------------------------------------------
+
+    @property
+    def subprotocol(self) -> str | None:
+        sub = self._proto.subprotocol
+        return str(sub) if sub is not None else None
+
+    @property
+    def close_code(self) -> int | None:
+        if self._closed is None:
+            return None
+        return self._closed.code
+
+    @property
+    def close_reason(self) -> str:
+        return self._closed.reason if self._closed is not None else ""
+
+    @property
+    def compression(self) -> bool:
+        """Whether permessage-deflate was negotiated."""
+        return bool(self._proto.extensions)
+
+    # --- receiving ---------------------------------------------------------------
+
+    async def receive(self) -> str | bytes:
+        messages = self._messages
+        while not messages:
+            if self._closed is not None:
+                raise self._closed
+            await self._read_once()
+        return messages.popleft()
+
+    async def _read_once(self) -> None:
+        proto = self._proto
+        self._reading = True
+        try:
+            data = await self._stream.receive_some(RECEIVE_SIZE)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            data = b""
+        finally:
+            self._reading = False
+        if data:
+            proto.receive_data(data)
+        else:
+            proto.receive_eof()
+        self._on_events()
+        if proto.writes:
+            try:
+                await self._flush()
+            except ConnectionClosed:
+                pass
+        if not data or proto.close_rcvd is not None or proto.state is State.CLOSED:
+            self._set_closed()
+
+    def _on_events(self) -> None:
+        for frame in self._proto.events_received():
+            if not isinstance(
+                frame, Frame
+            ):  # pragma: no cover - handshake events are taken earlier
+                continue
+            opcode = frame.opcode
+            if opcode is _TEXT or opcode is _BINARY:
+                if frame.fin:
+                    self._messages.append(_message(frame.data, opcode is _TEXT))
+                else:
+                    self._parts = [bytes(frame.data)]
+                    self._partial_text = opcode is _TEXT
+            elif opcode is _CONT:
+                self._parts.append(bytes(frame.data))
+                if frame.fin:
+                    self._messages.append(_message(b"".join(self._parts), self._partial_text))
+                    self._parts = []
+            elif opcode is _PING:
+                if self.on_ping is not None:
+                    self.on_ping(bytes(frame.data))
+            elif opcode is _PONG:
+                self._wake_pings(bytes(frame.data))
+
+    def _wake_pings(self, payload: bytes) -> None:
+        if payload not in self._pings:
+            return
+        while self._pings:  # a pong answers its ping and every earlier one
+            key = next(iter(self._pings))
+            self._pings.pop(key).set()
+            if key == payload:
+                break
+
+    def _set_closed(self) -> None:
+        if self._closed is not None:
+            return
+        received = self._proto.close_rcvd
+        code, reason = (received.code, received.reason) if received else (CLOSE_ABNORMAL, "")
+        what = f"{code}: {reason}" if reason else str(code)
+        self._closed = ConnectionClosed(f"connection closed ({what})", code=code, reason=reason)
+        self._closed_event.set()
+        for event in self._pings.values():
+            event.set()
+        self._pings.clear()
+
+    # --- sending -----------------------------------------------------------------
+
+    async def _flush(self) -> None:
+        async with self._send_lock:
+            writes = self._proto.data_to_send()
+            try:
+                for chunk in writes:
+                    if chunk:
+                        await self._stream.send_all(chunk)
+            except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                self._set_closed()
+                raise ConnectionClosed(
+                    f"connection lost while sending: {exc or type(exc).__name__}",
+                    code=CLOSE_ABNORMAL,
+                ) from None
+
+    async def send(self, text: str) -> None:
+        if self._closed is not None:
+            raise self._closed
+        proto = self._proto
+        if proto.state is not _OPEN:
+            raise ConnectionClosed("connection is closing", code=proto.close_code or CLOSE_ABNORMAL)
+        proto.send_text(text.encode())
+        await self._flush()
+
+    async def ping(self, payload: bytes) -> None:
+        if self._closed is not None:
+            raise self._closed
+        if payload in self._pings:
+            raise ValueError("a ping with this payload is already in flight")
+        event = trio.Event()
+        self._pings[payload] = event
+        self._proto.send_ping(payload)
+        await self._flush()
+        await event.wait()
+        if self._closed is not None:
+            raise self._closed
+
+    async def aclose(self, code: int = 1000, reason: str = "") -> None:
+        try:
+            proto = self._proto
+            if self._closed is None and proto.state is _OPEN:
+                proto.send_close(code, reason)
+                try:
+                    await self._flush()
+                except ConnectionClosed:
+                    return
+            while self._closed is None:
+                if self._reading:  # the reader task will see the peer's close
+                    await self._closed_event.wait()
+                else:
+                    await self._read_once()
+        finally:
+            await self.abort()
+
+    async def abort(self) -> None:
+        self._set_closed()
+        await trio.aclose_forcefully(self._stream)
+
+
+def _text(value: str | bytes) -> str:
+    return value.decode("latin-1") if isinstance(value, bytes) else value
+
+
+def _message(data: bytes | bytearray | memoryview, text: bool) -> str | bytes:
+    raw = bytes(data)
+    if text:
+        try:
+            return raw.decode()
+        except UnicodeDecodeError:
+            return raw  # the RPC core reports it as not valid UTF-8
+    return raw
+
+
+async def _feed_until_event(proto: Protocol, stream: trio.abc.Stream) -> Any:
+    """Read until the parser yields its first event (the request or the response)."""
+    while True:
+        events = proto.events_received()
+        if events:
+            first = events[0]
+            proto.events = events[1:] + proto.events  # frames that came along stay queued
+            return first
+        if proto.writes:  # the parser answered on its own: a malformed handshake
+            await _send_writes(proto, stream)
+            raise HandshakeFailed(str(proto.handshake_exc or "malformed handshake"))
+        if proto.handshake_exc is not None:
+            raise HandshakeFailed(str(proto.handshake_exc))
+        try:
+            data = await stream.receive_some(RECEIVE_SIZE)
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            raise HandshakeFailed(
+                f"connection lost during the handshake ({type(exc).__name__})"
+            ) from exc
+        if not data:
+            proto.receive_eof()
+            raise HandshakeFailed("the peer closed the connection during the handshake")
+        proto.receive_data(data)
+
+
+async def _send_writes(proto: Protocol, stream: trio.abc.Stream) -> None:
+    try:
+        for chunk in proto.data_to_send():
+            if chunk:
+                await stream.send_all(chunk)
+    except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+        raise HandshakeFailed(
+            f"connection lost during the handshake ({type(exc).__name__})"
+        ) from exc
+
+
+def _offered_subprotocols(headers: Headers) -> tuple[str, ...]:
+    offered: list[str] = []
+    for value in headers.get_all("Sec-WebSocket-Protocol"):
+        offered.extend(p.strip() for p in value.split(",") if p.strip())
+    return tuple(offered)
+
+
+class ServerHandshake:
+    """A station's upgrade request, read and waiting to be accepted or rejected."""
+
+    def __init__(self, proto: ServerProtocol, stream: trio.abc.Stream, request: Request) -> None:
+        self._proto = proto
+        self._stream = stream
+        self._request = request
+        self._chosen: str | None = None
+
+    @property
+    def path(self) -> str:
+        """The request target (path and query) as sent."""
+        return self._request.path
+
+    @property
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        """The request headers as sent, as (name, value) byte pairs."""
+        return [
+            (k.encode("latin-1"), v.encode("latin-1")) for k, v in self._request.headers.raw_items()
+        ]
+
+    @property
+    def proposed_subprotocols(self) -> tuple[str, ...]:
+        """The subprotocols the client offered, in its order."""
+        return _offered_subprotocols(self._request.headers)
+
+    async def accept(
+        self, subprotocol: str | None, extra_headers: Sequence[tuple[str, str]] = ()
+    ) -> WSTransport:
+        """Answer 101 with ``subprotocol`` (None: no Sec-WebSocket-Protocol header).
+
+        Raises:
+            HandshakeFailed: the request is not a valid WebSocket upgrade (it
+                was answered with an HTTP error), or the peer went away.
+        """
+        self._chosen = subprotocol
+        response = self._proto.accept(self._request)
+        for name, value in extra_headers:
+            response.headers[name] = value
+        self._proto.send_response(response)
+        await _send_writes(self._proto, self._stream)
+        if response.status_code != 101:
+            raise HandshakeFailed(
+                f"not a valid WebSocket upgrade ({response.status_code}): {self._proto.handshake_exc}"
+            )
+        return WSTransport(self._proto, self._stream)
+
+    async def reject(
+        self,
+        status: int,
+        extra_headers: Sequence[tuple[str | bytes, str | bytes]] = (),
+        body: str = "",
+    ) -> None:
+        """Answer with an HTTP error status; the stream is to be closed afterwards."""
+        response = self._proto.reject(status, body)
+        for name, value in extra_headers:
+            response.headers[_text(name)] = _text(value)
+        self._proto.send_response(response)
+        await _send_writes(self._proto, self._stream)
+
+
+def _select(proto: ServerProtocol, offered: Sequence[Subprotocol]) -> Subprotocol | None:
+    # Our server picks the subprotocol itself before accepting (in its own
+    # order of preference, and None when there is none in common, which
+    # OCPP-J answers with a 101 without the header and a close).
+    handshake = getattr(proto, "_ocpp_handshake", None)
+    chosen = handshake._chosen if handshake is not None else None
+    return Subprotocol(chosen) if chosen is not None else None
+
+
+async def server_handshake(
+    stream: trio.abc.Stream, *, max_message_size: int, compression: bool = True
+) -> ServerHandshake:
+    """Read one HTTP upgrade request from ``stream`` (callers bound the wait).
+
+    Raises:
+        HandshakeFailed: garbage (answered with an HTTP error), EOF, or a lost stream.
+    """
+    proto = ServerProtocol(
+        extensions=[
+            ServerPerMessageDeflateFactory(
+                server_max_window_bits=12,
+                client_max_window_bits=12,
+                compress_settings={"memLevel": 5},
+            )
+        ]
+        if compression
+        else None,
+        select_subprotocol=_select,
+        max_size=max_message_size,
+        logger=_ws_logger,
+    )
+    request = await _feed_until_event(proto, stream)
+    if not isinstance(request, Request):  # pragma: no cover - the server parser yields a Request
+        raise HandshakeFailed("expected an HTTP request")
+    handshake = ServerHandshake(proto, stream, request)
+    proto._ocpp_handshake = handshake  # type: ignore[attr-defined]
+    return handshake
+
+
+class HandshakeRejectedStatus(HandshakeFailed):
+    """The server answered the upgrade with an HTTP status other than 101."""
+
+    def __init__(self, status: int) -> None:
+        self.status = status
+        super().__init__(f"server answered HTTP {status}")
+
+
+async def client_handshake(
+    stream: trio.abc.Stream,
+    url: str,
+    *,
+    subprotocols: Sequence[str],
+    headers: Sequence[tuple[str, str]],
+    max_message_size: int,
+    compression: bool = True,
+) -> tuple[WSTransport, Response]:
+    """Send the upgrade request for ``url`` and check the answer (callers bound the wait).
+
+    Raises:
+        HandshakeRejectedStatus: the server answered with an HTTP error status.
+        HandshakeFailed: anything else that stopped the handshake.
+    """
+    proto = ClientProtocol(
+        parse_uri(url),
+        extensions=[ClientPerMessageDeflateFactory(compress_settings={"memLevel": 5})]
+        if compression
+        else None,
+        subprotocols=[Subprotocol(p) for p in subprotocols] or None,
+        max_size=max_message_size,
+        logger=_ws_logger,
+    )
+    request = proto.connect()
+    for name, value in headers:
+        request.headers[name] = value
+    proto.send_request(request)
+    await _send_writes(proto, stream)
+    response = await _feed_until_event(proto, stream)
+    exc = proto.handshake_exc
+    if exc is not None:
+        if isinstance(exc, InvalidStatus):
+            raise HandshakeRejectedStatus(exc.response.status_code)
+        if isinstance(exc, InvalidHandshake):
+            raise HandshakeFailed(str(exc)) from exc
+        raise HandshakeFailed(str(exc)) from exc
+    assert isinstance(response, Response)
+    return WSTransport(proto, stream), response
