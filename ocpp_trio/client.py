@@ -51,6 +51,7 @@ from ._core.frames import new_message_id
 from ._core.protocol import Role
 from ._options import ConnectionOptions, split_options
 from ._state import ConnectionState
+from ._surface import HandlerSurface
 from ._transport import (
     CLOSE_NORMAL,
     GuardedNursery,
@@ -64,7 +65,7 @@ from ._version import package_ident
 from ._ws import HandshakeFailed, HandshakeRejectedStatus, client_handshake
 from .connection import OCPPConnection
 from .events import ConnectingEvent, ErrorEvent, EventEmitter, ReconnectEvent
-from .routing import ActionHandler, Handler, Router, parse_handle_args, register
+from .routing import Handler, Router
 from .security import SecurityProfile, basic_auth_header, client_ssl_context
 from .types import Action, SendAction
 
@@ -105,7 +106,7 @@ def _describe_tls(exc: BaseException) -> str:
     return f"connection lost during TLS setup ({type(exc).__name__})"
 
 
-class OCPPClient:
+class OCPPClient(HandlerSurface):
     """A charging station's OCPP-J client; stays the same object across reconnects.
 
     Get one from :func:`open_ocpp_client`.  Its ``call``/``send``/``handle``/``on``
@@ -235,56 +236,6 @@ class OCPPClient:
     def reconnects(self) -> int:
         """How many times the client has reconnected so far."""
         return self._reconnects
-
-    @overload
-    def handle(
-        self, action: type[Action[Req, Res]], fn: ActionHandler[Req, Res], /
-    ) -> ActionHandler[Req, Res]: ...
-    @overload
-    def handle(
-        self, action: type[Action[Req, Res]], /
-    ) -> Callable[[ActionHandler[Req, Res]], ActionHandler[Req, Res]]: ...
-    @overload
-    def handle(
-        self, action: type[SendAction[Req]], fn: ActionHandler[Req, object], /
-    ) -> ActionHandler[Req, object]: ...
-    @overload
-    def handle(
-        self, action: type[SendAction[Req]], /
-    ) -> Callable[[ActionHandler[Req, object]], ActionHandler[Req, object]]: ...
-    @overload
-    def handle(self, fn: F, /) -> F: ...
-    @overload
-    def handle(self, method: str, fn: F, /) -> F: ...
-    @overload
-    def handle(self, protocol: str, method: str, fn: F, /) -> F: ...
-    @overload
-    def handle(self, method: str, /) -> Callable[[F], F]: ...
-    @overload
-    def handle(self, protocol: str, method: str, /) -> Callable[[F], F]: ...
-    @overload
-    def handle(self) -> Callable[[F], F]: ...
-
-    def handle(self, *args: Any) -> Any:
-        """Register a handler (same forms as ``OCPPConnection.handle``); survives reconnects."""
-        return register(self._router, args)
-
-    def remove_handler(self, *args: str | type[Action[Any, Any]] | type[SendAction[Any]]) -> bool:
-        """Remove a handler: ``(method)``, ``(protocol, method)``, ``(action)`` or ``()``."""
-        protocol, method, _ = parse_handle_args(args)
-        return self._router.remove(protocol, method)
-
-    def remove_all_handlers(self) -> None:
-        """Remove every handler."""
-        self._router.clear()
-
-    def on(self, name: str, callback: Callable[[Any], object]) -> Callable[[Any], object]:
-        """Call ``callback(payload)`` on event ``name``; survives reconnects."""
-        return self._emitter.on(name, callback)
-
-    def off(self, name: str, callback: Callable[[Any], object] | None = None) -> None:
-        """Remove an event callback."""
-        self._emitter.off(name, callback)
 
     def reconfigure(self, **options: Any) -> None:
         """Change connection options at run time; applies to this and later connections."""

@@ -55,6 +55,7 @@ from ._core.protocol import (
 from ._inbound import InboundMixin
 from ._options import ConnectionOptions
 from ._state import ConnectionState
+from ._surface import HandlerSurface
 from ._transport import (
     CLOSE_ABNORMAL,
     CLOSE_NORMAL,
@@ -73,7 +74,7 @@ from .events import (
     PongEvent,
     StrictValidationFailureEvent,
 )
-from .routing import ActionHandler, Handler, Router, parse_handle_args, register
+from .routing import Handler, Router
 from .types import Action, SendAction
 
 log = logging.getLogger("ocpp_trio.connection")
@@ -86,7 +87,7 @@ Res = TypeVar("Res")
 _ping_counter = itertools.count(1)
 
 
-class OCPPConnection(InboundMixin):
+class OCPPConnection(HandlerSurface, InboundMixin):
     """One OCPP-J connection over an open WebSocket, in either role.
 
     Users get one from ``open_ocpp_client`` (behind the client) or from the
@@ -184,71 +185,6 @@ class OCPPConnection(InboundMixin):
     def pending_calls(self) -> int:
         """Our calls waiting for an answer."""
         return len(self._waiters)
-
-    # --- handlers and events -------------------------------------------------
-
-    @overload
-    def handle(
-        self, action: type[Action[Req, Res]], fn: ActionHandler[Req, Res], /
-    ) -> ActionHandler[Req, Res]: ...
-    @overload
-    def handle(
-        self, action: type[Action[Req, Res]], /
-    ) -> Callable[[ActionHandler[Req, Res]], ActionHandler[Req, Res]]: ...
-    @overload
-    def handle(
-        self, action: type[SendAction[Req]], fn: ActionHandler[Req, object], /
-    ) -> ActionHandler[Req, object]: ...
-    @overload
-    def handle(
-        self, action: type[SendAction[Req]], /
-    ) -> Callable[[ActionHandler[Req, object]], ActionHandler[Req, object]]: ...
-    @overload
-    def handle(self, fn: F, /) -> F: ...
-    @overload
-    def handle(self, method: str, fn: F, /) -> F: ...
-    @overload
-    def handle(self, protocol: str, method: str, fn: F, /) -> F: ...
-    @overload
-    def handle(self, method: str, /) -> Callable[[F], F]: ...
-    @overload
-    def handle(self, protocol: str, method: str, /) -> Callable[[F], F]: ...
-    @overload
-    def handle(self) -> Callable[[F], F]: ...
-
-    def handle(self, *args: Any) -> Any:
-        """Register a handler: ``(method, fn)``, ``(protocol, method, fn)`` or ``(fn)``.
-
-        A typed action may stand for the names: ``handle(v201.Reset, fn)`` is
-        ``handle("ocpp2.0.1", "Reset", fn)`` with ``fn`` typed as taking a
-        ``HandlerContext[v201.ResetRequest]`` and returning a
-        ``v201.ResetResponse``.  Without ``fn`` it is a decorator.  The handler
-        gets a :class:`HandlerContext` and returns the result payload (or
-        ``NOREPLY``); it may be sync or async.  Raise an ``RPCError`` subclass to answer with
-        that code; any other exception answers InternalError.  An async handler
-        is cancelled when the connection closes.
-        """
-        return register(self._router, args)
-
-    def remove_handler(self, *args: str | type[Action[Any, Any]] | type[SendAction[Any]]) -> bool:
-        """Remove a handler: ``(method)``, ``(protocol, method)``, ``(action)`` or ``()``.
-
-        ``()`` removes the wildcard handler.
-        """
-        protocol, method, _ = parse_handle_args(args)
-        return self._router.remove(protocol, method)
-
-    def remove_all_handlers(self) -> None:
-        """Remove every handler (inbound calls then get NotImplemented/NotSupported)."""
-        self._router.clear()
-
-    def on(self, name: str, callback: Callable[[Any], object]) -> Callable[[Any], object]:
-        """Call ``callback(payload)`` on event ``name`` (see ``ocpp_trio.events``)."""
-        return self._emitter.on(name, callback)
-
-    def off(self, name: str, callback: Callable[[Any], object] | None = None) -> None:
-        """Remove an event callback (all of ``name``'s when ``callback`` is None)."""
-        self._emitter.off(name, callback)
 
     def reconfigure(self, **options: Any) -> None:
         """Change options at run time (``call_timeout=5``, ``strict_mode=True``, ...).

@@ -1,0 +1,91 @@
+"""The handler and event surface that the connection and the client share.
+
+Both keep a :class:`~ocpp_trio.routing.Router` of handlers and an
+:class:`~ocpp_trio.events.EventEmitter`; a client hands its own to every
+connection it opens, so handlers and callbacks survive reconnects.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar, overload
+
+from .events import EventEmitter
+from .routing import ActionHandler, Handler, Router, parse_handle_args, register
+from .types import Action, SendAction
+
+F = TypeVar("F", bound=Handler)
+Req = TypeVar("Req")
+Res = TypeVar("Res")
+
+
+class HandlerSurface:
+    """``handle``, ``remove_handler``, ``remove_all_handlers``, ``on`` and ``off``."""
+
+    __slots__ = ()
+
+    _router: Router
+    _emitter: EventEmitter
+
+    @overload
+    def handle(
+        self, action: type[Action[Req, Res]], fn: ActionHandler[Req, Res], /
+    ) -> ActionHandler[Req, Res]: ...
+    @overload
+    def handle(
+        self, action: type[Action[Req, Res]], /
+    ) -> Callable[[ActionHandler[Req, Res]], ActionHandler[Req, Res]]: ...
+    @overload
+    def handle(
+        self, action: type[SendAction[Req]], fn: ActionHandler[Req, object], /
+    ) -> ActionHandler[Req, object]: ...
+    @overload
+    def handle(
+        self, action: type[SendAction[Req]], /
+    ) -> Callable[[ActionHandler[Req, object]], ActionHandler[Req, object]]: ...
+    @overload
+    def handle(self, fn: F, /) -> F: ...
+    @overload
+    def handle(self, method: str, fn: F, /) -> F: ...
+    @overload
+    def handle(self, protocol: str, method: str, fn: F, /) -> F: ...
+    @overload
+    def handle(self, method: str, /) -> Callable[[F], F]: ...
+    @overload
+    def handle(self, protocol: str, method: str, /) -> Callable[[F], F]: ...
+    @overload
+    def handle(self) -> Callable[[F], F]: ...
+
+    def handle(self, *args: Any) -> Any:
+        """Register a handler: ``(method, fn)``, ``(protocol, method, fn)`` or ``(fn)``.
+
+        A typed action may stand for the names: ``handle(v201.Reset, fn)`` is
+        ``handle("ocpp2.0.1", "Reset", fn)`` with ``fn`` typed as taking a
+        ``HandlerContext[v201.ResetRequest]`` and returning a
+        ``v201.ResetResponse``.  Without ``fn`` it is a decorator.  The handler
+        gets a :class:`HandlerContext` and returns the result payload (or
+        ``NOREPLY``); it may be sync or async.  Raise an ``RPCError`` subclass to answer with
+        that code; any other exception answers InternalError.  An async handler
+        is cancelled when the connection closes.
+        """
+        return register(self._router, args)
+
+    def remove_handler(self, *args: str | type[Action[Any, Any]] | type[SendAction[Any]]) -> bool:
+        """Remove a handler: ``(method)``, ``(protocol, method)``, ``(action)`` or ``()``.
+
+        ``()`` removes the wildcard handler.
+        """
+        protocol, method, _ = parse_handle_args(args)
+        return self._router.remove(protocol, method)
+
+    def remove_all_handlers(self) -> None:
+        """Remove every handler (inbound calls then get NotImplemented/NotSupported)."""
+        self._router.clear()
+
+    def on(self, name: str, callback: Callable[[Any], object]) -> Callable[[Any], object]:
+        """Call ``callback(payload)`` on event ``name`` (see ``ocpp_trio.events``)."""
+        return self._emitter.on(name, callback)
+
+    def off(self, name: str, callback: Callable[[Any], object] | None = None) -> None:
+        """Remove an event callback (all of ``name``'s when ``callback`` is None)."""
+        self._emitter.off(name, callback)
