@@ -37,7 +37,8 @@ from ._interface import ClusterAdapter, Subscriber
 from ._wire import decode, encode_error, ok
 
 if TYPE_CHECKING:
-    from ..server import OCPPServer, _Peer
+    from .._serve_stream import _Peer
+    from ..server import OCPPServer
 
 log = logging.getLogger("ocpp_trio.cluster")
 

@@ -18,9 +18,10 @@ from typing import Any, Final, final
 import trio
 import trio.testing
 
+from .._serve_stream import Handler
 from ..client import OCPPClient, open_ocpp_client
 from ..connection import OCPPConnection
-from ..server import DEFAULT_PROTOCOLS, Handler, OCPPServer
+from ..server import DEFAULT_PROTOCOLS, OCPPServer
 from ._pair import StreamPairFactory, _single_errors
 
 __all__ = ["MemoryServer", "open_memory_server"]

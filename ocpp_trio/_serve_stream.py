@@ -1,0 +1,384 @@
+"""One accepted stream of the server: TLS, the upgrade, the decisions, the station's connection.
+
+The per-stream half of :class:`~ocpp_trio.server.OCPPServer` (see the theory
+of operation in ``server.py``), split out to keep each file to one idea: the
+server module keeps the public surface, listening and shutdown; this one runs
+one stream from its TLS handshake to its close.  Nothing a station does here
+escapes its own task: every failure path logs, reports a
+``handshake_rejected`` event and closes the stream.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Final, Literal, cast
+
+import trio
+import trio_websocket
+
+from ._core.protocol import Role
+from ._handshake import (
+    Gate,
+    HandshakeRejectedEvent,
+    HandshakeRequest,
+    ReaderNursery,
+    Refusal,
+    ServerEvents,
+    StationHandshake,
+    UpgradeRequest,
+    auth_decision,
+    check_credentials,
+    encode_headers,
+    header_map,
+    parse_target,
+    redacted,
+    remote_of,
+    run_auth,
+    select_protocol,
+    tls_reason,
+)
+from ._options import ConnectionOptions
+from ._transport import (
+    CLOSE_PROTOCOL_ERROR,
+    Transport,
+    TrioWebsocketTransport,
+    WebSocketBackend,
+)
+from ._ws import HandshakeFailed, ServerHandshake, server_handshake
+from .connection import OCPPConnection
+from .security import SecurityProfile
+
+if TYPE_CHECKING:
+    from ._handshake import AuthCallback
+    from .cluster._server_glue import ClusterGlue
+
+log = logging.getLogger("ocpp_trio.server")
+
+#: Close code of a connection replaced by a newer one of the same identity
+#: (RFC 6455 §7.4.2: 4000-4999 are for private use).
+CLOSE_REPLACED: Final = 4000
+REPLACED_REASON: Final = "replaced by a new connection"
+
+Handler = Callable[[OCPPConnection], Awaitable[object]]
+DuplicatePolicy = Literal["replace", "reject"]
+
+
+class _Peer:
+    """One accepted stream, from the TLS handshake until the stream is closed."""
+
+    __slots__ = ("conn", "done", "identity", "remote", "scope", "slot")
+
+    def __init__(self) -> None:
+        self.scope = trio.CancelScope()
+        self.done = trio.Event()
+        self.identity: str | None = None
+        self.remote: tuple[str, int] | None = None
+        self.conn: OCPPConnection | None = None
+        self.slot = False
+
+
+class StreamHandling:
+    """What the server does with one accepted stream (a mixin of ``OCPPServer``)."""
+
+    # Provided by OCPPServer.
+    handler: Handler | None
+    protocols: tuple[str, ...]
+    auth: AuthCallback | None
+    security_profile: SecurityProfile
+    ssl_context: ssl.SSLContext | None
+    max_connections: float
+    handshake_timeout: float
+    duplicate_policy: DuplicatePolicy
+    compression: bool
+    websocket_backend: WebSocketBackend
+    options: ConnectionOptions
+    _clients: dict[str, OCPPConnection]
+    _stations: dict[str, _Peer]
+    _peers: set[_Peer]
+    _slots: int
+    _idle: trio.Event
+    _events: ServerEvents
+    _closing: bool
+    _cluster: ClusterGlue | None
+
+    async def _handle_stream(self, stream: trio.abc.Stream) -> None:
+        """The task of one accepted stream: never raises what a station caused."""
+        peer = _Peer()
+        peer.remote = remote_of(stream)
+        self._peers.add(peer)
+        self._idle = trio.Event() if self._idle.is_set() else self._idle
+        try:
+            with peer.scope:
+                await self._serve_peer(peer, stream)
+        except BaseException as exc:
+            # A bug (ours or trio-websocket's) stays with this stream; only a
+            # cancellation from outside goes on.
+            if isinstance(exc, trio.Cancelled):
+                raise
+            cancelled: BaseException | None = None
+            failure: BaseException | None = exc
+            if isinstance(exc, BaseExceptionGroup):
+                cancelled, failure = exc.split(trio.Cancelled)
+            if failure is not None:
+                if not isinstance(failure, Exception):
+                    raise
+                log.warning("connection from %s failed: %r", peer.remote, failure, exc_info=failure)
+            if cancelled is not None:
+                raise cancelled from None
+        finally:
+            with trio.CancelScope(shield=True):
+                await trio.aclose_forcefully(stream)
+            self._release(peer)
+
+    def _release(self, peer: _Peer) -> None:
+        if peer.slot:
+            peer.slot = False
+            self._slots -= 1
+        ident = peer.identity
+        if ident is not None:
+            if self._stations.get(ident) is peer:
+                del self._stations[ident]
+            if peer.conn is not None and self._clients.get(ident) is peer.conn:
+                del self._clients[ident]
+            if self._cluster is not None:
+                self._cluster.released(ident, peer)
+        self._peers.discard(peer)
+        peer.done.set()
+        if not self._peers:
+            self._idle.set()
+
+    def _rejected(self, peer: _Peer, status: int | None, reason: str) -> None:
+        level = logging.WARNING if status is not None and status >= 500 else logging.INFO
+        log.log(
+            level,
+            "handshake from %s (identity %r) refused%s: %s",
+            peer.remote,
+            peer.identity,
+            f" with HTTP {status}" if status is not None else "",
+            reason,
+        )
+        self._events.emit(
+            "handshake_rejected",
+            HandshakeRejectedEvent(
+                remote=peer.remote, identity=peer.identity, status=status, reason=reason
+            ),
+        )
+
+    async def _serve_peer(self, peer: _Peer, stream: trio.abc.Stream) -> None:
+        if self.ssl_context is not None and not isinstance(stream, trio.SSLStream):
+            stream = trio.SSLStream(
+                stream, self.ssl_context, server_side=True, https_compatible=True
+            )
+        async with trio.open_nursery() as nursery:
+            try:
+                await self._open_and_run(peer, stream, nursery)
+            finally:
+                nursery.cancel_scope.cancel()  # trio-websocket's reader
+
+    async def _open_and_run(
+        self, peer: _Peer, stream: trio.abc.Stream, nursery: trio.Nursery
+    ) -> None:
+        gate = Gate()
+        reader = ReaderNursery(nursery, gate.reader_done)
+        request: UpgradeRequest | None = None
+        outcome: tuple[str, str | None, Mapping[str, Any], StationHandshake] | None = None
+        refusal: Refusal | None = None
+        with trio.move_on_after(self.handshake_timeout) as timeout, gate.scope():
+            if isinstance(stream, trio.SSLStream):
+                try:
+                    await stream.do_handshake()
+                except trio.BrokenResourceError as exc:
+                    self._rejected(peer, None, f"TLS handshake failed: {tls_reason(exc)}")
+                    return
+            if self.websocket_backend == "websockets":
+                try:
+                    request = await server_handshake(
+                        stream,
+                        max_message_size=self.options.max_message_size,
+                        compression=self.compression,
+                    )
+                except HandshakeFailed as exc:
+                    self._rejected(peer, None, f"bad upgrade request: {exc}")
+                    return
+            else:
+                request = await trio_websocket.wrap_server_stream(
+                    reader,  # type: ignore[arg-type]
+                    stream,
+                    max_message_size=self.options.max_message_size,
+                )
+            try:
+                outcome = await self._decide(peer, request, stream)
+            except Refusal as exc:
+                refusal = exc
+        if outcome is None and refusal is None:
+            if not (timeout.cancelled_caught and request is not None):
+                why = "handshake timeout" if timeout.cancelled_caught else "the peer went away"
+                self._rejected(peer, None, why)
+                return
+            refusal = Refusal(503, "handshake timeout (auth took too long)")
+        if refusal is not None:
+            assert request is not None
+            self._rejected(peer, refusal.status, refusal.reason)
+            await self._refuse(request, refusal.status, refusal.headers)
+            return
+        assert request is not None
+        assert outcome is not None
+        identity, protocol, session, info = outcome
+        if not await self._claim(peer, identity, request):
+            return
+        transport: Transport | None = None
+        with trio.move_on_after(self.handshake_timeout), gate.scope():
+            try:
+                if isinstance(request, ServerHandshake):
+                    transport = await request.accept(protocol)
+                else:
+                    tws_request = cast(trio_websocket.WebSocketRequest, request)
+                    transport = TrioWebsocketTransport(
+                        await tws_request.accept(subprotocol=protocol), stream
+                    )
+            except (trio_websocket.ConnectionClosed, trio.BrokenResourceError, HandshakeFailed):
+                transport = None
+            else:
+                gate.accepted = True
+        if transport is None:
+            self._rejected(peer, None, "the peer went away during the handshake")
+            return
+        if protocol is None:
+            self._rejected(peer, None, "no subprotocol in common; closed with 1002")
+            with trio.move_on_after(self.options.close_timeout):
+                await transport.aclose(CLOSE_PROTOCOL_ERROR, "no subprotocol in common")
+            return
+        await self._run_station(peer, nursery, transport, identity, protocol, session, info)
+
+    async def _refuse(
+        self,
+        request: UpgradeRequest,
+        status: int,
+        headers: Sequence[tuple[str, str]] = (),
+    ) -> None:
+        """Send an HTTP error answer, within a bound; the peer may be gone already."""
+        with trio.move_on_after(self.handshake_timeout):
+            try:
+                await request.reject(status, extra_headers=encode_headers(headers))
+            except (trio_websocket.ConnectionClosed, trio.BrokenResourceError, HandshakeFailed):
+                pass
+
+    async def _decide(
+        self, peer: _Peer, request: UpgradeRequest, stream: trio.abc.Stream
+    ) -> tuple[str, str | None, Mapping[str, Any], StationHandshake]:
+        """Everything between the upgrade request and ``101``; raises ``Refusal``."""
+        target = parse_target(request.path)
+        identity = peer.identity = target.identity
+        replacing = self.duplicate_policy == "replace" and identity in self._stations
+        if self._closing:
+            raise Refusal(503, "the server is closing")
+        if self._slots - int(replacing) >= self.max_connections:
+            raise Refusal(503, f"max_connections={self.max_connections} reached")
+        peer.slot = True
+        self._slots += 1
+        headers = header_map(request.headers)
+        peercert = stream.getpeercert() if isinstance(stream, trio.SSLStream) else None
+        password, certificate = check_credentials(
+            self.security_profile, identity, headers, peercert
+        )
+        offered = tuple(request.proposed_subprotocols)
+        hs_request = HandshakeRequest(
+            identity=identity,
+            endpoint=target.endpoint,
+            path=request.path,
+            query=target.query,
+            remote=peer.remote,
+            headers=headers,
+            protocols=offered,
+            password=password,
+            certificate=certificate,
+            security_profile=self.security_profile,
+        )
+        protocol = select_protocol(self.protocols, offered)
+        session: Mapping[str, Any] = {}
+        if self.auth is not None:
+            result = await run_auth(self.auth, hs_request)
+            session, protocol = auth_decision(result, offered, protocol, self.security_profile)
+        info = StationHandshake(
+            path=request.path,
+            subprotocol=protocol,
+            request_headers=redacted(headers),
+            remote=peer.remote,
+            peer_certificate=peercert or None,
+            identity=identity,
+            endpoint=target.endpoint,
+            query=target.query,
+            offered_protocols=offered,
+            certificate=certificate,
+            security_profile=self.security_profile,
+        )
+        return identity, protocol, session, info
+
+    async def _claim(self, peer: _Peer, identity: str, request: UpgradeRequest) -> bool:
+        """Make ``peer`` the connection of ``identity``, per ``duplicate_policy``."""
+        while (old := self._stations.get(identity)) is not None and old is not peer:
+            if self.duplicate_policy == "reject":
+                self._rejected(peer, 409, "a connection with this identity is open")
+                await self._refuse(request, 409)
+                return False
+            log.info("%s: a new connection from %s replaces the open one", identity, peer.remote)
+            await self._evict(old)
+        self._stations[identity] = peer
+        if self._cluster is not None and self._cluster.running:
+            # The other instances, after this one: a newer local connection
+            # that comes in meanwhile finds this one and applies the policy.
+            refusal = await self._cluster.claim(identity, peer)
+            if refusal is not None:
+                if self._stations.get(identity) is peer:
+                    del self._stations[identity]
+                self._rejected(peer, 409, refusal)
+                await self._refuse(request, 409)
+                return False
+        return True
+
+    async def _evict(self, old: _Peer) -> None:
+        if old.conn is not None:
+            with trio.move_on_after(self.options.close_timeout + 1.0):
+                await old.conn.close(CLOSE_REPLACED, REPLACED_REASON)
+        old.scope.cancel()
+        with trio.move_on_after(self.options.close_timeout):
+            await old.done.wait()
+        if old.identity is not None and self._stations.get(old.identity) is old:
+            del self._stations[old.identity]  # pragma: no cover - its task is stuck
+
+    async def _run_station(
+        self,
+        peer: _Peer,
+        nursery: trio.Nursery,
+        transport: Transport,
+        identity: str,
+        protocol: str,
+        session: Mapping[str, Any],
+        info: StationHandshake,
+    ) -> None:
+        conn = OCPPConnection(
+            transport,
+            identity=identity,
+            protocol=protocol,
+            role=Role.SERVER,
+            options=self.options,
+            handshake=info,
+            session=session,
+        )
+        peer.conn = conn
+        self._clients[identity] = conn
+        ran = trio.Event()
+
+        async def run(task_status: trio.TaskStatus[OCPPConnection]) -> None:
+            try:
+                await conn._run(self.handler, task_status=task_status)
+            finally:
+                ran.set()
+
+        log.info("%s connected from %s (%s)", identity, peer.remote, protocol)
+        await nursery.start(run)
+        self._events.emit("client", conn)
+        await ran.wait()
+        log.info("%s disconnected (%s)", identity, conn.close_code)
