@@ -137,6 +137,7 @@ class Server:
         info = json.loads(line)
         self.port = int(info["port"])
         self.pid = int(info.get("pid", self.proc.pid))
+        self.pids = [int(p) for p in info.get("workers", [self.pid])]
         self.url = f"ws://127.0.0.1:{self.port}/ocpp"
 
     def stop(self) -> None:
@@ -164,7 +165,7 @@ def run_client(
 
 
 def idle_memory(system: System, server: Server, stations: int) -> float:
-    before = _rss_kib(server.pid)
+    before = sum(map(_rss_kib, server.pids))
     proc = subprocess.Popen(
         [*system.client, server.url, "--stations", str(stations), "--idle", "600"],
         stdout=subprocess.PIPE,
@@ -178,7 +179,7 @@ def idle_memory(system: System, server: Server, stations: int) -> float:
         if "connected" not in line:
             raise RuntimeError(f"{system.name}: idle client failed")
         time.sleep(1.0)
-        after = _rss_kib(server.pid)
+        after = sum(map(_rss_kib, server.pids))
     finally:
         proc.kill()
         proc.wait(10)
@@ -191,9 +192,9 @@ def measure(system: System, strict: bool, opts: argparse.Namespace) -> dict[str,
         time.sleep(0.3)
         flag = ["--strict"] if strict and system.strict_flag else []
         out: dict[str, float] = {}
-        cpu0 = _cpu_seconds(server.pid)
+        cpu0 = sum(map(_cpu_seconds, server.pids))
         a = run_client(system, server, ["--stations", "1", "--calls", str(opts.calls_a), *flag])
-        cpu1 = _cpu_seconds(server.pid)
+        cpu1 = sum(map(_cpu_seconds, server.pids))
         out |= {
             "a_calls_s": a["calls_per_s"],
             "a_p50": a["p50_ms"],
@@ -205,7 +206,7 @@ def measure(system: System, strict: bool, opts: argparse.Namespace) -> dict[str,
             server,
             ["--stations", str(opts.stations_b), "--calls", str(opts.calls_b), *flag],
         )
-        cpu2 = _cpu_seconds(server.pid)
+        cpu2 = sum(map(_cpu_seconds, server.pids))
         out |= {
             "b_calls_s": b["calls_per_s"],
             "b_p50": b["p50_ms"],

@@ -57,6 +57,7 @@ from .server import AuthReject as AuthReject
 from .server import HandshakeRequest as HandshakeRequest
 from .server import OCPPServer as OCPPServer
 from .server import serve_ocpp as serve_ocpp
+from .workers import serve_workers as serve_workers
 
 __all__ = [
     "NOREPLY",
@@ -113,5 +114,6 @@ __all__ = [
     "open_ocpp_client",
     "package_ident",
     "serve_ocpp",
+    "serve_workers",
     "server_ssl_context",
 ]
