@@ -13,6 +13,8 @@ from __future__ import annotations
 import logging
 import ssl
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any, Final, Literal, cast
 
 import trio
@@ -65,6 +67,31 @@ Handler = Callable[[OCPPConnection], Awaitable[object]]
 DuplicatePolicy = Literal["replace", "reject"]
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Upgrade:
+    """What a front end gives the shared handshake (``StreamHandling._upgrade``).
+
+    Attributes:
+        peercert: the verified TLS client certificate (``getpeercert()`` form).
+        accept: accept the upgrade with this subprotocol (None: no
+            ``Sec-WebSocket-Protocol``); the open transport, or None when the
+            peer went away.
+        deadline: when deciding (``auth`` included) gives up with 503.
+        phase: a new cancel scope per phase (our listeners cancel it when the
+            peer goes away during the handshake).
+        options: the connection options, when not the server's.
+        refusal: the front end's own refusal (the request is then answered
+            with it and nothing else is decided).
+    """
+
+    peercert: Mapping[str, Any] | None
+    accept: Callable[[str | None], Awaitable[Transport | None]]
+    deadline: float
+    phase: Callable[[], trio.CancelScope] = trio.CancelScope
+    options: ConnectionOptions | None = None
+    refusal: Refusal | None = None
+
+
 class _Peer:
     """One accepted stream, from the TLS handshake until the stream is closed."""
 
@@ -107,11 +134,28 @@ class StreamHandling:
         """The task of one accepted stream: never raises what a station caused."""
         peer = _Peer()
         peer.remote = remote_of(stream)
+
+        async def close_stream() -> None:
+            await trio.aclose_forcefully(stream)
+
+        await self._guarded(peer, partial(self._serve_peer, peer, stream), close_stream)
+
+    async def _guarded(
+        self,
+        peer: _Peer,
+        body: Callable[[], Awaitable[None]],
+        cleanup: Callable[[], Awaitable[None]],
+    ) -> None:
+        """Run ``body`` as ``peer``'s task, counted by the server, in the peer's scope.
+
+        What ``body`` raises stays here (logged), except a cancellation from
+        outside; ``cleanup`` runs shielded, then the peer is released.
+        """
         self._peers.add(peer)
         self._idle = trio.Event() if self._idle.is_set() else self._idle
         try:
             with peer.scope:
-                await self._serve_peer(peer, stream)
+                await body()
         except BaseException as exc:
             # A bug (ours or trio-websocket's) stays with this stream; only a
             # cancellation from outside goes on.
@@ -129,7 +173,7 @@ class StreamHandling:
                 raise cancelled from None
         finally:
             with trio.CancelScope(shield=True):
-                await trio.aclose_forcefully(stream)
+                await cleanup()
             self._release(peer)
 
     def _release(self, peer: _Peer) -> None:
@@ -183,9 +227,8 @@ class StreamHandling:
         gate = Gate()
         reader = ReaderNursery(nursery, gate.reader_done)
         request: UpgradeRequest | None = None
-        outcome: tuple[str, str | None, Mapping[str, Any], StationHandshake] | None = None
-        refusal: Refusal | None = None
-        with trio.move_on_after(self.handshake_timeout) as timeout, gate.scope():
+        deadline = trio.current_time() + self.handshake_timeout
+        with trio.move_on_at(deadline) as timeout, gate.scope():
             if isinstance(stream, trio.SSLStream):
                 try:
                     await stream.do_handshake()
@@ -208,49 +251,80 @@ class StreamHandling:
                     stream,
                     max_message_size=self.options.max_message_size,
                 )
-            try:
-                outcome = await self._decide(peer, request, stream)
-            except Refusal as exc:
-                refusal = exc
-        if outcome is None and refusal is None:
-            if not (timeout.cancelled_caught and request is not None):
-                why = "handshake timeout" if timeout.cancelled_caught else "the peer went away"
-                self._rejected(peer, None, why)
-                return
-            refusal = Refusal(503, "handshake timeout (auth took too long)")
-        if refusal is not None:
+        if request is None:
+            why = "handshake timeout" if timeout.cancelled_caught else "the peer went away"
+            self._rejected(peer, None, why)
+            return
+
+        async def accept(protocol: str | None) -> Transport | None:
             assert request is not None
-            self._rejected(peer, refusal.status, refusal.reason)
-            await self._refuse(request, refusal.status, refusal.headers)
-            return
-        assert request is not None
-        assert outcome is not None
-        identity, protocol, session, info = outcome
-        if not await self._claim(peer, identity, request):
-            return
-        transport: Transport | None = None
-        with trio.move_on_after(self.handshake_timeout), gate.scope():
             try:
                 if isinstance(request, ServerHandshake):
-                    transport = await request.accept(protocol)
+                    transport: Transport = await request.accept(protocol)
                 else:
                     tws_request = cast(trio_websocket.WebSocketRequest, request)
                     transport = TrioWebsocketTransport(
                         await tws_request.accept(subprotocol=protocol), stream
                     )
             except (trio_websocket.ConnectionClosed, trio.BrokenResourceError, HandshakeFailed):
-                transport = None
-            else:
-                gate.accepted = True
+                return None
+            gate.accepted = True
+            return transport
+
+        peercert = stream.getpeercert() if isinstance(stream, trio.SSLStream) else None
+        await self._upgrade(
+            peer,
+            request,
+            Upgrade(peercert=peercert, accept=accept, deadline=deadline, phase=gate.scope),
+            nursery,
+        )
+
+    async def _upgrade(
+        self, peer: _Peer, request: UpgradeRequest, upgrade: Upgrade, nursery: trio.Nursery
+    ) -> None:
+        """From a parsed upgrade request to the station's connection, and its end.
+
+        Shared by every front end (our own listeners, ``ocpp_trio.asgi``):
+        the decisions and ``auth`` (until ``upgrade.deadline``), the refusal,
+        the duplicate policy, the acceptance (``upgrade.accept``) and the
+        connection.  Never raises what the station caused.
+        """
+        outcome: tuple[str, str | None, Mapping[str, Any], StationHandshake] | None = None
+        refusal = upgrade.refusal
+        with trio.move_on_at(upgrade.deadline) as timeout, upgrade.phase():
+            if refusal is None:
+                try:
+                    outcome = await self._decide(peer, request, upgrade.peercert)
+                except Refusal as exc:
+                    refusal = exc
+        if outcome is None and refusal is None:
+            if not timeout.cancelled_caught:
+                self._rejected(peer, None, "the peer went away")
+                return
+            refusal = Refusal(503, "handshake timeout (auth took too long)")
+        if refusal is not None:
+            self._rejected(peer, refusal.status, refusal.reason)
+            await self._refuse(request, refusal.status, refusal.headers)
+            return
+        assert outcome is not None
+        identity, protocol, session, info = outcome
+        if not await self._claim(peer, identity, request):
+            return
+        transport: Transport | None = None
+        with trio.move_on_after(self.handshake_timeout), upgrade.phase():
+            transport = await upgrade.accept(protocol)
         if transport is None:
             self._rejected(peer, None, "the peer went away during the handshake")
             return
+        options = upgrade.options or self.options
         if protocol is None:
             self._rejected(peer, None, "no subprotocol in common; closed with 1002")
-            with trio.move_on_after(self.options.close_timeout):
+            with trio.move_on_after(options.close_timeout):
                 await transport.aclose(CLOSE_PROTOCOL_ERROR, "no subprotocol in common")
             return
-        await self._run_station(peer, nursery, transport, identity, protocol, session, info)
+        await self._run_station(
+            peer, nursery, transport, identity, protocol, session, info, options
+        )
 
     async def _refuse(
         self,
@@ -266,7 +340,7 @@ class StreamHandling:
                 pass
 
     async def _decide(
-        self, peer: _Peer, request: UpgradeRequest, stream: trio.abc.Stream
+        self, peer: _Peer, request: UpgradeRequest, peercert: Mapping[str, Any] | None
     ) -> tuple[str, str | None, Mapping[str, Any], StationHandshake]:
         """Everything between the upgrade request and ``101``; raises ``Refusal``."""
         target = parse_target(request.path)
@@ -279,7 +353,6 @@ class StreamHandling:
         peer.slot = True
         self._slots += 1
         headers = header_map(request.headers)
-        peercert = stream.getpeercert() if isinstance(stream, trio.SSLStream) else None
         password, certificate = check_credentials(
             self.security_profile, identity, headers, peercert
         )
@@ -306,7 +379,7 @@ class StreamHandling:
             subprotocol=protocol,
             request_headers=redacted(headers),
             remote=peer.remote,
-            peer_certificate=peercert or None,
+            peer_certificate=dict(peercert) if peercert else None,
             identity=identity,
             endpoint=target.endpoint,
             query=target.query,
@@ -357,13 +430,14 @@ class StreamHandling:
         protocol: str,
         session: Mapping[str, Any],
         info: StationHandshake,
+        options: ConnectionOptions,
     ) -> None:
         conn = OCPPConnection(
             transport,
             identity=identity,
             protocol=protocol,
             role=Role.SERVER,
-            options=self.options,
+            options=options,
             handshake=info,
             session=session,
         )

@@ -39,13 +39,11 @@ reported as the server event ``"handshake_rejected"``.  Passwords and
 station with 1001 (optionally letting calls in flight finish), within a
 bound, then forcibly.
 
-Not supported: permessage-deflate (RFC 7692), although OCPP 2.0.1 Part 4
-§3.3 makes it "Required" for a CSMS (optional for a station).  wsproto
-implements it, but trio-websocket 0.12.2 builds its ``WSConnection``
-without extensions and ``WebSocketRequest.accept()`` passes none on, so
-negotiating it would mean driving trio-websocket's private ``_wsproto``.
-Offers of it are ignored, which RFC 7692 §5 allows: the connection then
-runs uncompressed, and 2.0.1 §3.3 asks stations not to close over it.
+Compression: with the default WebSocket backend (``_ws.py``, websockets'
+Sans-I/O core) the server accepts permessage-deflate (RFC 7692) when a
+station offers it, as OCPP 2.0.1 Part 4 §3.3 requires of a CSMS
+(``compression=False`` turns it off).  The trio-websocket backend cannot
+negotiate extensions; there offers are ignored, which RFC 7692 §5 allows.
 """
 
 from __future__ import annotations

@@ -23,6 +23,7 @@ raises, so a process supervisor (systemd, Kubernetes) restarts the whole set.
 from __future__ import annotations
 
 import multiprocessing
+import multiprocessing.process
 import os
 import signal
 import socket

@@ -78,8 +78,9 @@ class ClusterGlue:
     async def aclose(self) -> None:
         """Flush the queued releases (within a bound), then stop."""
         self._release_send.close()
-        with trio.move_on_after(2.0):
-            await self._released_all.wait()
+        if self.running:  # a glue made after the server started never ran: nothing to flush
+            with trio.move_on_after(2.0):
+                await self._released_all.wait()
         self._scope.cancel()
 
     # --- presence -------------------------------------------------------------

