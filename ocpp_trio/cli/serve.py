@@ -1,0 +1,231 @@
+"""``ocpp-trio serve``: a small CSMS to point a charging station at.
+
+It accepts stations on OCPP 1.6, 2.0.1 and 2.1, answers what a station sends
+on its own (BootNotification, Heartbeat, StatusNotification, Authorize,
+MeterValues, Start/StopTransaction on 1.6, TransactionEvent and NotifyReport
+on 2.x, DataTransfer and a few notifications) with sensible replies, asks
+each station for its configuration once it has booted, prints one line per
+message and keeps what it learns in SQLite (:mod:`._store`); the behaviour
+is :class:`~._csms.CSMSApp`, this module the command around it.
+
+Its first line on stdout is ``listening on ws://HOST:PORT/ocpp`` (the actual
+port when ``--port 0``), so scripts can start it and read where to connect.
+SIGINT and SIGTERM close every station (1001), commit the database and print
+a summary; the exit status is then 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import ssl
+from functools import partial
+from typing import Any
+
+import trio
+
+from ..security import (
+    CertificateMismatch,
+    SecurityProfile,
+    check_station_certificate,
+    server_ssl_context,
+)
+from ..server import DEFAULT_PROTOCOLS, AuthAccept, AuthReject, HandshakeRequest, serve_ocpp
+from ._common import (
+    CLIError,
+    PasswordBook,
+    check_tls_files,
+    describe_error,
+    format_percentiles,
+    non_negative_int,
+    port_number,
+    protocol_list,
+    read_text,
+    security_profile,
+    tls_error,
+    usage_error,
+    utc_now,
+)
+from ._csms import CSMSApp
+from ._output import MessageLog, Printer
+from ._store import Store
+
+__all__ = ["CSMSApp", "add_arguments", "run"]
+
+# --- the command -------------------------------------------------------------------
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``ocpp-trio serve``."""
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    parser.add_argument(
+        "--port", type=port_number, default=9000, help="TCP port (default 9000; 0: any free port)"
+    )
+    parser.add_argument(
+        "--protocols",
+        type=protocol_list,
+        default=list(DEFAULT_PROTOCOLS),
+        metavar="LIST",
+        help="subprotocols to accept, in order of preference (default ocpp2.1,ocpp2.0.1,ocpp1.6)",
+    )
+    parser.add_argument(
+        "--strict", action="store_true", help="validate every payload against the OCA schemas"
+    )
+    parser.add_argument(
+        "--db", default=":memory:", help="SQLite file for the state (default: in memory)"
+    )
+    parser.add_argument(
+        "--heartbeat-interval",
+        type=non_negative_int,
+        default=300,
+        metavar="S",
+        help="heartbeat interval given to booting stations (default 300)",
+    )
+    parser.add_argument(
+        "--inventory",
+        choices=["none", "basic", "full"],
+        default="basic",
+        help="what to ask a booted station: basic (a few settings, default), "
+        "full (every setting; GetBaseReport on 2.x) or none",
+    )
+    parser.add_argument("--json", action="store_true", help="print JSON lines")
+    parser.add_argument("-v", "--verbose", action="store_true", help="print payloads too")
+    parser.add_argument("-q", "--quiet", action="store_true", help="print no message lines")
+    sec = parser.add_argument_group("security")
+    sec.add_argument(
+        "--security-profile",
+        type=security_profile,
+        default=SecurityProfile.NONE,
+        metavar="N",
+        help="0 plain (default), 1 Basic Auth, 2 TLS + Basic Auth, 3 mutual TLS",
+    )
+    sec.add_argument("--cert", metavar="FILE", help="server certificate chain, PEM (profiles 2-3)")
+    sec.add_argument("--key", metavar="FILE", help="its private key, PEM (if not in --cert)")
+    sec.add_argument("--ca", metavar="FILE", help="CA of the station certificates, PEM (profile 3)")
+    sec.add_argument(
+        "--password-file",
+        metavar="FILE",
+        help="station passwords, one IDENTITY:PASSWORD (or *:PASSWORD) a line (profiles 1-2)",
+    )
+
+
+def _security(args: argparse.Namespace) -> dict[str, Any]:
+    """Check the security options against the profile; return the server's keyword arguments."""
+    profile: SecurityProfile = args.security_profile
+    n = int(profile)
+    if profile.requires_password and not args.password_file:
+        raise usage_error(f"--security-profile {n} needs --password-file")
+    if not profile.requires_password and args.password_file:
+        raise usage_error("--password-file is only used with --security-profile 1 or 2")
+    if profile.requires_tls and not args.cert:
+        raise usage_error(f"--security-profile {n} needs --cert (and --key)")
+    if not profile.requires_tls and (args.cert or args.key):
+        raise usage_error("--cert and --key are only used with --security-profile 2 or 3")
+    if profile.requires_client_cert and not args.ca:
+        raise usage_error("--security-profile 3 needs --ca, the CA of the station certificates")
+    if args.ca and not profile.requires_tls:
+        raise usage_error("--ca is only used with --security-profile 2 or 3")
+    check_tls_files(ca=args.ca, cert=args.cert, key=args.key)
+
+    ssl_context: ssl.SSLContext | None = None
+    if profile.requires_tls:
+        try:
+            ssl_context = server_ssl_context(args.cert, args.key, cafile=args.ca, profile=profile)
+        except (OSError, ssl.SSLError, ValueError) as exc:
+            raise tls_error(exc, "the server certificate") from None
+    book = (
+        PasswordBook.parse(read_text(args.password_file, "password file"))
+        if args.password_file
+        else None
+    )
+
+    def auth(req: HandshakeRequest) -> AuthAccept | AuthReject:
+        if book is not None and not book.check(req.identity, req.password):
+            return AuthReject(401)
+        if profile.requires_client_cert:
+            if req.certificate is None:
+                return AuthReject(401)
+            try:
+                check_station_certificate(req.certificate, req.identity)
+            except CertificateMismatch:
+                return AuthReject(403)
+        return AuthAccept()
+
+    return {
+        "security_profile": profile,
+        "ssl_context": ssl_context,
+        "auth": auth if profile is not SecurityProfile.NONE else None,
+    }
+
+
+def _listen_error(exc: OSError, host: str, port: int) -> CLIError:
+    return CLIError(f"cannot listen on {host}:{port}: {exc.strerror or describe_error(exc)}")
+
+
+async def run(args: argparse.Namespace) -> int:
+    """Run ``ocpp-trio serve`` until SIGINT/SIGTERM; return the exit status."""
+    security = _security(args)
+    store = Store(args.db)
+    printer = Printer(json_mode=args.json, verbose=args.verbose, quiet=args.quiet)
+    log = MessageLog(printer, frames=not args.quiet)
+    app = CSMSApp(
+        store,
+        log,
+        printer=printer,
+        heartbeat_interval=args.heartbeat_interval,
+        inventory=args.inventory,
+    )
+    try:
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async with trio.open_nursery() as nursery:
+                try:
+                    server = await nursery.start(
+                        partial(
+                            serve_ocpp,
+                            app.on_station,
+                            args.port,
+                            host=args.host,
+                            protocols=args.protocols,
+                            strict_mode=args.strict,
+                            **security,
+                        )
+                    )
+                except OSError as exc:
+                    raise _listen_error(exc, args.host, args.port) from None
+                scheme = "wss" if security["ssl_context"] is not None else "ws"
+                host = f"[{args.host}]" if ":" in args.host else args.host
+                url = f"{scheme}://{host}:{server.port}/ocpp"
+                if args.json:
+                    printer.record({"time": utc_now(), "event": "listening", "url": url})
+                else:
+                    printer.write(f"listening on {url}")
+                nursery.start_soon(_committer, store)
+                async for signum in signals:
+                    if not args.json:
+                        printer.write(f"stopping ({signal.Signals(signum).name})")
+                    break
+                with trio.move_on_after(10):
+                    await server.close()
+                nursery.cancel_scope.cancel()
+    finally:
+        overview = store.overview()
+        store.close()
+    summary = (
+        f"served {overview['stations']} stations, {log.total} messages "
+        f"({log.errors} errors), {overview['transactions']} transactions; "
+        f"answer latency {format_percentiles(log.answer_latency.percentiles())}"
+    )
+    if args.json:
+        printer.record(
+            {"time": utc_now(), "event": "summary", "messages": log.total, "errors": log.errors}
+            | overview
+        )
+    else:
+        printer.write(summary)
+    return 0
+
+
+async def _committer(store: Store) -> None:
+    while True:
+        await trio.sleep(1.0)
+        store.commit()
