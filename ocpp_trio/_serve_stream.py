@@ -106,6 +106,24 @@ class _Peer:
         self.slot = False
 
 
+class _ClientEvent:
+    """Fires the server's "client" event once the connection runs.
+
+    Passed as ``task_status`` to the connection's run: ``started`` is called
+    before the reader has taken any frame, so handlers a "client" callback
+    registers see the station's very first call.
+    """
+
+    __slots__ = ("_conn", "_events")
+
+    def __init__(self, events: ServerEvents, conn: OCPPConnection) -> None:
+        self._events = events
+        self._conn = conn
+
+    def started(self, value: OCPPConnection | None = None) -> None:
+        self._events.emit("client", self._conn)
+
+
 class StreamHandling:
     """What the server does with one accepted stream (a mixin of ``OCPPServer``)."""
 
@@ -215,6 +233,9 @@ class StreamHandling:
             stream = trio.SSLStream(
                 stream, self.ssl_context, server_side=True, https_compatible=True
             )
+        if self.websocket_backend == "websockets":
+            await self._open_and_run(peer, stream, None)  # no background task to host
+            return
         async with trio.open_nursery() as nursery:
             try:
                 await self._open_and_run(peer, stream, nursery)
@@ -222,10 +243,10 @@ class StreamHandling:
                 nursery.cancel_scope.cancel()  # trio-websocket's reader
 
     async def _open_and_run(
-        self, peer: _Peer, stream: trio.abc.Stream, nursery: trio.Nursery
+        self, peer: _Peer, stream: trio.abc.Stream, nursery: trio.Nursery | None
     ) -> None:
+        """``nursery`` hosts trio-websocket's reader task (None for the websockets backend)."""
         gate = Gate()
-        reader = ReaderNursery(nursery, gate.reader_done)
         request: UpgradeRequest | None = None
         deadline = trio.current_time() + self.handshake_timeout
         with trio.move_on_at(deadline) as timeout, gate.scope():
@@ -246,8 +267,9 @@ class StreamHandling:
                     self._rejected(peer, None, f"bad upgrade request: {exc}")
                     return
             else:
+                assert nursery is not None
                 request = await trio_websocket.wrap_server_stream(
-                    reader,  # type: ignore[arg-type]
+                    ReaderNursery(nursery, gate.reader_done),  # type: ignore[arg-type]
                     stream,
                     max_message_size=self.options.max_message_size,
                 )
@@ -276,12 +298,9 @@ class StreamHandling:
             peer,
             request,
             Upgrade(peercert=peercert, accept=accept, deadline=deadline, phase=gate.scope),
-            nursery,
         )
 
-    async def _upgrade(
-        self, peer: _Peer, request: UpgradeRequest, upgrade: Upgrade, nursery: trio.Nursery
-    ) -> None:
+    async def _upgrade(self, peer: _Peer, request: UpgradeRequest, upgrade: Upgrade) -> None:
         """From a parsed upgrade request to the station's connection, and its end.
 
         Shared by every front end (our own listeners, ``ocpp_trio.asgi``):
@@ -322,9 +341,7 @@ class StreamHandling:
             with trio.move_on_after(options.close_timeout):
                 await transport.aclose(CLOSE_PROTOCOL_ERROR, "no subprotocol in common")
             return
-        await self._run_station(
-            peer, nursery, transport, identity, protocol, session, info, options
-        )
+        await self._run_station(peer, transport, identity, protocol, session, info, options)
 
     async def _refuse(
         self,
@@ -424,7 +441,6 @@ class StreamHandling:
     async def _run_station(
         self,
         peer: _Peer,
-        nursery: trio.Nursery,
         transport: Transport,
         identity: str,
         protocol: str,
@@ -443,16 +459,6 @@ class StreamHandling:
         )
         peer.conn = conn
         self._clients[identity] = conn
-        ran = trio.Event()
-
-        async def run(task_status: trio.TaskStatus[OCPPConnection]) -> None:
-            try:
-                await conn._run(self.handler, task_status=task_status)
-            finally:
-                ran.set()
-
         log.info("%s connected from %s (%s)", identity, peer.remote, protocol)
-        await nursery.start(run)
-        self._events.emit("client", conn)
-        await ran.wait()
+        await conn._run(self.handler, task_status=_ClientEvent(self._events, conn))
         log.info("%s disconnected (%s)", identity, conn.close_code)

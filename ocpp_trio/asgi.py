@@ -462,19 +462,17 @@ class OCPPASGIApp:
             return transport
 
         async def body() -> None:
-            async with trio.open_nursery() as nursery:
-                await server._upgrade(
-                    peer,
-                    request,
-                    Upgrade(
-                        peercert=peercert,
-                        accept=accept,
-                        deadline=deadline,
-                        options=self._options,
-                        refusal=refusal,
-                    ),
-                    nursery,
-                )
+            await server._upgrade(
+                peer,
+                request,
+                Upgrade(
+                    peercert=peercert,
+                    accept=accept,
+                    deadline=deadline,
+                    options=self._options,
+                    refusal=refusal,
+                ),
+            )
 
         async def cleanup() -> None:
             if transport is not None:

@@ -535,11 +535,21 @@ class RedisAdapter:
 
         delay = _BACKOFF_MIN
         while True:
+            popped: Any = None
             try:
-                popped = await self._client.blmpop(
-                    [self._inbox_key], _BLOCK, PureToken.LEFT, count=_BATCH
-                )
+                # Bounded even if a connection hangs without an error (seen
+                # after a Redis restart): the pop is simply issued again.
+                with trio.move_on_after(_BLOCK + self._op_timeout):
+                    popped = await self._client.blmpop(
+                        [self._inbox_key], _BLOCK, PureToken.LEFT, count=_BATCH
+                    )
             except (RedisError, OSError, TimeoutError) as exc:
+                self._set_healthy(False, exc)
+                await trio.sleep(delay)
+                delay = min(delay * 2, _BACKOFF_MAX)
+                continue
+            except Exception as exc:  # an unexpected client failure must not end the loop
+                log.warning("cluster %s: inbox read failed: %r", self._id, exc)
                 self._set_healthy(False, exc)
                 await trio.sleep(delay)
                 delay = min(delay * 2, _BACKOFF_MAX)
