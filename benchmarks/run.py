@@ -73,6 +73,11 @@ def systems(strict: bool) -> list[System]:
             {"WSB": "trio-websocket", "COMP": "0"},
         ),
         System(
+            "ocpp_trio, 2 worker processes",
+            [PY, str(PEERS / "ours_workers.py"), "--workers", "2", *flag],
+            [PY, str(PEERS / "ours_client.py")],
+        ),
+        System(
             "mobilityhouse ocpp 2.1.0",
             [PY, str(PEERS / "mh_server.py")],
             [PY, str(PEERS / "mh_client.py")],
@@ -141,8 +146,12 @@ class Server:
         self.url = f"ws://127.0.0.1:{self.port}/ocpp"
 
     def stop(self) -> None:
-        self.proc.kill()
-        self.proc.wait(10)
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
 
 
 def run_client(

@@ -18,6 +18,8 @@ SIGINT or SIGTERM to the parent is passed on as SIGTERM to every worker, which
 closes its stations with 1001 (``server.close(await_pending=True)``, bounded)
 and exits; a worker that dies takes the others down with it and the call
 raises, so a process supervisor (systemd, Kubernetes) restarts the whole set.
+Each worker also watches a pipe from the parent: if the parent is killed
+outright, the workers close their stations and exit instead of living on.
 """
 
 from __future__ import annotations
@@ -67,11 +69,25 @@ async def _worker(
         async with trio.open_nursery() as nursery:
             await nursery.start(partial(server.serve_listeners, [listener]))
             ready.send(os.getpid())
-            ready.close()
-            async for _ in signals:
-                await server.close(await_pending=True)
-                break
+            stop = trio.Event()
+
+            async def on_signal() -> None:
+                async for _ in signals:
+                    stop.set()
+                    return
+
+            async def on_parent_gone() -> None:
+                # The parent holds the other end of ``ready``: when it dies,
+                # however it dies, the pipe reads EOF and this worker stops.
+                await trio.lowlevel.wait_readable(ready.fileno())
+                stop.set()
+
+            nursery.start_soon(on_signal)
+            nursery.start_soon(on_parent_gone)
+            await stop.wait()
+            await server.close(await_pending=True)
             nursery.cancel_scope.cancel()
+    ready.close()
 
 
 def _worker_main(
@@ -119,6 +135,7 @@ def serve_workers(
     port = reservation.getsockname()[1]
     ctx = multiprocessing.get_context("spawn")
     procs: list[multiprocessing.process.BaseProcess] = []
+    ends: list[Connection] = []  # kept open: a worker stops when its end reads EOF
     stopping = False
 
     def stop(signum: int, frame: FrameType | None) -> None:
@@ -132,7 +149,8 @@ def serve_workers(
     try:
         pids: list[int] = []
         for _ in range(count):
-            parent_end, child_end = ctx.Pipe(duplex=False)
+            parent_end, child_end = ctx.Pipe(duplex=True)
+            ends.append(parent_end)
             worker = ctx.Process(
                 target=_worker_main,
                 args=(handler, host, port, child_end, dict(server_options)),
@@ -161,6 +179,8 @@ def serve_workers(
                     raise RuntimeError(f"worker {proc.pid} died with exit code {proc.exitcode}")
     finally:
         reservation.close()
+        for end in ends:
+            end.close()
         for proc in procs:
             if proc.is_alive():
                 proc.terminate()

@@ -69,3 +69,37 @@ async def test_two_workers_share_the_port_and_stop_on_sigterm() -> None:
             await proc.wait()
             if proc.stdout is not None:
                 await proc.stdout.aclose()
+
+
+async def test_workers_stop_when_the_parent_is_killed() -> None:
+    proc = await trio.lowlevel.open_process(
+        [sys.executable, str(SCRIPT), "--workers", "2"], stdout=subprocess.PIPE
+    )
+    try:
+        assert proc.stdout is not None
+        with trio.fail_after(30):
+            info = json.loads(await _read_line(proc.stdout))
+        url = f"ws://127.0.0.1:{info['port']}/ocpp"
+        async with open_ocpp_client(
+            url, identity="CP1", ping_interval=0, reconnect=False
+        ) as client:
+            proc.kill()  # SIGKILL: the parent cannot pass anything on
+            with trio.fail_after(20):
+                await client.wait_closed()
+            assert client.connection is not None
+            assert client.connection.close_code == 1001
+        with trio.fail_after(20):
+            while True:  # the workers are gone: nobody listens on the port any more
+                try:
+                    stream = await trio.open_tcp_stream("127.0.0.1", info["port"])
+                except OSError:
+                    break
+                await stream.aclose()
+                await trio.sleep(0.1)
+    finally:
+        with trio.CancelScope(shield=True):
+            if proc.returncode is None:
+                proc.kill()
+            await proc.wait()
+            if proc.stdout is not None:
+                await proc.stdout.aclose()
