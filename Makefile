@@ -5,9 +5,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 NODE_DIR := tests/interop/node
 NODE_STAMP := $(NODE_DIR)/node_modules/.installed-stamp
-SRC := ocpp_trio tests tools benchmarks
+SRC := ocpp_trio tests tools benchmarks examples fuzz soak
 
-.PHONY: test lint typecheck pytest demo generate setup node-deps bench clean
+.PHONY: test lint typecheck pytest demo generate setup node-deps bench soak fuzz clean
 
 setup: $(STAMP)
 
@@ -48,6 +48,14 @@ bench: $(STAMP) node-deps
 	$(BIN)/python benchmarks/run.py --out benchmarks/RESULTS.md
 	$(BIN)/python benchmarks/validation_vs_jsonschema.py
 	$(BIN)/python benchmarks/startup.py
+
+SOAK_ARGS ?= --stations 2000 --processes 4 --duration 180 --pace 20 --csms-pace 20
+soak: $(STAMP)
+	$(BIN)/python soak/soak.py $(SOAK_ARGS) --report soak-report.json
+
+fuzz: $(STAMP)
+	$(BIN)/python fuzz/fuzz_frames.py --hypothesis --examples 100000
+	$(BIN)/python fuzz/fuzz_handshake.py --hypothesis --examples 100000
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache .mypy_cache .ruff_cache $(NODE_DIR)/node_modules

@@ -36,6 +36,8 @@ from ._core.validation import Validator as Validator
 from ._core.validation import create_validator as create_validator
 from ._core.validation import get_validator as get_validator
 from ._options import ConnectionOptions as ConnectionOptions
+from ._signals import run_server as run_server
+from ._signals import serve_until_signal as serve_until_signal
 from ._state import ConnectionState as ConnectionState
 from ._version import __version__ as __version__
 from ._version import package_ident as package_ident
@@ -113,7 +115,9 @@ __all__ = [
     "get_validator",
     "open_ocpp_client",
     "package_ident",
+    "run_server",
     "serve_ocpp",
+    "serve_until_signal",
     "serve_workers",
     "server_ssl_context",
 ]

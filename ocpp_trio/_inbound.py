@@ -9,6 +9,10 @@ a task in the connection's nursery, at most ``inbound_call_concurrency`` at
 once; a CALL beyond that is answered at once with GenericError ("busy")
 instead of being queued, so the reader never waits for user code and WebSocket
 pings keep flowing (trio-websocket answers them only while we keep reading).
+With ``max_inbound_call_rate`` set, a token bucket (refilled at that rate,
+``inbound_call_burst`` deep) is taken from by every CALL and SEND before
+anything else; an empty bucket answers GenericError ("rate limit") and drops
+a SEND.  Every limit reached is reported as a ``"limit"`` event.
 Every defect in a frame is answered as ``_core/protocol.py``'s table says,
 reported as a ``bad_message`` event and counted; past ``max_bad_messages`` the
 connection closes with 1002.
@@ -21,6 +25,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import math
 from collections.abc import Awaitable, Mapping
 from typing import TYPE_CHECKING, Any, Literal, cast
 
@@ -63,6 +68,7 @@ from .events import (
     ErrorEvent,
     EventEmitter,
     LateResponseEvent,
+    LimitEvent,
     MessageEvent,
 )
 from .routing import NOREPLY, Handler, HandlerContext, Router
@@ -72,6 +78,38 @@ if TYPE_CHECKING:
     from .connection import OCPPConnection
 
 log = logging.getLogger("ocpp_trio.connection")
+
+#: The WebSocket close code for a message over ``max_message_size`` (RFC 6455 §7.4.1).
+CLOSE_MESSAGE_TOO_BIG = 1009
+
+
+class TokenBucket:
+    """``rate`` tokens a second, at most ``capacity`` saved; time is given, not read."""
+
+    __slots__ = ("capacity", "rate", "stamp", "tokens")
+
+    def __init__(self, rate: float, capacity: float) -> None:
+        self.rate = rate
+        self.capacity = capacity
+        self.tokens = capacity
+        self.stamp: float | None = None
+
+    def take(self, now: float) -> bool:
+        """Take one token at time ``now``; False when there is none."""
+        if self.stamp is not None:
+            self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return True
+        return False
+
+
+def make_bucket(options: ConnectionOptions) -> TokenBucket | None:
+    """The inbound call-rate bucket ``options`` ask for, or None (no rate limit)."""
+    if options.max_inbound_call_rate == math.inf:
+        return None
+    return TokenBucket(options.max_inbound_call_rate, options.inbound_call_capacity)
 
 
 class InboundMixin:
@@ -92,6 +130,7 @@ class InboundMixin:
     _handlers_running: int
     _idle: trio.Event
     _last_activity: float
+    _bucket: TokenBucket | None
 
     if TYPE_CHECKING:
 
@@ -161,6 +200,13 @@ class InboundMixin:
         except ConnectionClosed as exc:
             code = exc.code if exc.code is not None else CLOSE_ABNORMAL
             by_peer = self._state is not ConnectionState.CLOSING
+            if code == CLOSE_MESSAGE_TOO_BIG and getattr(transport, "failed_locally", False):
+                self._limit(
+                    "max_message_size",
+                    self._options.max_message_size,
+                    f"a message over max_message_size={self._options.max_message_size} bytes: "
+                    "closed with 1009",
+                )
             if by_peer:
                 self._finish(code, exc.reason, by_peer=True)
 
@@ -261,6 +307,14 @@ class InboundMixin:
             if not is_send:
                 await self._reply_error(mid, action, RPCGenericError("the connection is closing"))
             return
+        bucket = self._bucket
+        if bucket is not None and not bucket.take(trio.current_time()):
+            rate = self._options.max_inbound_call_rate
+            text = f"rate limit: at most {rate:g} calls per second"
+            self._limit("max_inbound_call_rate", rate, text, action, mid)
+            if not is_send:
+                await self._reply_error(mid, action, RPCGenericError(text))
+            return
         invalid = self._validate(action, "request", params, outbound=False, message_id=mid)
         if invalid is not None:
             if not is_send:
@@ -295,20 +349,36 @@ class InboundMixin:
         if self._handlers_running >= self._options.inbound_call_concurrency:
             if coro is not None and inspect.iscoroutine(coro):
                 coro.close()
+            limit = self._options.inbound_call_concurrency
+            text = f"busy: {self._handlers_running} calls in progress, at most {limit} at once"
+            self._limit("inbound_call_concurrency", limit, text, action, mid)
             if not is_send:
-                await self._reply_error(
-                    mid,
-                    action,
-                    RPCGenericError(
-                        f"busy: {self._handlers_running} calls in progress, "
-                        f"at most {self._options.inbound_call_concurrency} at once"
-                    ),
-                )
+                await self._reply_error(mid, action, RPCGenericError(text))
             return
         self._handlers_running += 1
         self._idle = trio.Event() if self._idle.is_set() else self._idle
         assert self._nursery is not None
         self._nursery.start_soon(self._run_handler, entry.fn, ctx, coro)
+
+    def _limit(
+        self,
+        limit: str,
+        value: float,
+        description: str,
+        method: str | None = None,
+        message_id: str | None = None,
+    ) -> None:
+        log.info("%s: %s reached (%s)", self.identity, limit, description)
+        self._emitter.emit(
+            "limit",
+            LimitEvent(
+                limit=limit,
+                value=value,
+                description=description,
+                method=method,
+                message_id=message_id,
+            ),
+        )
 
     def _no_handler_error(self, action: str) -> RPCError:
         validator = self._validator
@@ -399,11 +469,21 @@ class InboundMixin:
             await self._write(text)
         except ConnectionClosed:
             return
+        except trio.Cancelled:
+            # Cancelled (the connection is closing) once the answer was handed
+            # to the transport: it may still go out, ahead of the close frame,
+            # so it is reported (found by the soak: answers the station got but
+            # the CSMS never saw as sent).
+            self._emit_result(ctx, result)
+            raise
+        self._emit_result(ctx, result)
+
+    def _emit_result(self, ctx: HandlerContext, result: Mapping[str, Any]) -> None:
         if self._emitter.has("call_result"):
             self._emitter.emit(
                 "call_result",
                 CallResultEvent(
-                    message_id=mid, method=ctx.method, result=dict(result), outbound=True
+                    message_id=ctx.message_id, method=ctx.method, result=dict(result), outbound=True
                 ),
             )
 
@@ -416,6 +496,12 @@ class InboundMixin:
             await self._write(text)
         except ConnectionClosed:
             return
+        except trio.Cancelled:
+            self._emit_error(mid, action, error)  # as in _answer
+            raise
+        self._emit_error(mid, action, error)
+
+    def _emit_error(self, mid: str, action: str, error: RPCError) -> None:
         if self._emitter.has("call_error"):
             self._emitter.emit(
                 "call_error",

@@ -42,6 +42,18 @@ class ConnectionOptions:
             crashed handler into the InternalError's details.
         close_timeout: bound on the WebSocket closing handshake.
         max_message_size: the largest inbound message; larger closes with 1009.
+        max_inbound_call_rate: the peer's CALLs (and 2.1 SENDs) accepted per
+            second, sustained (a token bucket); a CALL beyond it is answered at
+            once with a GenericError ("rate limit"), a SEND beyond it is
+            dropped.  ``math.inf`` (the default) disables it.
+        inbound_call_burst: how many CALLs may come at once on top of the
+            rate (the bucket's size); None: one second's worth, at least 1.
+        max_pending_calls: our ``call()``s on a connection not finished yet
+            (waiting for a ``call_concurrency`` slot or for the answer); one
+            more raises ``ProtocolStateError`` at once instead of queueing.
+            (``OCPPClient`` bounds its calls with ``max_queued_calls``.)
+
+    Every limit reached is reported as a ``"limit"`` event (``LimitEvent``).
     """
 
     call_timeout: float = 30.0
@@ -56,6 +68,9 @@ class ConnectionOptions:
     respond_with_detailed_errors: bool = False
     close_timeout: float = 5.0
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
+    max_inbound_call_rate: float = math.inf
+    inbound_call_burst: int | None = None
+    max_pending_calls: float = 1000
 
     def __post_init__(self) -> None:
         for name in ("call_timeout", "pong_timeout", "close_timeout"):
@@ -68,10 +83,30 @@ class ConnectionOptions:
             value = getattr(self, name)
             if not (isinstance(value, int) and value >= 1):
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        if not self.max_inbound_call_rate > 0:
+            raise ValueError(
+                f"max_inbound_call_rate must be > 0 calls per second, got {self.max_inbound_call_rate!r}"
+            )
+        burst = self.inbound_call_burst
+        if burst is not None and not (isinstance(burst, int) and burst >= 1):
+            raise ValueError(f"inbound_call_burst must be None or an integer >= 1, got {burst!r}")
+        pending = self.max_pending_calls
+        if not (pending == math.inf or (isinstance(pending, int) and pending >= 1)):
+            raise ValueError(
+                f"max_pending_calls must be an integer >= 1 or math.inf, got {pending!r}"
+            )
         if not self.max_bad_messages >= 0:
             raise ValueError(f"max_bad_messages must be >= 0, got {self.max_bad_messages!r}")
         if isinstance(self.strict_mode, str):
             raise TypeError("strict_mode takes True/False or a list of protocols, not a string")
+
+    @property
+    def inbound_call_capacity(self) -> float:
+        """The size of the inbound call-rate bucket (see ``inbound_call_burst``)."""
+        if self.inbound_call_burst is not None:
+            return float(self.inbound_call_burst)
+        rate = self.max_inbound_call_rate
+        return rate if rate == math.inf else float(max(1, math.ceil(rate)))
 
     @property
     def pings_enabled(self) -> bool:

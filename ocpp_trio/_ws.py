@@ -101,6 +101,7 @@ class WSTransport:
         "_parts",
         "_pings",
         "_proto",
+        "_read_waiter",
         "_reading",
         "_send_lock",
         "_stream",
@@ -118,6 +119,7 @@ class WSTransport:
         self._closed: ConnectionClosed | None = None
         self._closed_event = trio.Event()
         self._reading = False
+        self._read_waiter: trio.Event | None = None
         #: Called with the payload of each ping the peer sends (it is answered already).
         self.on_ping: Callable[[bytes], object] | None = None
         self._on_events()  # frames that arrived together with the handshake
@@ -140,6 +142,11 @@ class WSTransport:
         return self._closed.reason if self._closed is not None else ""
 
     @property
+    def failed_locally(self) -> bool:
+        """Whether this end failed the connection (a protocol error or a too-big message)."""
+        return self._proto.parser_exc is not None
+
+    @property
     def compression(self) -> bool:
         """Whether permessage-deflate was negotiated."""
         return bool(self._proto.extensions)
@@ -151,10 +158,44 @@ class WSTransport:
         while not messages:
             if self._closed is not None:
                 raise self._closed
+            if self._proto.parser_exc is not None:
+                await self._fail()
+                continue
+            if self._reading:
+                # aclose() reads while no receive() is in progress; a stream has
+                # one reader at a time, so wait for that read and look again.
+                if self._read_waiter is None:
+                    self._read_waiter = trio.Event()
+                await self._read_waiter.wait()
+                continue
             await self._read_once()
         return messages.popleft()
 
+    async def _fail(self) -> None:
+        """The parser met a protocol error (RFC 6455 §7.1.7): close now, never wait for the peer.
+
+        websockets has queued the close frame (1002, 1007, 1009...) if the
+        connection was open; when the bad frame came along with the upgrade
+        request it was not, so the close frame is sent here.
+        """
+        proto = self._proto
+        if proto.state is _OPEN and proto.close_sent is None:
+            proto.send_close(1002, "protocol error")
+        try:
+            await self._flush()
+        except ConnectionClosed:
+            pass
+        self._set_closed()
+
     async def _read_once(self) -> None:
+        try:
+            await self._read_and_feed()
+        finally:
+            waiter, self._read_waiter = self._read_waiter, None
+            if waiter is not None:
+                waiter.set()
+
+    async def _read_and_feed(self) -> None:
         proto = self._proto
         self._reading = True
         try:
@@ -213,6 +254,8 @@ class WSTransport:
         if self._closed is not None:
             return
         received = self._proto.close_rcvd
+        if received is None and self._proto.parser_exc is not None:
+            received = self._proto.close_sent  # we failed the connection: our code tells why
         code, reason = (received.code, received.reason) if received else (CLOSE_ABNORMAL, "")
         what = f"{code}: {reason}" if reason else str(code)
         self._closed = ConnectionClosed(f"connection closed ({what})", code=code, reason=reason)
@@ -251,6 +294,12 @@ class WSTransport:
             raise self._closed
         if payload in self._pings:
             raise ValueError("a ping with this payload is already in flight")
+        if self._proto.state is not _OPEN:
+            # closing or closed, and the reader has not said so yet (it is
+            # flushing): websockets would raise InvalidState (found by the soak)
+            raise ConnectionClosed(
+                "connection is closing", code=self._proto.close_code or CLOSE_ABNORMAL
+            )
         event = trio.Event()
         self._pings[payload] = event
         self._proto.send_ping(payload)
@@ -377,7 +426,7 @@ class ServerHandshake:
         response = self._proto.accept(self._request)
         for name, value in extra_headers:
             response.headers[name] = value
-        self._proto.send_response(response)
+        send_response(self._proto, response)
         await _send_writes(self._proto, self._stream)
         if response.status_code != 101:
             raise HandshakeFailed(
@@ -395,8 +444,23 @@ class ServerHandshake:
         response = self._proto.reject(status, body)
         for name, value in extra_headers:
             response.headers[_text(name)] = _text(value)
-        self._proto.send_response(response)
+        send_response(self._proto, response)
         await _send_writes(self._proto, self._stream)
+
+
+def send_response(proto: ServerProtocol, response: Response) -> None:
+    """``proto.send_response(response)``, also after the parser failed on what followed the request.
+
+    Bytes pipelined after the upgrade request are parsed as frames; when they
+    are not valid frames websockets fails the connection, which marks the
+    end of our output as sent, and its ``send_response`` then trips on an
+    assertion for any answer but 101.  The HTTP error is still owed: it is
+    queued as is, and the stream is closed after it anyway.
+    """
+    if proto.eof_sent and response.status_code != 101:
+        proto.writes.append(response.serialize())
+        return
+    proto.send_response(response)
 
 
 def _select(proto: ServerProtocol, offered: Sequence[Subprotocol]) -> Subprotocol | None:

@@ -52,7 +52,7 @@ from ._core.protocol import (
     Role,
     RPCProtocol,
 )
-from ._inbound import InboundMixin
+from ._inbound import InboundMixin, make_bucket
 from ._options import ConnectionOptions
 from ._state import ConnectionState
 from ._surface import HandlerSurface
@@ -133,6 +133,8 @@ class OCPPConnection(HandlerSurface, InboundMixin):
             max_outstanding_calls=math.inf,  # the limiter enforces call_concurrency
         )
         self._validator = resolve_validator(self._options, protocol)
+        self._bucket = make_bucket(self._options)
+        self._calls_open = 0
         self._state = ConnectionState.CONNECTING
         self._waiters: dict[str, Waiter] = {}
         self._handlers_running = 0
@@ -195,10 +197,15 @@ class OCPPConnection(HandlerSurface, InboundMixin):
         self._apply_options(self._options.replace(**options))
 
     def _apply_options(self, new: ConnectionOptions) -> None:
-        self._options = new
+        old, self._options = self._options, new
         self._proto.max_bad_messages = new.max_bad_messages
         self._limiter.total_tokens = new.call_concurrency
         self._validator = resolve_validator(new, self.protocol)
+        if (new.max_inbound_call_rate, new.inbound_call_capacity) != (
+            old.max_inbound_call_rate,
+            old.inbound_call_capacity,
+        ):
+            self._bucket = make_bucket(new)
         self._options_changed.set()
         self._options_changed = trio.Event()
 
@@ -239,13 +246,24 @@ class OCPPConnection(HandlerSurface, InboundMixin):
             ValidationError: strict mode rejected the params or the result.
             ProtocolMismatchError: the protocol (named, or the typed action's)
                 is not the negotiated one.
+            ProtocolStateError: ``max_pending_calls`` calls on this connection
+                are not finished yet (reported as a ``"limit"`` event too).
             TypeError: bad arguments, e.g. a SEND-only action (use ``send()``).
 
         On cancellation the call is forgotten; a late answer is reported as a
         ``late_response`` event.
         """
         protocol, method, params = parse_call_args(args)
-        return await call_with_limit(self, self._limiter, protocol, method, params, timeout)
+        limit = self._options.max_pending_calls
+        if self._calls_open >= limit:
+            text = f"{self._calls_open} calls already pending, at most max_pending_calls={limit:g}"
+            self._limit("max_pending_calls", limit, text, method)
+            raise ProtocolStateError(text)
+        self._calls_open += 1
+        try:
+            return await call_with_limit(self, self._limiter, protocol, method, params, timeout)
+        finally:
+            self._calls_open -= 1
 
     async def _wait_ready(self) -> OCPPConnection:
         self._raise_if_not_open()

@@ -32,6 +32,7 @@ EventName = Literal[
     "strict_validation_failure",
     "late_response",
     "call_result_error",
+    "limit",
 ]
 
 EVENT_NAMES: Final[frozenset[str]] = frozenset(EventName.__args__)  # type: ignore[attr-defined]
@@ -166,6 +167,30 @@ class LateResponseEvent:
     message_id: str
     method: str
     text: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LimitEvent:
+    """A limit that protects this end was reached, and what came of it.
+
+    Attributes:
+        limit: the option reached: ``"inbound_call_concurrency"`` (the peer's
+            CALL was answered GenericError "busy"), ``"max_inbound_call_rate"``
+            (answered GenericError "rate limit"; a 2.1 SEND is dropped),
+            ``"max_pending_calls"`` (our ``call()`` raised
+            ``ProtocolStateError``) or ``"max_message_size"`` (the connection
+            closed with 1009).
+        value: the option's value.
+        description: what happened, as sent to the peer or raised.
+        method: the action concerned, when there is one.
+        message_id: the frame's id, when there is one.
+    """
+
+    limit: str
+    value: float
+    description: str
+    method: str | None = None
+    message_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -164,6 +164,15 @@ def _finite_float(text: str) -> float:
 _loads = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float).decode
 
 
+def _is_unicode(data: Any) -> bool:
+    """Whether ``data`` can be written as UTF-8 (no lone surrogate from a ``\\uXXXX`` escape)."""
+    try:
+        _dumps(data).encode("utf-8")
+    except (UnicodeEncodeError, ValueError, RecursionError):
+        return False
+    return True
+
+
 def _describe(value: Any) -> str:
     """Name a JSON value's type for an error text without echoing the value."""
     if value is None:
@@ -207,6 +216,10 @@ def decode(text: str | bytes, *, allowed_types: frozenset[int] | None = None) ->
         data = _loads(text)
     except (ValueError, RecursionError):
         raise _fail(RPCFrameworkError("message is not valid JSON")) from None
+    if ("\\ud" in text or "\\uD" in text) and not _is_unicode(data):
+        # JSON lets "\ud800" through, but a lone surrogate is not Unicode: it
+        # could never be written back as UTF-8 (an answer echoing the id would fail).
+        raise _fail(RPCFrameworkError("message holds an unpaired UTF-16 surrogate escape"))
     if not isinstance(data, list):
         raise _fail(RPCFrameworkError(f"message must be a JSON array, got {_describe(data)}"))
     if not data:

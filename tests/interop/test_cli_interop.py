@@ -67,7 +67,7 @@ def run_station_against_node_csms(
                 protocol,
                 "--strict",
                 "--duration",
-                "2.2",
+                "4",
                 "--meter-interval",
                 "0.1",
                 "-v",
