@@ -37,6 +37,7 @@ import trio
 from .._core.errors import OCPPError
 from ..client import OCPPClient, open_ocpp_client
 from ..events import CloseEvent, OpenEvent, ReconnectEvent
+from ..routing import HandlerContext
 from ._common import describe_error, utc_now
 from ._output import MessageLog, Printer
 
@@ -172,7 +173,33 @@ class SimulatedStation:
     # --- to be provided per version ---------------------------------------------
 
     def register_handlers(self, client: OCPPClient) -> None:
-        """Register the answers to the CSMS's calls."""
+        """Register the answers to the CSMS's calls: the version's own and the common ones."""
+        answers: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+            "Reset": self._reset,
+            **self.version_answers(),
+            "ChangeAvailability": lambda p: {"status": "Accepted"},
+            "UnlockConnector": lambda p: {"status": "Unlocked"},
+            "ClearCache": lambda p: {"status": "Accepted"},
+            "DataTransfer": lambda p: {"status": "UnknownVendorId"},
+        }
+        for action, answer in answers.items():
+            client.handle(action, self._counted(answer))
+
+    def _counted(
+        self, answer: Callable[[dict[str, Any]], dict[str, Any]]
+    ) -> Callable[[HandlerContext], dict[str, Any]]:
+        def handler(ctx: HandlerContext) -> dict[str, Any]:
+            self.answered += 1
+            return answer(ctx.params)
+
+        return handler
+
+    def _reset(self, params: dict[str, Any]) -> dict[str, Any]:
+        self.reboot("RemoteReset")
+        return {"status": "Accepted"}
+
+    def version_answers(self) -> dict[str, Callable[[dict[str, Any]], dict[str, Any]]]:
+        """The answers this version adds (action -> params -> result)."""
         raise NotImplementedError
 
     def boot_payload(self, reason: str) -> dict[str, Any]:

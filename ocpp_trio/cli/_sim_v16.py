@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Final
 
-from ..client import OCPPClient
-from ..routing import HandlerContext
 from ._sim import ENERGY, POWER, ScenarioFailed, Session, SimulatedStation, StopReason
 
 _STOP_REASONS: Final[dict[str, str]] = {
@@ -132,29 +131,14 @@ class Station16(SimulatedStation):
 
     # --- what the station answers -------------------------------------------------
 
-    def register_handlers(self, client: OCPPClient) -> None:
-        def answered(fn: Any) -> Any:
-            def handler(ctx: HandlerContext) -> dict[str, Any]:
-                self.answered += 1
-                result: dict[str, Any] = fn(ctx.params)
-                return result
-
-            return handler
-
-        client.handle("Reset", answered(self._reset))
-        client.handle("GetConfiguration", answered(self._get_configuration))
-        client.handle("ChangeConfiguration", answered(self._change_configuration))
-        client.handle("RemoteStartTransaction", answered(self._remote_start))
-        client.handle("RemoteStopTransaction", answered(self._remote_stop))
-        client.handle("TriggerMessage", answered(self._trigger))
-        client.handle("ChangeAvailability", answered(lambda p: {"status": "Accepted"}))
-        client.handle("UnlockConnector", answered(lambda p: {"status": "Unlocked"}))
-        client.handle("ClearCache", answered(lambda p: {"status": "Accepted"}))
-        client.handle("DataTransfer", answered(lambda p: {"status": "UnknownVendorId"}))
-
-    def _reset(self, params: dict[str, Any]) -> dict[str, Any]:
-        self.reboot("RemoteReset")
-        return {"status": "Accepted"}
+    def version_answers(self) -> dict[str, Callable[[dict[str, Any]], dict[str, Any]]]:
+        return {
+            "GetConfiguration": self._get_configuration,
+            "ChangeConfiguration": self._change_configuration,
+            "RemoteStartTransaction": self._remote_start,
+            "RemoteStopTransaction": self._remote_stop,
+            "TriggerMessage": self._trigger,
+        }
 
     def _get_configuration(self, params: dict[str, Any]) -> dict[str, Any]:
         config = self._config()

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import itertools
 import uuid
+from collections.abc import Callable
 from typing import Any, Final
 
-from ..client import OCPPClient
-from ..routing import HandlerContext
 from ._sim import ENERGY, POWER, ScenarioFailed, Session, SimulatedStation, StopReason
 
 #: stoppedReason and triggerReason of the Ended event, per simulator reason.
@@ -179,30 +178,15 @@ class Station2x(SimulatedStation):
 
     # --- what the station answers -------------------------------------------------
 
-    def register_handlers(self, client: OCPPClient) -> None:
-        def answered(fn: Any) -> Any:
-            def handler(ctx: HandlerContext) -> dict[str, Any]:
-                self.answered += 1
-                result: dict[str, Any] = fn(ctx.params)
-                return result
-
-            return handler
-
-        client.handle("Reset", answered(self._reset))
-        client.handle("GetVariables", answered(self._get_variables))
-        client.handle("SetVariables", answered(self._set_variables))
-        client.handle("GetBaseReport", answered(self._get_base_report))
-        client.handle("RequestStartTransaction", answered(self._request_start))
-        client.handle("RequestStopTransaction", answered(self._request_stop))
-        client.handle("TriggerMessage", answered(self._trigger))
-        client.handle("ChangeAvailability", answered(lambda p: {"status": "Accepted"}))
-        client.handle("UnlockConnector", answered(lambda p: {"status": "Unlocked"}))
-        client.handle("ClearCache", answered(lambda p: {"status": "Accepted"}))
-        client.handle("DataTransfer", answered(lambda p: {"status": "UnknownVendorId"}))
-
-    def _reset(self, params: dict[str, Any]) -> dict[str, Any]:
-        self.reboot("RemoteReset")
-        return {"status": "Accepted"}
+    def version_answers(self) -> dict[str, Callable[[dict[str, Any]], dict[str, Any]]]:
+        return {
+            "GetVariables": self._get_variables,
+            "SetVariables": self._set_variables,
+            "GetBaseReport": self._get_base_report,
+            "RequestStartTransaction": self._request_start,
+            "RequestStopTransaction": self._request_stop,
+            "TriggerMessage": self._trigger,
+        }
 
     def _lookup(self, item: dict[str, Any]) -> tuple[str, tuple[str, bool, str] | None]:
         variables = self._variables()
