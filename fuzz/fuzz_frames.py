@@ -22,7 +22,6 @@ A crash found by either is a new file in ``tests/corpus/frames/``.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -31,7 +30,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # ocpp_trio from this tree
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # _instrument
 
-from _instrument import instrumented
+from _instrument import fuzz_main, instrumented
 
 with instrumented():  # coverage for atheris; nothing otherwise
     from ocpp_trio._core.errors import FrameDecodeError
@@ -118,19 +117,7 @@ def run_hypothesis(examples: int, *, seed: int | None = None) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--hypothesis", action="store_true", help="run with hypothesis")
-    parser.add_argument("--examples", type=int, default=10_000)
-    parser.add_argument("--seed", type=int, default=None)
-    args, rest = parser.parse_known_args(argv)
-    if args.hypothesis:
-        run_hypothesis(args.examples, seed=args.seed)
-        print(f"fuzz_frames: {args.examples} examples, no failure")
-        return
-    import atheris  # type: ignore[import-not-found,unused-ignore]
-
-    atheris.Setup([sys.argv[0], *rest], _atheris_input)
-    atheris.Fuzz()
+    fuzz_main("fuzz_frames", __doc__.split("\n", 1)[0], run_hypothesis, _atheris_input, argv)
 
 
 if __name__ == "__main__":
