@@ -1,7 +1,9 @@
 """Side-by-side benchmarks: ocpp_trio against its peers, in one run, on this machine.
 
     python benchmarks/run.py [--runs 3] [--calls-a 20000] [--calls-b 200] [--stations-b 100]
-                             [--idle 1000] [--only ours,mobilityhouse] [--out benchmarks/RESULTS.md]
+                             [--idle 1000[,10000]] [--connect 1000] [--connect-concurrency 50]
+                             [--workloads calls,idle,connect]
+                             [--only ours,mobilityhouse] [--out benchmarks/RESULTS.md]
 
 Each system is a CSMS process and a station process (separate processes, on
 loopback).  Workloads (OCPP 1.6 Heartbeat):
@@ -10,7 +12,23 @@ loopback).  Workloads (OCPP 1.6 Heartbeat):
 (b) S stations x M sequential calls each: total calls/s, p50/p99;
     for both, the server's CPU time per call (user + system, from /proc),
     which is far less sensitive to a busy machine than wall-clock rates;
-(c) idle memory: the server's RSS growth per connected idle station.
+(c) idle memory: the server's RSS growth per connected idle station, from
+    just before N idle stations connect to one second after they all have;
+    for each N of ``--idle`` (``--idle 1000,10000``) on a server process of
+    its own that has done nothing else, so that one figure does not depend
+    on what the others (or (a) and (b)) left behind.  The N stations come
+    from one client process; both raise their open-file limit to the hard
+    limit (10,000 stations need 10,000 descriptors on each side).
+(d) connection rate: N stations connect, at most C attempts in flight; each
+    opens TCP, runs the WebSocket upgrade offering ocpp1.6, sends one
+    BootNotification and waits for its answer, then stays connected until all
+    are in (closing is not timed).  Stations per second = N / the time to the
+    last answer, over ws:// and over wss:// (TLS with a self-signed ECDSA
+    certificate made with trustme, the same for every server), with the
+    server's CPU time per station; on a server process of its own.
+
+For (b) the station process's CPU time per call is reported too (it drives
+all S stations, and at (b) it is the busier of the two processes).
 
 Systems: ocpp_trio (default transport, and the trio-websocket transport),
 mobilityhouse ``ocpp`` 2.1.0 with its defaults (asyncio + websockets), the raw
@@ -31,6 +49,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Sequence
@@ -55,6 +74,7 @@ class System:
     client: list[str]
     env: dict[str, str] = field(default_factory=dict)
     strict_flag: bool = True  # whether --strict means anything for it
+    tls: bool = True  # whether its server takes --tls-cert (for (d) over TLS)
 
 
 def systems(strict: bool) -> list[System]:
@@ -76,6 +96,7 @@ def systems(strict: bool) -> list[System]:
             "ocpp_trio, 2 worker processes",
             [PY, str(PEERS / "ours_workers.py"), "--workers", "2", *flag],
             [PY, str(PEERS / "ours_client.py")],
+            tls=False,
         ),
         System(
             "mobilityhouse ocpp 2.1.0",
@@ -127,9 +148,10 @@ def _rss_kib(pid: int) -> int:
 
 
 class Server:
-    def __init__(self, system: System) -> None:
+    def __init__(self, system: System, tls_cert: Path | None = None) -> None:
+        tls = ["--tls-cert", str(tls_cert)] if tls_cert is not None and system.tls else []
         self.proc = subprocess.Popen(
-            system.server,
+            [*system.server, *tls],
             stdout=subprocess.PIPE,
             text=True,
             env=_env(system.env),
@@ -144,6 +166,8 @@ class Server:
         self.pid = int(info.get("pid", self.proc.pid))
         self.pids = [int(p) for p in info.get("workers", [self.pid])]
         self.url = f"ws://127.0.0.1:{self.port}/ocpp"
+        tls_port = info.get("tls_port")
+        self.tls_url = f"wss://127.0.0.1:{tls_port}/ocpp" if tls_port else None
 
     def stop(self) -> None:
         self.proc.terminate()
@@ -155,10 +179,14 @@ class Server:
 
 
 def run_client(
-    system: System, server: Server, args: Sequence[str], timeout: float = 600
+    system: System,
+    server: Server,
+    args: Sequence[str],
+    timeout: float = 600,
+    url: str | None = None,
 ) -> dict[str, Any]:
     out = subprocess.run(
-        [*system.client, server.url, *args],
+        [*system.client, url or server.url, *args],
         capture_output=True,
         text=True,
         env=_env(system.env),
@@ -173,29 +201,77 @@ def run_client(
     return result
 
 
-def idle_memory(system: System, server: Server, stations: int) -> float:
-    before = sum(map(_rss_kib, server.pids))
-    proc = subprocess.Popen(
-        [*system.client, server.url, "--stations", str(stations), "--idle", "600"],
-        stdout=subprocess.PIPE,
-        text=True,
-        env=_env(system.env),
-        preexec_fn=_raise_nofile,
-    )
+def idle_memory(system: System, stations: int) -> float:
+    """(c): KiB of server RSS per idle station, on a fresh server (see the module docstring)."""
+    server = Server(system)
     try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        if "connected" not in line:
-            raise RuntimeError(f"{system.name}: idle client failed")
-        time.sleep(1.0)
-        after = sum(map(_rss_kib, server.pids))
+        time.sleep(0.3)
+        before = sum(map(_rss_kib, server.pids))
+        proc = subprocess.Popen(
+            [*system.client, server.url, "--stations", str(stations), "--idle", "3600"],
+            stdout=subprocess.PIPE,
+            text=True,
+            env=_env(system.env),
+            preexec_fn=_raise_nofile,
+        )
+        try:
+            assert proc.stdout is not None
+            line = proc.stdout.readline()
+            if "connected" not in line:
+                raise RuntimeError(f"{system.name}: idle client failed ({stations} stations)")
+            time.sleep(1.0)
+            after = sum(map(_rss_kib, server.pids))
+            if proc.poll() is not None:
+                raise RuntimeError(f"{system.name}: idle client died ({stations} stations)")
+        finally:
+            proc.kill()
+            proc.wait(10)
     finally:
-        proc.kill()
-        proc.wait(10)
+        server.stop()
     return (after - before) / stations
 
 
 def measure(system: System, strict: bool, opts: argparse.Namespace) -> dict[str, float]:
+    out: dict[str, float] = {}
+    if "calls" in opts.workloads:
+        out |= measure_calls(system, strict, opts)
+    if "idle" in opts.workloads:
+        for stations in opts.idle:
+            out[f"idle_kib_{stations}"] = idle_memory(system, stations)
+    if "connect" in opts.workloads and opts.connect:
+        out |= measure_connect(system, strict, opts)
+    return out
+
+
+def measure_connect(system: System, strict: bool, opts: argparse.Namespace) -> dict[str, float]:
+    """(d), plain then TLS, on one fresh server listening on both."""
+    server = Server(system, opts.tls_cert)
+    try:
+        time.sleep(0.3)
+        flag = ["--strict"] if strict and system.strict_flag else []
+        out: dict[str, float] = {}
+        for key, url in (("d", server.url), ("dt", server.tls_url)):
+            if url is None:
+                continue  # this server has no TLS listener here
+            args = ["--connect", str(opts.connect), "--concurrency", str(opts.connect_concurrency)]
+            args += ["--prefix", key.upper(), *flag]
+            if url.startswith("wss:"):
+                args += ["--ca", str(opts.ca_file)]
+            cpu0 = sum(map(_cpu_seconds, server.pids))
+            d = run_client(system, server, args, url=url)
+            cpu1 = sum(map(_cpu_seconds, server.pids))
+            out |= {
+                f"{key}_conn_s": d["stations_per_s"],
+                f"{key}_p50": d["p50_ms"],
+                f"{key}_server_us": 1e6 * (cpu1 - cpu0) / d["stations"],
+            }
+        return out
+    finally:
+        server.stop()
+
+
+def measure_calls(system: System, strict: bool, opts: argparse.Namespace) -> dict[str, float]:
+    """(a) and (b), on one server."""
     server = Server(system)
     try:
         time.sleep(0.3)
@@ -222,8 +298,8 @@ def measure(system: System, strict: bool, opts: argparse.Namespace) -> dict[str,
             "b_p99": b["p99_ms"],
             "b_server_us": 1e6 * (cpu2 - cpu1) / b["calls"],
         }
-        if opts.idle:
-            out["idle_kib"] = idle_memory(system, server, opts.idle)
+        if "client_cpu_s" in b:
+            out["b_client_us"] = 1e6 * b["client_cpu_s"] / b["calls"]
         return out
     finally:
         server.stop()
@@ -262,35 +338,65 @@ COLUMNS = [
     ("b_p50", "(b) p50 ms", "{:.1f}"),
     ("b_p99", "(b) p99 ms", "{:.1f}"),
     ("b_server_us", "(b) server µs/call", "{:.0f}"),
-    ("idle_kib", "(c) KiB per idle station", "{:.1f}"),
+    ("b_client_us", "(b) client µs/call", "{:.0f}"),
+]
+
+CONNECT_COLUMNS = [
+    ("d_conn_s", "(d) stations/s", "{:,.0f}"),
+    ("d_p50", "(d) p50 ms", "{:.1f}"),
+    ("d_server_us", "(d) server µs/station", "{:.0f}"),
+    ("dt_conn_s", "(d) TLS stations/s", "{:,.0f}"),
+    ("dt_p50", "(d) TLS p50 ms", "{:.1f}"),
+    ("dt_server_us", "(d) TLS server µs/station", "{:.0f}"),
+]
+
+#: The ratio columns (ours / peer, pair by pair): for CPU a lower figure is better.
+RATIO_COLUMNS = [
+    ("a_calls_s", "(a) calls/s"),
+    ("b_calls_s", "(b) calls/s"),
+    ("a_server_us", "(a) server CPU"),
+    ("b_server_us", "(b) server CPU"),
+    ("b_client_us", "(b) client CPU"),
+    ("d_conn_s", "(d) stations/s"),
+    ("dt_conn_s", "(d) TLS stations/s"),
 ]
 
 
-def table(results: dict[str, list[dict[str, float]]]) -> list[str]:
+def idle_columns(counts: Sequence[int]) -> list[tuple[str, str, str]]:
+    """The (c) columns, one per number of idle stations."""
+    if list(counts) == [1000]:
+        return [("idle_kib_1000", "(c) KiB per idle station", "{:.1f}")]
+    return [(f"idle_kib_{n}", f"(c) KiB per idle station, {n:,}", "{:.1f}") for n in counts]
+
+
+def table(
+    results: dict[str, list[dict[str, float]]], columns: Sequence[tuple[str, str, str]] = COLUMNS
+) -> list[str]:
     lines = [
-        "| system | " + " | ".join(title for _, title, _ in COLUMNS) + " |",
-        "| --- |" + " --- |" * len(COLUMNS),
+        "| system | " + " | ".join(title for _, title, _ in columns) + " |",
+        "| --- |" + " --- |" * len(columns),
     ]
     for name, rounds in results.items():
         cells = []
-        for key, _, fmt in COLUMNS:
+        for key, _, fmt in columns:
             values = [r[key] for r in rounds if key in r]
             cells.append(fmt.format(statistics.median(values)) if values else "—")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return lines
 
 
-def ratios(results: dict[str, list[dict[str, float]]], ours: str) -> list[str]:
+def ratios(results: dict[str, list[dict[str, float]]], ours: str, keys: Sequence[str]) -> list[str]:
+    chosen = [(key, title) for key, title in RATIO_COLUMNS if key in keys]
     lines = [
-        "| ours / peer | (a) calls/s | (b) calls/s | (a) server CPU | (b) server CPU |",
-        "| --- | --- | --- | --- | --- |",
+        "| ours / peer | " + " | ".join(title for _, title in chosen) + " |",
+        "| --- |" + " --- |" * len(chosen),
     ]
     mine = results.get(ours, [])
     for name, rounds in results.items():
         if name == ours:
             continue
         cells = []
-        for key in ("a_calls_s", "b_calls_s", "a_server_us", "b_server_us"):
+        for key, _ in chosen:
             pairs = [
                 m[key] / p[key]
                 for m, p in zip(mine, rounds, strict=False)
@@ -301,13 +407,74 @@ def ratios(results: dict[str, list[dict[str, float]]], ours: str) -> list[str]:
     return lines
 
 
+def _counts(text: str) -> list[int]:
+    counts = [int(part) for part in text.split(",")]
+    if any(n < 0 for n in counts):
+        raise argparse.ArgumentTypeError(f"station counts must be >= 0, got {text!r}")
+    return [n for n in counts if n]
+
+
+def _workloads(text: str) -> set[str]:
+    chosen = set(text.split(","))
+    if not chosen <= {"calls", "idle", "connect"}:
+        raise argparse.ArgumentTypeError(f"workloads are calls, idle and connect, got {text!r}")
+    return chosen
+
+
+def workloads_text(opts: argparse.Namespace) -> str:
+    parts = []
+    if "calls" in opts.workloads:
+        parts += [
+            f"(a) 1 station x {opts.calls_a} calls",
+            f"(b) {opts.stations_b} stations x {opts.calls_b} calls",
+        ]
+    if "idle" in opts.workloads and opts.idle:
+        counts = " and ".join(f"{n:,}" for n in opts.idle)
+        parts.append(f"(c) {counts} idle stations (a fresh server for each)")
+    if "connect" in opts.workloads and opts.connect:
+        parts.append(
+            f"(d) {opts.connect:,} stations connecting, at most {opts.connect_concurrency} "
+            "at a time (a fresh server)"
+        )
+    return "; ".join(parts)
+
+
+#: How the stations are driven, and what (d) counts: written into the report.
+METHOD_TEXT = (
+    "Each system's stations are driven by its own client library, in every workload: "
+    "ocpp_trio's client, mobilityhouse's ChargePoint over websockets, bare trio-websocket "
+    "for the floor, ocpp-rpc's RPCClient; one station process against one server process. "
+    "(d) counts a station once its WebSocket upgrade (ocpp1.6) is done and its one "
+    "BootNotification is answered, over ws:// and over wss:// (a self-signed ECDSA "
+    "certificate from trustme, the same for every server, with each system's default TLS "
+    "settings)."
+)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--calls-a", type=int, default=20000)
     parser.add_argument("--stations-b", type=int, default=100)
     parser.add_argument("--calls-b", type=int, default=200)
-    parser.add_argument("--idle", type=int, default=1000, help="idle stations for (c); 0 skips")
+    parser.add_argument(
+        "--idle",
+        type=_counts,
+        default=[1000],
+        help="idle stations for (c), comma-separated for several figures (1000,10000); 0 skips",
+    )
+    parser.add_argument(
+        "--connect", type=int, default=1000, help="stations connecting for (d); 0 skips"
+    )
+    parser.add_argument(
+        "--connect-concurrency", type=int, default=50, help="(d): connection attempts in flight"
+    )
+    parser.add_argument(
+        "--workloads",
+        type=_workloads,
+        default={"calls", "idle", "connect"},
+        help="what to run: calls ((a) and (b)), idle ((c)), connect ((d)), comma-separated",
+    )
     parser.add_argument("--strict", choices=["off", "on", "both"], default="both")
     parser.add_argument("--only", help="comma-separated substrings of system names")
     parser.add_argument("--out", type=Path, help="write the Markdown report here")
@@ -321,10 +488,50 @@ def main(argv: Sequence[str] | None = None) -> int:
         "",
         f"Versions: {versions()}",
         "",
-        f"Workloads: (a) 1 station x {opts.calls_a} calls; (b) {opts.stations_b} stations x "
-        f"{opts.calls_b} calls; (c) {opts.idle} idle stations. Medians of {opts.runs} "
+        f"Workloads: {workloads_text(opts)}. Medians of {opts.runs} "
         "interleaved rounds; client and server in separate processes on loopback.",
         "",
+        METHOD_TEXT,
+        "",
+    ]
+    connecting = "connect" in opts.workloads and opts.connect > 0
+    with tempfile.TemporaryDirectory() as pki:
+        if connecting:
+            opts.tls_cert, opts.ca_file = make_pki(Path(pki))
+        report += run_modes(opts, modes)
+    text = "\n".join(report)
+    print(text)
+    if opts.out:
+        opts.out.write_text(text + "\n", encoding="utf-8")
+    return 0
+
+
+def make_pki(directory: Path) -> tuple[Path, Path]:
+    """A throwaway CA and a server certificate for 127.0.0.1: ``(server PEM, CA PEM)``."""
+    import trustme
+
+    ca = trustme.CA()
+    server = ca.issue_cert("127.0.0.1", "localhost")
+    cert, ca_file = directory / "server.pem", directory / "ca.pem"
+    server.private_key_and_cert_chain_pem.write_to_path(str(cert))
+    ca.cert_pem.write_to_path(str(ca_file))
+    return cert, ca_file
+
+
+def run_modes(opts: argparse.Namespace, modes: list[bool]) -> list[str]:
+    """Every system, round after round, per strict mode: the report's tables."""
+    report: list[str] = []
+    columns = [
+        *(COLUMNS if "calls" in opts.workloads else []),
+        *(idle_columns(opts.idle) if "idle" in opts.workloads else []),
+    ]
+    ratio_keys = [
+        *(
+            ["a_calls_s", "b_calls_s", "a_server_us", "b_server_us", "b_client_us"]
+            if "calls" in opts.workloads
+            else []
+        ),
+        *(["d_conn_s", "dt_conn_s"] if "connect" in opts.workloads and opts.connect else []),
     ]
     for strict in modes:
         chosen = [
@@ -349,12 +556,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             + (" (mobilityhouse always validates; the floor never does)" if strict else ""),
             "",
         ]
-        report += [*table(results), "", *ratios(results, "ocpp_trio"), ""]
-    text = "\n".join(report)
-    print(text)
-    if opts.out:
-        opts.out.write_text(text + "\n", encoding="utf-8")
-    return 0
+        if columns:
+            report += [*table(results, columns), ""]
+        if "connect" in opts.workloads and opts.connect:
+            report += [*table(results, CONNECT_COLUMNS), ""]
+        if ratio_keys:
+            report += [*ratios(results, "ocpp_trio", ratio_keys), ""]
+    return report
 
 
 if __name__ == "__main__":

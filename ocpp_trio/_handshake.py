@@ -61,6 +61,7 @@ BASIC_CHALLENGE: Final = ("WWW-Authenticate", 'Basic realm="OCPP"')
 
 _BAD_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
 _REDACTED: Final = "<redacted>"
+_NO_QUERY: Final[Mapping[str, str]] = MappingProxyType({})
 _SECRET_HEADERS: Final = frozenset({"authorization", "proxy-authorization", "cookie"})
 
 
@@ -204,7 +205,8 @@ def parse_target(target: str) -> Target:
     except ValueError:
         raise Refusal(400, f"more than {MAX_QUERY_FIELDS} query parameters") from None
     endpoint = "/".join(segments[:index]) or "/"
-    return Target(identity=identity, endpoint=endpoint, query=MappingProxyType(dict(pairs)))
+    params = MappingProxyType(dict(pairs)) if pairs else _NO_QUERY
+    return Target(identity=identity, endpoint=endpoint, query=params)
 
 
 def select_protocol(preference: Sequence[str], offered: Sequence[str]) -> str | None:
@@ -222,9 +224,52 @@ def header_map(raw: Sequence[tuple[bytes, bytes]]) -> Mapping[str, str]:
     return MappingProxyType(out)
 
 
+#: Request headers whose values are mostly the same for a whole fleet of
+#: stations (one host, one model's user agent...).  A server keeps every
+#: station's headers (``conn.handshake.request_headers``) for the life of
+#: the connection: pairs of these, and redacted ones, are kept once for all.
+_FLEET_HEADERS: Final = frozenset(
+    {
+        "host",
+        "upgrade",
+        "connection",
+        "sec-websocket-version",
+        "sec-websocket-protocol",
+        "sec-websocket-extensions",
+        "user-agent",
+        "origin",
+        "accept-encoding",
+        "cache-control",
+        "pragma",
+    }
+)
+#: Names of other common headers, kept once too (their values are the station's own).
+_HEADER_NAMES: Final = {
+    name: name for name in ("sec-websocket-key", "x-forwarded-for", "x-real-ip", "forwarded")
+}
+#: At most this many shared pairs; past it the table starts over.
+_MAX_SHARED_PAIRS: Final = 1024
+_shared_pairs: dict[tuple[str, str], tuple[str, str]] = {}
+
+
+def _shared(name: str, value: str) -> tuple[str, str]:
+    pair = (name, value)
+    if name not in _FLEET_HEADERS and value is not _REDACTED:
+        return (_HEADER_NAMES.get(name, name), value)
+    shared = _shared_pairs.get(pair)
+    if shared is None:
+        if len(_shared_pairs) >= _MAX_SHARED_PAIRS:
+            _shared_pairs.clear()
+        shared = _shared_pairs[pair] = pair
+    return shared
+
+
 def redacted(headers: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
-    """Headers as pairs, with credentials replaced (for records that have a repr)."""
-    return tuple((k, _REDACTED if k in _SECRET_HEADERS else v) for k, v in headers.items())
+    """Headers as pairs, with credentials replaced (for records that have a repr).
+
+    Pairs most stations send alike are shared between connections.
+    """
+    return tuple(_shared(k, _REDACTED if k in _SECRET_HEADERS else v) for k, v in headers.items())
 
 
 @final

@@ -27,6 +27,7 @@ import inspect
 import logging
 import math
 from collections.abc import Awaitable, Mapping
+from functools import partial
 from typing import TYPE_CHECKING, Any, Literal, cast
 
 import trio
@@ -59,6 +60,7 @@ from ._core.validation import Validator, get_validator
 from ._options import ConnectionOptions
 from ._state import ConnectionState
 from ._transport import CLOSE_ABNORMAL, CLOSE_PROTOCOL_ERROR, Transport
+from ._ws import WSTransport
 from .events import (
     BadMessageEvent,
     CallErrorEvent,
@@ -70,6 +72,7 @@ from .events import (
     LateResponseEvent,
     LimitEvent,
     MessageEvent,
+    PingEvent,
 )
 from .routing import NOREPLY, Handler, HandlerContext, Router
 
@@ -110,6 +113,22 @@ def make_bucket(options: ConnectionOptions) -> TokenBucket | None:
     if options.max_inbound_call_rate == math.inf:
         return None
     return TokenBucket(options.max_inbound_call_rate, options.inbound_call_capacity)
+
+
+def report_peer_pings(transport: Transport, emitter: EventEmitter) -> None:
+    """Have ``transport`` report the peer's pings as ``"ping"`` events, if it can.
+
+    The default transport (``_ws.py``) answers a ping while reading and then
+    calls its ``on_ping`` hook; trio-websocket and ASGI answer pings without
+    telling.  The hook holds the emitter, not the connection: no cycle.
+    """
+    if isinstance(transport, WSTransport):
+        transport.on_ping = partial(_emit_peer_ping, emitter)
+
+
+def _emit_peer_ping(emitter: EventEmitter, payload: bytes) -> None:
+    if emitter.has("ping"):
+        emitter.emit("ping", PingEvent(payload=payload, outbound=False))
 
 
 class InboundMixin:
@@ -461,7 +480,15 @@ class InboundMixin:
         try:
             text = self._proto.send_result(mid, result)
         except ValueError as exc:
-            await self._reply_error(mid, ctx.method, RPCInternalError(str(exc)))
+            # Not JSON, or a string with a lone surrogate: UTF-8 cannot carry it.
+            self._unsendable(f"result of the handler for {ctx.method}", exc)
+            await self._reply_error(
+                mid,
+                ctx.method,
+                RPCInternalError(
+                    f"the result of {ctx.method} cannot be sent", {"reason": str(exc)}
+                ),
+            )
             return
         except ProtocolStateError:
             return  # the connection closed meanwhile
@@ -489,7 +516,16 @@ class InboundMixin:
 
     async def _reply_error(self, mid: str, action: str, error: RPCError) -> None:
         try:
-            text = self._proto.send_error(mid, error)
+            try:
+                text = self._proto.send_error(mid, error)
+            except ValueError as exc:
+                # The description or details cannot be sent (not JSON, a lone
+                # surrogate): the peer still gets an answer, ours.
+                self._unsendable(f"error answer to {action}", exc)
+                error = RPCInternalError(
+                    f"the error answer to {action} cannot be sent", {"reason": str(exc)}
+                )
+                text = self._proto.send_error(mid, error)
         except ProtocolStateError:
             return
         try:
@@ -500,6 +536,11 @@ class InboundMixin:
             self._emit_error(mid, action, error)  # as in _answer
             raise
         self._emit_error(mid, action, error)
+
+    def _unsendable(self, what: str, exc: ValueError) -> None:
+        """Report an answer that cannot be encoded; an InternalError goes out instead."""
+        log.error("%s: the %s cannot be sent: %s", self.identity, what, exc)
+        self._emitter.emit("error", ErrorEvent(error=exc, context=what))
 
     def _emit_error(self, mid: str, action: str, error: RPCError) -> None:
         if self._emitter.has("call_error"):

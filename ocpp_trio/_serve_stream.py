@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import ssl
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any, Final, Literal, cast
@@ -21,6 +21,7 @@ import trio
 import trio_websocket
 
 from ._core.protocol import Role
+from ._flag import Flag
 from ._handshake import (
     Gate,
     HandshakeRejectedEvent,
@@ -99,7 +100,7 @@ class _Peer:
 
     def __init__(self) -> None:
         self.scope = trio.CancelScope()
-        self.done = trio.Event()
+        self.done = Flag()
         self.identity: str | None = None
         self.remote: tuple[str, int] | None = None
         self.conn: OCPPConnection | None = None
@@ -148,15 +149,17 @@ class StreamHandling:
     _closing: bool
     _cluster: ClusterGlue | None
 
-    async def _handle_stream(self, stream: trio.abc.Stream) -> None:
-        """The task of one accepted stream: never raises what a station caused."""
+    def _handle_stream(self, stream: trio.abc.Stream) -> Coroutine[Any, Any, None]:
+        """The task of one accepted stream: never raises what a station caused.
+
+        Not a coroutine function itself: it returns the one to await, which
+        spares every connection's task a level of its stack.
+        """
         peer = _Peer()
         peer.remote = remote_of(stream)
-
-        async def close_stream() -> None:
-            await trio.aclose_forcefully(stream)
-
-        await self._guarded(peer, partial(self._serve_peer, peer, stream), close_stream)
+        return self._guarded(
+            peer, partial(self._serve_peer, peer, stream), partial(trio.aclose_forcefully, stream)
+        )
 
     async def _guarded(
         self,
@@ -233,19 +236,29 @@ class StreamHandling:
             stream = trio.SSLStream(
                 stream, self.ssl_context, server_side=True, https_compatible=True
             )
+        # The handshake's objects (the request, its headers, the decisions)
+        # are gone once _open returns: an idle connection keeps only what
+        # its OCPPConnection holds, under a shallow stack of coroutines.
         if self.websocket_backend == "websockets":
-            await self._open_and_run(peer, stream, None)  # no background task to host
+            conn = await self._open(peer, stream, None)  # no background task to host
+            if conn is not None:
+                await self._run_station(peer, conn)
             return
         async with trio.open_nursery() as nursery:
             try:
-                await self._open_and_run(peer, stream, nursery)
+                conn = await self._open(peer, stream, nursery)
+                if conn is not None:
+                    await self._run_station(peer, conn)
             finally:
                 nursery.cancel_scope.cancel()  # trio-websocket's reader
 
-    async def _open_and_run(
+    async def _open(
         self, peer: _Peer, stream: trio.abc.Stream, nursery: trio.Nursery | None
-    ) -> None:
-        """``nursery`` hosts trio-websocket's reader task (None for the websockets backend)."""
+    ) -> OCPPConnection | None:
+        """The handshake on our own listeners: the station's connection (not running yet), or None.
+
+        ``nursery`` hosts trio-websocket's reader task (None for the websockets backend).
+        """
         gate = Gate()
         request: UpgradeRequest | None = None
         deadline = trio.current_time() + self.handshake_timeout
@@ -255,7 +268,7 @@ class StreamHandling:
                     await stream.do_handshake()
                 except trio.BrokenResourceError as exc:
                     self._rejected(peer, None, f"TLS handshake failed: {tls_reason(exc)}")
-                    return
+                    return None
             if self.websocket_backend == "websockets":
                 try:
                     request = await server_handshake(
@@ -265,7 +278,7 @@ class StreamHandling:
                     )
                 except HandshakeFailed as exc:
                     self._rejected(peer, None, f"bad upgrade request: {exc}")
-                    return
+                    return None
             else:
                 assert nursery is not None
                 request = await trio_websocket.wrap_server_stream(
@@ -276,7 +289,7 @@ class StreamHandling:
         if request is None:
             why = "handshake timeout" if timeout.cancelled_caught else "the peer went away"
             self._rejected(peer, None, why)
-            return
+            return None
 
         async def accept(protocol: str | None) -> Transport | None:
             assert request is not None
@@ -294,7 +307,7 @@ class StreamHandling:
             return transport
 
         peercert = stream.getpeercert() if isinstance(stream, trio.SSLStream) else None
-        await self._upgrade(
+        return await self._admit(
             peer,
             request,
             Upgrade(peercert=peercert, accept=accept, deadline=deadline, phase=gate.scope),
@@ -304,9 +317,20 @@ class StreamHandling:
         """From a parsed upgrade request to the station's connection, and its end.
 
         Shared by every front end (our own listeners, ``ocpp_trio.asgi``):
-        the decisions and ``auth`` (until ``upgrade.deadline``), the refusal,
-        the duplicate policy, the acceptance (``upgrade.accept``) and the
-        connection.  Never raises what the station caused.
+        :meth:`_admit`, then the connection runs.  Never raises what the
+        station caused.
+        """
+        conn = await self._admit(peer, request, upgrade)
+        if conn is not None:
+            await self._run_station(peer, conn)
+
+    async def _admit(
+        self, peer: _Peer, request: UpgradeRequest, upgrade: Upgrade
+    ) -> OCPPConnection | None:
+        """The station's connection, not running yet, or None when it was turned away.
+
+        The decisions and ``auth`` (until ``upgrade.deadline``), the refusal,
+        the duplicate policy and the acceptance (``upgrade.accept``).
         """
         outcome: tuple[str, str | None, Mapping[str, Any], StationHandshake] | None = None
         refusal = upgrade.refusal
@@ -319,29 +343,37 @@ class StreamHandling:
         if outcome is None and refusal is None:
             if not timeout.cancelled_caught:
                 self._rejected(peer, None, "the peer went away")
-                return
+                return None
             refusal = Refusal(503, "handshake timeout (auth took too long)")
         if refusal is not None:
             self._rejected(peer, refusal.status, refusal.reason)
             await self._refuse(request, refusal.status, refusal.headers)
-            return
+            return None
         assert outcome is not None
         identity, protocol, session, info = outcome
         if not await self._claim(peer, identity, request):
-            return
+            return None
         transport: Transport | None = None
         with trio.move_on_after(self.handshake_timeout), upgrade.phase():
             transport = await upgrade.accept(protocol)
         if transport is None:
             self._rejected(peer, None, "the peer went away during the handshake")
-            return
+            return None
         options = upgrade.options or self.options
         if protocol is None:
             self._rejected(peer, None, "no subprotocol in common; closed with 1002")
             with trio.move_on_after(options.close_timeout):
                 await transport.aclose(CLOSE_PROTOCOL_ERROR, "no subprotocol in common")
-            return
-        await self._run_station(peer, transport, identity, protocol, session, info, options)
+            return None
+        return OCPPConnection(
+            transport,
+            identity=identity,
+            protocol=protocol,
+            role=Role.SERVER,
+            options=options,
+            handshake=info,
+            session=session,
+        )
 
     async def _refuse(
         self,
@@ -438,27 +470,10 @@ class StreamHandling:
         if old.identity is not None and self._stations.get(old.identity) is old:
             del self._stations[old.identity]  # pragma: no cover - its task is stuck
 
-    async def _run_station(
-        self,
-        peer: _Peer,
-        transport: Transport,
-        identity: str,
-        protocol: str,
-        session: Mapping[str, Any],
-        info: StationHandshake,
-        options: ConnectionOptions,
-    ) -> None:
-        conn = OCPPConnection(
-            transport,
-            identity=identity,
-            protocol=protocol,
-            role=Role.SERVER,
-            options=options,
-            handshake=info,
-            session=session,
-        )
+    async def _run_station(self, peer: _Peer, conn: OCPPConnection) -> None:
+        identity = conn.identity
         peer.conn = conn
         self._clients[identity] = conn
-        log.info("%s connected from %s (%s)", identity, peer.remote, protocol)
+        log.info("%s connected from %s (%s)", identity, peer.remote, conn.protocol)
         await conn._run(self.handler, task_status=_ClientEvent(self._events, conn))
         log.info("%s disconnected (%s)", identity, conn.close_code)

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 import signal
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from functools import partial
 from typing import Any, Final
 
@@ -47,6 +47,7 @@ async def serve_until_signal(
     signals: Sequence[int] = SHUTDOWN_SIGNALS,
     await_pending: bool = True,
     reason: str = "server shutting down",
+    on_signal: Callable[[int], object] | None = None,
     task_status: trio.TaskStatus[OCPPServer] = trio.TASK_STATUS_IGNORED,
 ) -> int:
     """Serve ``server`` on TCP ``port`` until one of ``signals``; then shut it down gracefully.
@@ -63,6 +64,9 @@ async def serve_until_signal(
         await_pending: let the calls in flight finish before closing (each
             connection waits at most its ``call_timeout``).
         reason: the close reason sent with 1001.
+        on_signal: called with the signal number when the first signal
+            arrives, before the shutdown starts (to tell the user that it
+            started); a plain function that must not block.
         task_status: receives the server once it listens.
 
     Returns:
@@ -76,6 +80,8 @@ async def serve_until_signal(
             await nursery.start(partial(server.listen, port, host))
             task_status.started(server)
             signum = await _next(receiver)
+            if on_signal is not None:
+                on_signal(signum)
             log.info(
                 "%s: closing %d station(s) with 1001%s",
                 signal.Signals(signum).name,

@@ -210,7 +210,7 @@ class OCPPClient(HandlerSurface):
         self._queued = 0
         self._reconnects = 0
         self.protocol: str | None = None
-        self._last_error: BaseException | None = None
+        self._last_error: str | None = None  # text only: an exception here would be a cycle
 
     def __repr__(self) -> str:
         return f"<OCPPClient identity={self.identity!r} url={self.url!r} state={self._state.name}>"
@@ -304,17 +304,24 @@ class OCPPClient(HandlerSurface):
             raise ConnectionClosed("not connected (reconnecting)")
         return conn
 
+    def _open_connection(self) -> OCPPConnection | None:
+        """The open connection; None while (re)connecting; raises once closed for good."""
+        if self._closing:
+            raise trio.ClosedResourceError("the client is closed")
+        if self._state is ConnectionState.CLOSED:
+            raise ConnectionClosed(
+                "the client gave up reconnecting"
+                + (f": {self._last_error}" if self._last_error else "")
+            )
+        conn = self._conn
+        if conn is not None and conn.state is ConnectionState.OPEN:
+            return conn
+        return None
+
     async def _wait_ready(self) -> OCPPConnection:
         while True:
-            if self._closing:
-                raise trio.ClosedResourceError("the client is closed")
-            if self._state is ConnectionState.CLOSED:
-                raise ConnectionClosed(
-                    "the client gave up reconnecting"
-                    + (f": {self._last_error}" if self._last_error else "")
-                )
-            conn = self._conn
-            if conn is not None and conn.state is ConnectionState.OPEN:
+            conn = self._open_connection()
+            if conn is not None:
                 return conn
             await self._ready.wait()
 
@@ -548,14 +555,17 @@ class OCPPClient(HandlerSurface):
                     leaf, OCPPError | OSError | trio.BrokenResourceError
                 ):
                     raise
-                error = leaf
+                error, leaf = leaf, None
             if self._is_closing():
                 return
             if error is not None:
-                self._last_error = error
+                self._last_error = str(error)
                 log.info("%s: connection attempt failed: %s", self.identity, error)
                 if not started and not self._retry_initial:
-                    raise error
+                    try:
+                        raise error
+                    finally:
+                        error = None  # no cycle: traceback -> this frame -> error
                 self._emitter.emit("error", ErrorEvent(error=error, context="connect"))
             if (
                 opened_at is not None
@@ -568,7 +578,10 @@ class OCPPClient(HandlerSurface):
                 self._wake_waiters()
                 if not started:
                     assert error is not None
-                    raise error
+                    try:
+                        raise error
+                    finally:
+                        error = None  # as above
                 return
             delay = self._next_delay(attempt)
             attempt += 1
@@ -581,17 +594,17 @@ class OCPPClient(HandlerSurface):
 
 
 def _single_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
-    leaves: list[BaseException] = []
-
-    def walk(exc: BaseException) -> None:
+    # Iterative: a recursive local function would be a reference cycle holding
+    # the exceptions (and through their tracebacks, the client) until a full
+    # garbage collection.
+    real: list[BaseException] = []
+    stack: list[BaseException] = [group]
+    while stack:
+        exc = stack.pop()
         if isinstance(exc, BaseExceptionGroup):
-            for sub in exc.exceptions:
-                walk(sub)
-        else:
-            leaves.append(exc)
-
-    walk(group)
-    real = [e for e in leaves if not isinstance(e, trio.Cancelled)]
+            stack.extend(reversed(exc.exceptions))
+        elif not isinstance(exc, trio.Cancelled):
+            real.append(exc)
     return real[0] if len(real) == 1 else None
 
 
@@ -649,4 +662,10 @@ async def open_ocpp_client(
         if leaf is None:
             raise
         leaf.__suppress_context__ = True
-        raise leaf from leaf.__cause__
+        try:
+            raise leaf from leaf.__cause__
+        finally:
+            # No reference cycles: this frame is in the traceback, and the
+            # group (the implicit context) holds the leaf.
+            leaf.__context__ = None
+            del leaf, group

@@ -3,16 +3,20 @@
 Theory of operation.  Each connection runs in a nursery of its own (``_run``)
 holding:
 
-- the reader task: ``transport.receive()`` -> ``RPCProtocol.receive()`` ->
-  an event.  Answers wake the waiting ``call()``; a CALL for a *sync* handler
-  is answered right in the reader (no task, no queue: measured faster and
-  lighter); a CALL for an *async* handler gets a task of its own, at most
+- the reader, run by ``_run``'s own task in the nursery's body (a task of
+  its own would cost each idle connection memory for nothing):
+  ``transport.receive()`` -> ``RPCProtocol.receive()`` -> an event.  Answers
+  wake the waiting ``call()``; a CALL for a *sync* handler is answered right
+  in the reader (no task, no queue: measured faster and lighter); a CALL for
+  an *async* handler gets a task of its own, at most
   ``inbound_call_concurrency`` at once, and a CALL beyond that is answered at
   once with a GenericError.  The reader never waits on user code that can
   block, so WebSocket pings keep being answered.
-- the pinger: a WebSocket ping every ``ping_interval`` (deferred while
-  messages arrive when ``defer_pings_on_activity``); no pong within
-  ``pong_timeout`` and the peer is dead: the connection is aborted (1006).
+- pings: a WebSocket ping every ``ping_interval`` (deferred while messages
+  arrive when ``defer_pings_on_activity``); no pong within ``pong_timeout``
+  and the peer is dead: the connection is aborted (1006).  One timer task
+  for all the connections of the run says when each is due (``_pings.py``);
+  a ping is a task of the nursery only until its pong comes.
 - the handler tasks.
 
 Outbound, ``call()`` takes a slot from a FIFO limiter (``call_concurrency``,
@@ -38,7 +42,15 @@ from typing import Any, Literal, TypeVar, overload
 
 import trio
 
-from ._calls import Waiter, call_with_limit, cap_reason, parse_call_args, resolve_validator
+from ._calls import (
+    DeadlineExpired,
+    Waiter,
+    call_timer,
+    call_with_limit,
+    cap_reason,
+    parse_call_args,
+    resolve_validator,
+)
 from ._core.errors import (
     ConnectionClosed,
     ProtocolMismatchError,
@@ -52,8 +64,10 @@ from ._core.protocol import (
     Role,
     RPCProtocol,
 )
-from ._inbound import InboundMixin, make_bucket
+from ._flag import SET_EVENT, Flag
+from ._inbound import InboundMixin, make_bucket, report_peer_pings
 from ._options import ConnectionOptions
+from ._pings import PingEntry, ping_scheduler
 from ._state import ConnectionState
 from ._surface import HandlerSurface
 from ._transport import (
@@ -62,6 +76,7 @@ from ._transport import (
     HandshakeInfo,
     Transport,
 )
+from ._ws import WSTransport
 from .events import (
     CallEvent,
     CallResultErrorEvent,
@@ -124,7 +139,8 @@ class OCPPConnection(HandlerSurface, InboundMixin):
         self._options = options or ConnectionOptions()
         self._router = router if router is not None else Router()
         self._emitter = emitter if emitter is not None else EventEmitter()
-        self._limiter = limiter or trio.CapacityLimiter(self._options.call_concurrency)
+        report_peer_pings(transport, self._emitter)
+        self._call_limiter = limiter  # see _limiter: made by the first call() when None
         self._proto = RPCProtocol(
             protocol=protocol,
             role=role,
@@ -138,14 +154,17 @@ class OCPPConnection(HandlerSurface, InboundMixin):
         self._state = ConnectionState.CONNECTING
         self._waiters: dict[str, Waiter] = {}
         self._handlers_running = 0
-        self._idle = trio.Event()
-        self._idle.set()
-        self._closed = trio.Event()
-        self._tasks_done = trio.Event()
+        # Events an idle connection never waits for are made on demand (a
+        # server holds thousands of idle connections; see _flag.py).
+        self._idle = SET_EVENT  # replaced by a new Event by whoever waits for idleness
+        self._closed = Flag()
+        self._tasks_done = Flag()
         self._cancel_scope: trio.CancelScope | None = None
         self._nursery: trio.Nursery | None = None
         self._last_activity = 0.0
-        self._options_changed = trio.Event()
+        self._pinging = False  # whether the connection is pinged (a ping on the timer or out)
+        self._ping_entry: PingEntry | None = None  # the next ping, on the run's ping timer
+        self._last_ping = 0.0
         self._close_code: int | None = None
         self._close_reason = ""
         self._closed_by_us = False
@@ -188,6 +207,14 @@ class OCPPConnection(HandlerSurface, InboundMixin):
         """Our calls waiting for an answer."""
         return len(self._waiters)
 
+    @property
+    def _limiter(self) -> trio.CapacityLimiter:
+        """The ``call_concurrency`` limiter, made on first use (most stations are rarely called)."""
+        limiter = self._call_limiter
+        if limiter is None:
+            limiter = self._call_limiter = trio.CapacityLimiter(self._options.call_concurrency)
+        return limiter
+
     def reconfigure(self, **options: Any) -> None:
         """Change options at run time (``call_timeout=5``, ``strict_mode=True``, ...).
 
@@ -199,15 +226,20 @@ class OCPPConnection(HandlerSurface, InboundMixin):
     def _apply_options(self, new: ConnectionOptions) -> None:
         old, self._options = self._options, new
         self._proto.max_bad_messages = new.max_bad_messages
-        self._limiter.total_tokens = new.call_concurrency
+        if self._call_limiter is not None:
+            self._call_limiter.total_tokens = new.call_concurrency
         self._validator = resolve_validator(new, self.protocol)
         if (new.max_inbound_call_rate, new.inbound_call_capacity) != (
             old.max_inbound_call_rate,
             old.inbound_call_capacity,
         ):
             self._bucket = make_bucket(new)
-        self._options_changed.set()
-        self._options_changed = trio.Event()
+        if self._ping_entry is not None:  # waiting for the next ping: due as the new options say
+            self._ping_entry.cancel()
+            self._ping_entry = None
+            self._schedule_ping()
+        else:
+            self._start_pinger()
 
     # --- outbound ------------------------------------------------------------
 
@@ -249,6 +281,8 @@ class OCPPConnection(HandlerSurface, InboundMixin):
             ProtocolStateError: ``max_pending_calls`` calls on this connection
                 are not finished yet (reported as a ``"limit"`` event too).
             TypeError: bad arguments, e.g. a SEND-only action (use ``send()``).
+            ValueError: the params cannot be sent (not JSON, or a string with
+                a lone surrogate); the message names the field, nothing is sent.
 
         On cancellation the call is forgotten; a late answer is reported as a
         ``late_response`` event.
@@ -265,9 +299,12 @@ class OCPPConnection(HandlerSurface, InboundMixin):
         finally:
             self._calls_open -= 1
 
-    async def _wait_ready(self) -> OCPPConnection:
+    def _open_connection(self) -> OCPPConnection:
         self._raise_if_not_open()
         return self
+
+    async def _wait_ready(self) -> OCPPConnection:
+        return self._open_connection()  # pragma: no cover - _open_connection() never waits
 
     def _raise_if_not_open(self) -> None:
         if self._state is ConnectionState.OPEN:
@@ -322,33 +359,60 @@ class OCPPConnection(HandlerSurface, InboundMixin):
         return None
 
     async def _call_open(
-        self, protocol: str | None, method: str, params: Mapping[str, Any]
+        self,
+        protocol: str | None,
+        method: str,
+        params: Mapping[str, Any],
+        deadline: float = math.inf,
     ) -> dict[str, Any]:
-        """One call on this (open) connection; the caller holds a limiter slot."""
+        """One call on this (open) connection; the caller holds a limiter slot.
+
+        Raises ``DeadlineExpired`` once ``deadline`` passes, kept by the call
+        timer (no cancel scope: see ``_calls.py``).  A write that can start at
+        once on the default transport is bounded by the transport itself (a
+        deadline passing meanwhile is raised once it is done); any other write
+        (behind another one, or on another transport) is within a cancel
+        scope ending at the deadline.
+        """
         self._check_protocol(protocol, method)
         self._raise_if_not_open()
         invalid = self._validate(method, "request", params, outbound=True, message_id=None)
         if invalid is not None:
             raise invalid
         mid, text = self._proto.send_call(method, params)
-        waiter = Waiter(method)
-        self._waiters[mid] = waiter
-        self._idle = trio.Event() if self._idle.is_set() else self._idle
+        waiter = Waiter(method, self, mid)
+        self._waiters[mid] = waiter  # _wait_idle() sees it: no idle event to reset here
+        timer = call_timer() if deadline != math.inf else None
+        if timer is not None:
+            timer.add(waiter, deadline)
+        transport = self._transport
         try:
-            await self._write(text)
+            if timer is None or (isinstance(transport, WSTransport) and not transport.sending):
+                # The write starts at once and the transport finishes or
+                # fails it within its grace period: no scope of our own.
+                await self._write(text)
+            else:
+                with trio.move_on_at(deadline) as scope:
+                    await self._write(text)
+                if scope.cancelled_caught:
+                    raise DeadlineExpired
             if self._emitter.has("call"):
                 self._emitter.emit(
                     "call",
                     CallEvent(message_id=mid, method=method, params=dict(params), outbound=True),
                 )
-            await waiter.event.wait()
+            await waiter.wait()
         finally:
-            if self._waiters.pop(mid, None) is not None:
-                self._proto.expire_call(mid)
+            if timer is not None:
+                timer.discard(waiter)
+            self._forget_call(mid)
             self._check_idle()
-        outcome = waiter.outcome
+        outcome, waiter.outcome = waiter.outcome, None
         if isinstance(outcome, BaseException):
-            raise outcome
+            try:
+                raise outcome
+            finally:
+                outcome = None  # no cycle: traceback -> this frame -> the exception
         assert outcome is not None
         invalid = self._validate(method, "response", outcome, outbound=False, message_id=mid)
         if invalid is not None:
@@ -356,6 +420,11 @@ class OCPPConnection(HandlerSurface, InboundMixin):
                 await self._send_call_result_error(mid, invalid.error)
             raise invalid
         return outcome
+
+    def _forget_call(self, message_id: str) -> None:
+        """Forget our call ``message_id`` if still pending: a later answer is reported as late."""
+        if self._waiters.pop(message_id, None) is not None:
+            self._proto.expire_call(message_id)
 
     @overload
     async def send(self, message: SendAction[Any], /) -> None: ...
@@ -376,9 +445,11 @@ class OCPPConnection(HandlerSurface, InboundMixin):
         Raises:
             ProtocolStateError: the protocol has no SEND (before 2.1).
             ValidationError: strict mode rejected the params.
+            ValueError: the params cannot be sent, as for ``call()``.
             ConnectionClosed / trio.ClosedResourceError: as for ``call()``.
         """
         protocol, method, params = parse_call_args(args, send=True)
+        await trio.lowlevel.checkpoint()  # the write makes none when the kernel takes it at once
         self._check_protocol(protocol, method)
         self._raise_if_not_open()
         if not self._proto.supports_send:
@@ -400,6 +471,7 @@ class OCPPConnection(HandlerSurface, InboundMixin):
 
     async def send_raw(self, text: str) -> None:
         """Write ``text`` as one WebSocket message, unchecked (for tests and tools)."""
+        await trio.lowlevel.checkpoint()  # as in send()
         if self._state is ConnectionState.CLOSED:
             self._raise_if_not_open()
         await self._write(text)
@@ -442,6 +514,10 @@ class OCPPConnection(HandlerSurface, InboundMixin):
         ``on_open(conn)``, if given, runs as a task of the connection's nursery
         (the server's per-station handler).  Returns once the connection is
         closed; never raises for anything the peer did.
+
+        The reader runs in this task, in the body of the connection's nursery
+        (a task of its own would cost an idle connection memory for nothing);
+        a ping is a task of the nursery only until its pong comes.
         """
         try:
             async with trio.open_nursery() as nursery:
@@ -449,8 +525,7 @@ class OCPPConnection(HandlerSurface, InboundMixin):
                 self._cancel_scope = nursery.cancel_scope
                 self._state = ConnectionState.OPEN
                 self._last_activity = trio.current_time()
-                nursery.start_soon(self._reader)
-                nursery.start_soon(self._pinger)
+                self._start_pinger()
                 if on_open is not None:
                     nursery.start_soon(self._run_on_open, on_open)
                 self._emitter.emit(
@@ -460,6 +535,13 @@ class OCPPConnection(HandlerSurface, InboundMixin):
                     ),
                 )
                 task_status.started(self)
+                # on_open starts as it did beside a reader task of its own:
+                # in the same batch as the reader's first step.
+                await trio.lowlevel.checkpoint()
+                await self._reader()
+                # The reader is done: the peer closed (finished already), or our
+                # close() is closing and finishes (it cancels this scope).
+                await self._closed.wait()
         finally:
             with trio.CancelScope(shield=True):
                 await self._transport.abort()
@@ -492,6 +574,7 @@ class OCPPConnection(HandlerSurface, InboundMixin):
             waiter.resolve(error)
         if self._cancel_scope is not None:
             self._cancel_scope.cancel()
+        self._stop_pinger()
         self._closed.set()
         self._idle.set()
         self._emitter.emit(
@@ -585,45 +668,86 @@ class OCPPConnection(HandlerSurface, InboundMixin):
 
     # --- pings ---------------------------------------------------------------
 
-    async def _pinger(self) -> None:
-        last_ping = trio.current_time()
-        while True:
-            options = self._options
-            if not options.pings_enabled:
-                await self._options_changed.wait()
-                last_ping = trio.current_time()
-                continue
-            due = last_ping + options.ping_interval
-            if options.defer_pings_on_activity:
-                due = max(due, self._last_activity + options.ping_interval)
-            if trio.current_time() < due:
-                with trio.move_on_at(due):
-                    await self._options_changed.wait()
-                continue
-            last_ping = trio.current_time()
-            payload = next(_ping_counter).to_bytes(8, "big")
-            self._emitter.emit("ping", PingEvent(payload=payload))
-            started = trio.current_time()
-            with trio.move_on_after(options.pong_timeout) as scope:
-                try:
-                    await self._transport.ping(payload)
-                except ConnectionClosed:
-                    return
-            if scope.cancelled_caught:
-                log.warning(
-                    "%s: no pong within %s s: the peer is gone, closing",
-                    self.identity,
-                    options.pong_timeout,
-                )
-                error = ConnectionClosed(
-                    f"no pong within {options.pong_timeout} s",
-                    code=CLOSE_ABNORMAL,
-                    reason="pong timeout",
-                )
-                self._emitter.emit("error", ErrorEvent(error=error, context="ping"))
-                await self._abort(CLOSE_ABNORMAL, "pong timeout", by_peer=True)
-                return
-            self._last_activity = trio.current_time()
-            self._emitter.emit(
-                "pong", PongEvent(payload=payload, rtt=trio.current_time() - started)
+    def _start_pinger(self) -> None:
+        """Have this connection pinged, if pings are enabled and it is not yet.
+
+        The ``ping_interval`` counts from now.  There is no task per
+        connection: the run's ping timer (``_pings.py``) calls ``_ping_due``.
+        """
+        if (
+            not self._pinging
+            and self._options.pings_enabled
+            and self._state is ConnectionState.OPEN
+            and self._nursery is not None
+        ):
+            self._pinging = True
+            self._last_ping = trio.current_time()
+            self._schedule_ping()
+
+    def _next_ping(self, options: ConnectionOptions) -> float:
+        due = self._last_ping + options.ping_interval
+        if options.defer_pings_on_activity:
+            due = max(due, self._last_activity + options.ping_interval)
+        return due
+
+    def _schedule_ping(self) -> None:
+        """Put the next ping on the timer (unless pings are off now, or the connection closed)."""
+        if not self._options.pings_enabled or self._state is not ConnectionState.OPEN:
+            self._pinging = False
+            return
+        self._ping_entry = ping_scheduler().schedule(self, self._next_ping(self._options))
+
+    def _stop_pinger(self) -> None:
+        entry, self._ping_entry = self._ping_entry, None
+        if entry is not None:
+            entry.cancel()
+        self._pinging = False
+
+    def _ping_due(self) -> None:
+        """The ping timer: this connection's ping is due (or was, before new activity)."""
+        self._ping_entry = None
+        options = self._options
+        nursery = self._nursery
+        if not options.pings_enabled or self._state is not ConnectionState.OPEN or nursery is None:
+            self._pinging = False
+            return
+        if trio.current_time() < self._next_ping(options):  # messages came meanwhile
+            self._schedule_ping()
+            return
+        self._last_ping = trio.current_time()
+        nursery.start_soon(self._pinger, options)
+
+    async def _pinger(self, options: ConnectionOptions) -> None:
+        """One ping (a short task of the connection's); then the next one is scheduled."""
+        if await self._ping_once(options):
+            self._schedule_ping()
+        else:
+            self._pinging = False
+
+    async def _ping_once(self, options: ConnectionOptions) -> bool:
+        """One ping; False when the connection is gone (closed, or aborted for want of a pong)."""
+        payload = next(_ping_counter).to_bytes(8, "big")
+        self._emitter.emit("ping", PingEvent(payload=payload))
+        started = trio.current_time()
+        with trio.move_on_after(options.pong_timeout) as scope:
+            try:
+                await self._transport.ping(payload)
+            except ConnectionClosed:
+                return False
+        if scope.cancelled_caught:
+            log.warning(
+                "%s: no pong within %s s: the peer is gone, closing",
+                self.identity,
+                options.pong_timeout,
             )
+            error = ConnectionClosed(
+                f"no pong within {options.pong_timeout} s",
+                code=CLOSE_ABNORMAL,
+                reason="pong timeout",
+            )
+            self._emitter.emit("error", ErrorEvent(error=error, context="ping"))
+            await self._abort(CLOSE_ABNORMAL, "pong timeout", by_peer=True)
+            return False
+        self._last_activity = trio.current_time()
+        self._emitter.emit("pong", PongEvent(payload=payload, rtt=trio.current_time() - started))
+        return True

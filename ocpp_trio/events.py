@@ -66,7 +66,17 @@ class CloseEvent:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ErrorEvent:
-    """Something failed that has no caller to raise to (a handler crash, a dead peer)."""
+    """Something failed that has no caller to raise to.
+
+    A handler crash, a dead peer, or an answer to the peer's CALL that cannot
+    be sent (not JSON, or a string with a lone surrogate: the peer then gets
+    an InternalError instead).
+
+    Attributes:
+        error: what failed.
+        context: where, e.g. ``"handler for Reset"``, ``"ping"``,
+            ``"result of the handler for DataTransfer"``.
+    """
 
     error: BaseException
     context: str
@@ -195,9 +205,20 @@ class LimitEvent:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PingEvent:
-    """We sent a WebSocket ping."""
+    """A WebSocket ping went out (``outbound``: ours, every ``ping_interval``) or came in.
+
+    An inbound ping is reported once it has been answered (the pong is on its
+    way).  Inbound pings are seen with the default WebSocket transport only:
+    not with ``websocket_backend="trio-websocket"``, which answers them without
+    telling, nor under ASGI, where the ASGI server answers them.
+
+    Attributes:
+        payload: the ping's application data.
+        outbound: True for our ping, False for the peer's.
+    """
 
     payload: bytes
+    outbound: bool = True
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

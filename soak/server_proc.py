@@ -16,9 +16,11 @@ latency samples (a task that sleeps 50 ms and measures how late it wakes).
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import random
 import signal
+import time
 from collections import Counter
 from functools import partial
 from pathlib import Path
@@ -51,6 +53,20 @@ class Ledger:
         self.rejected: Counter[str] = Counter()
         self.connections = 0
         self.lags: list[float] = []
+        # (generation, wall seconds, CPU seconds) of the collections of 10 ms or more
+        self.gc_pauses: list[tuple[int, float, float]] = []
+        self._gc_started = (0.0, 0.0)
+        self.gc_collected = [0, 0, 0]  # objects the collector freed (cycles), by generation
+
+    def on_gc(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._gc_started = (time.perf_counter(), time.process_time())
+        else:
+            self.gc_collected[info["generation"]] += info["collected"]
+            took = time.perf_counter() - self._gc_started[0]
+            if took >= 0.01:
+                cpu = time.process_time() - self._gc_started[1]
+                self.gc_pauses.append((info["generation"], round(took, 4), round(cpu, 4)))
 
     def dump(self) -> dict[str, Any]:
         return {
@@ -61,6 +77,8 @@ class Ledger:
             "rejected": dict(self.rejected),
             "connections": self.connections,
             "lags": self.lags,
+            "gc_pauses": self.gc_pauses,
+            "gc_collected": self.gc_collected,
         }
 
 
@@ -160,6 +178,7 @@ async def lag_monitor(ledger: Ledger) -> None:
 
 async def main(args: argparse.Namespace) -> None:
     ledger = Ledger()
+    gc.callbacks.append(ledger.on_gc)
     rng = random.Random(args.seed)
     options: dict[str, Any] = {
         "ping_interval": args.ping_interval,

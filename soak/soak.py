@@ -385,6 +385,7 @@ def account(args: argparse.Namespace, out: Path, run: Run) -> tuple[dict[str, An
     bad_messages = sum(ledger["bad_messages"] for ledger in servers)
     reconnect_times = [t for s in stations for t in s["reconnect_times"]]
     lags = [lag for ledger in servers for lag in ledger["lags"]]
+    pauses = [p for ledger in servers for p in ledger.get("gc_pauses", []) if len(p) == 3]
 
     applied, fired = run.proxy_applied, run.proxy_fired
     faults = {
@@ -456,6 +457,14 @@ def account(args: argparse.Namespace, out: Path, run: Run) -> tuple[dict[str, An
             "p99": round(p99 * 1000, 1),
             "max": round(max(lags, default=0.0) * 1000, 1),
         },
+        "server_gc": {
+            "collections_of_10ms_or_more": len(pauses),
+            "max_wall_ms": round(max((p[1] for p in pauses), default=0.0) * 1000, 1),
+            "max_cpu_ms": round(max((p[2] for p in pauses), default=0.0) * 1000, 1),
+            "objects_freed_by_the_collector": sum(
+                sum(ledger.get("gc_collected", [])) for ledger in servers
+            ),
+        },
         "exit_codes": run.exit_codes,
         "broken": broken,
     }
@@ -474,7 +483,11 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         "--csms-pace", type=float, default=2.5, help="seconds between the CSMS's calls to a station"
     )
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--ping-interval", type=float, default=2.0)
+    parser.add_argument(
+        "--ping-interval",
+        type=float,
+        help="seconds between pings, both ways (default: stations / 200, at least 2 and at most 30)",
+    )
     parser.add_argument("--handshake-timeout", type=float, default=2.0)
     parser.add_argument("--max-message-size", type=int, default=65536)
     parser.add_argument("--max-rate", type=float, default=20.0, help="inbound calls/s per station")
@@ -489,6 +502,12 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--duration must be at least 20 s (a restart and every fault must fit)")
     if args.stations < 4 * args.processes:
         parser.error("need at least 4 stations per process (the misbehaving ones)")
+    if args.ping_interval is None:
+        # Half-open peers must be found within the run, but pinging 2,000
+        # stations every 2 s (4,000 pings and pongs a second through one
+        # server) would be the heaviest load of the soak; real CSMSs ping
+        # every 30-300 s.
+        args.ping_interval = min(30.0, max(2.0, args.stations / 200))
     return args
 
 

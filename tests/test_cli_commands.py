@@ -20,9 +20,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
+import trio
 import trustme
+
+from ocpp_trio import CallErrorReceived, HandlerContext, open_ocpp_client
+from ocpp_trio.events import CloseEvent
 
 from .conftest import STATION_ID
 
@@ -167,6 +172,83 @@ def test_serve_and_station(protocol: str, tmp_path: Path) -> None:
         assert samples >= 2
         (settings,) = con.execute("SELECT COUNT(*) FROM configuration").fetchone()
         assert settings >= 2
+
+
+async def test_sigterm_lets_the_call_in_flight_finish_then_closes_with_1001() -> None:
+    """``serve`` stops as ``run_server`` does: its GetConfiguration in flight gets its answer."""
+    asked, release = trio.Event(), trio.Event()
+    closes: list[CloseEvent] = []
+    with trio.fail_after(60):
+        proc = await trio.lowlevel.open_process(
+            [PY, "-m", "ocpp_trio", "serve", "--port", "0", "--protocols", "ocpp1.6"],
+            stdout=subprocess.PIPE,
+        )
+        try:
+            assert proc.stdout is not None
+            lines = _Lines(proc.stdout)
+            url = (await lines.until("listening on ")).split()[-1]
+            async with open_ocpp_client(
+                url, identity="CP1", protocols=["ocpp1.6"], reconnect=False, ping_interval=0
+            ) as client:
+                client.on("close", closes.append)
+
+                @client.handle("GetConfiguration")
+                async def get_configuration(ctx: HandlerContext) -> dict[str, Any]:
+                    asked.set()
+                    await release.wait()  # answered only once the server was told to stop
+                    return {"configurationKey": [{"key": "HeartbeatInterval", "readonly": False}]}
+
+                await client.call(
+                    "BootNotification", {"chargePointVendor": "V", "chargePointModel": "M"}
+                )
+                await asked.wait()
+                proc.send_signal(signal.SIGTERM)
+                await lines.until("stopping (SIGTERM)")
+                # Shutting down, the server answers new CALLs "closing" but has
+                # not closed us: our answer is awaited.  (Had it sent the close
+                # frame, it would arrive before this answer: ConnectionClosed.)
+                refused: CallErrorReceived | None = None
+                while refused is None:
+                    try:
+                        await client.call("Heartbeat", {})
+                    except CallErrorReceived as exc:
+                        refused = exc
+                assert (refused.code, refused.description) == (
+                    "GenericError",
+                    "the connection is closing",
+                )
+                release.set()
+                await client.wait_closed()
+            assert await proc.wait() == 0
+            await lines.until("served 1 stations")
+        finally:
+            if proc.returncode is None:  # pragma: no cover - the test failed
+                proc.kill()
+                await proc.wait()
+    assert [(c.code, c.by_peer) for c in closes] == [(1001, True)]
+    results = [line for line in lines.seen if re.search(r"CP1 +<- RESULT +GetConfiguration", line)]
+    assert len(results) == 1, lines.seen
+
+
+class _Lines:
+    """The lines of a subprocess's stdout, read as they come."""
+
+    def __init__(self, stream: trio.abc.ReceiveStream) -> None:
+        self._stream = stream
+        self._buffer = b""
+        self.seen: list[str] = []
+
+    async def until(self, prefix: str) -> str:
+        while True:
+            for line in self.seen:
+                if line.startswith(prefix):
+                    return line
+            chunk = await self._stream.receive_some()
+            if not chunk:
+                raise AssertionError(f"no line {prefix!r} before EOF; got {self.seen}")
+            self._buffer += chunk
+            *lines, self._buffer = self._buffer.split(b"\n")
+            self.seen += [line.decode() for line in lines]
 
 
 # --- security profiles ----------------------------------------------------------------

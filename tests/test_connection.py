@@ -27,7 +27,9 @@ from ocpp_trio.events import (
     BadMessageEvent,
     CallResultErrorEvent,
     CloseEvent,
+    ErrorEvent,
     LateResponseEvent,
+    PingEvent,
     StrictValidationFailureEvent,
 )
 from ocpp_trio.testing import open_memory_pair
@@ -205,6 +207,80 @@ async def test_handler_returning_garbage_or_none() -> None:
         assert await station.call("StatusNotification", {}) == {}
         with pytest.raises(CallErrorReceived, match="InternalError"):
             await station.call("DataTransfer", {"vendorId": "v"})
+
+
+LONE = "\ud800"  # a lone surrogate: a Python str, but no Unicode text; UTF-8 cannot carry it
+
+
+@pytest.mark.parametrize("protocol", ["ocpp1.6", "ocpp2.0.1", "ocpp2.1"])
+async def test_a_result_with_a_lone_surrogate_is_an_internal_error(protocol: str) -> None:
+    async with open_memory_pair(protocol) as (station, csms):
+        errors = Recorder(csms, "error")
+        csms.handle("DataTransfer", lambda ctx: {"status": "Accepted", "data": f"a{LONE}"})
+        with pytest.raises(CallErrorReceived) as info:
+            await station.call("DataTransfer", {"vendorId": "v"})
+        reason = (
+            "payload.data holds an unpaired UTF-16 surrogate, which cannot be sent as UTF-8 text"
+        )
+        assert (info.value.code, info.value.details) == ("InternalError", {"reason": reason})
+        [event] = errors["error"]
+        assert isinstance(event, ErrorEvent)
+        assert isinstance(event.error, ValueError)
+        assert str(event.error) == reason
+        assert event.context == "result of the handler for DataTransfer"
+        # The connection carries on.
+        assert (station.state, csms.state) == (ConnectionState.OPEN, ConnectionState.OPEN)
+        csms.handle("DataTransfer", lambda ctx: {"status": "Accepted"})
+        assert await station.call("DataTransfer", {"vendorId": "v"}) == {"status": "Accepted"}
+
+
+@pytest.mark.parametrize(
+    ("error", "detailed", "where"),
+    [
+        (RPCPropertyConstraintViolationError(f"bad {LONE}"), False, "errorDescription"),
+        (RPCPropertyConstraintViolationError("bad", {"value": LONE}), False, "errorDetails.value"),
+        (ValueError(LONE), True, "errorDetails.message"),
+    ],
+)
+async def test_an_error_answer_with_a_lone_surrogate_is_an_internal_error(
+    error: Exception, detailed: bool, where: str
+) -> None:
+    async with open_memory_pair("ocpp1.6", respond_with_detailed_errors=detailed) as (
+        station,
+        csms,
+    ):
+        errors = Recorder(csms, "error")
+        sent = Recorder(csms, "call_error")
+
+        @csms.handle("DataTransfer")
+        async def failing(ctx: HandlerContext) -> dict[str, Any]:
+            raise error
+
+        with pytest.raises(CallErrorReceived) as info:
+            await station.call("DataTransfer", {"vendorId": "v"})
+        assert info.value.code == "InternalError"
+        assert info.value.description == "the error answer to DataTransfer cannot be sent"
+        assert info.value.details["reason"].startswith(f"{where} holds an unpaired")
+        unsendable = [e for e in errors["error"] if isinstance(e, ErrorEvent)]
+        assert unsendable[-1].context == "error answer to DataTransfer"
+        assert [e.code for e in sent["call_error"]] == ["InternalError"]  # type: ignore[attr-defined]
+        csms.handle("DataTransfer", lambda ctx: {"status": "Accepted"})
+        assert await station.call("DataTransfer", {"vendorId": "v"}) == {"status": "Accepted"}
+
+
+async def test_call_params_with_a_lone_surrogate_raise_to_the_caller() -> None:
+    async with open_memory_pair("ocpp2.1") as (station, csms):
+        csms.handle("DataTransfer", lambda ctx: {"status": "Accepted"})
+        messages = Recorder(station, "message")
+        with pytest.raises(ValueError, match=r"^payload\.vendorId holds an unpaired UTF-16"):
+            await station.call("DataTransfer", {"vendorId": LONE})
+        with pytest.raises(ValueError, match=r"^payload\.data\[0\] holds an unpaired UTF-16"):
+            await station.send("NotifyPeriodicEventStream", {"data": [LONE]})
+        with pytest.raises(ValueError, match=r"^payload\.vendorId holds an unpaired UTF-16"):
+            await csms.call("DataTransfer", {"vendorId": LONE})
+        assert messages["message"] == []  # nothing was written
+        assert (station.pending_calls, station.state) == (0, ConnectionState.OPEN)
+        assert await station.call("DataTransfer", {"vendorId": "v"}) == {"status": "Accepted"}
 
 
 async def test_noreply_sends_nothing(autojump_clock: trio.testing.MockClock) -> None:
@@ -445,6 +521,18 @@ async def test_pings_are_sent_on_schedule(autojump_clock: trio.testing.MockClock
         assert len(rec["pong"]) == 3
 
 
+async def test_the_peers_pings_are_reported(autojump_clock: trio.testing.MockClock) -> None:
+    async with open_memory_pair("ocpp1.6", csms_options={"ping_interval": 10}) as (station, csms):
+        seen: list[tuple[float, bytes, bool]] = []
+        station.on("ping", lambda e: seen.append((trio.current_time(), e.payload, e.outbound)))
+        sent = Recorder(csms, "ping", "pong")
+        await trio.sleep(25)
+    ours = [e for e in sent["ping"] if isinstance(e, PingEvent)]
+    assert [e.outbound for e in ours] == [True, True]
+    assert seen == [(10, ours[0].payload, False), (20, ours[1].payload, False)]
+    assert len(sent["pong"]) == 2  # answered before it was reported
+
+
 async def test_deferred_pings_skip_while_messages_flow(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
@@ -459,6 +547,70 @@ async def test_deferred_pings_skip_while_messages_flow(
             await station.call("Heartbeat", {})
         await trio.sleep(25)
         assert times == [40, 50]
+
+
+def _tasks_named(suffix: str) -> list[trio.lowlevel.Task]:
+    """The running tasks whose name ends with ``suffix`` (the whole task tree)."""
+    found: list[trio.lowlevel.Task] = []
+    todo = [trio.lowlevel.current_root_task()]
+    while todo:
+        task = todo.pop()
+        if task is None:
+            continue
+        if task.name.endswith(suffix):
+            found.append(task)
+        for nursery in task.child_nurseries:
+            todo.extend(nursery.child_tasks)
+    return found
+
+
+async def test_pings_need_no_task_per_connection(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """One timer task for all connections, none while no connection is pinged."""
+    async with (
+        open_memory_pair("ocpp1.6", ping_interval=0) as (station, csms),
+        open_memory_pair("ocpp1.6", ping_interval=0, identity="CP2") as (station2, csms2),
+    ):
+        times: list[float] = []  # the station's own pings
+        station.on("ping", lambda e: e.outbound and times.append(trio.current_time()))
+        await trio.sleep(100)
+        assert _tasks_named("ping timer") == []
+        for conn in (station, csms, station2, csms2):
+            conn.reconfigure(ping_interval=10)  # enabled: counting from now
+        await trio.sleep(5)
+        assert len(_tasks_named("ping timer")) == 1
+        assert _tasks_named("._pinger") == []  # a ping task lives only until its pong
+        await trio.sleep(20)
+        assert times == [110, 120]
+        for conn in (station, csms, station2, csms2):
+            conn.reconfigure(ping_interval=math.inf)  # disabled again
+        await trio.testing.wait_all_tasks_blocked()
+        assert _tasks_named("ping timer") == []
+        await trio.sleep(50)
+        assert times == [110, 120]
+        station.reconfigure(ping_interval=5)
+        await trio.sleep(12)
+        assert times == [110, 120, 180, 185]
+        await station2.close()
+        station.reconfigure(ping_interval=0)
+        await trio.testing.wait_all_tasks_blocked()
+        assert _tasks_named("ping timer") == []
+
+
+async def test_a_new_interval_applies_to_the_next_ping(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with open_memory_pair("ocpp1.6", station_options={"ping_interval": 10}) as (station, _):
+        times: list[float] = []
+        station.on("ping", lambda e: times.append(trio.current_time()))
+        await trio.sleep(4)
+        station.reconfigure(ping_interval=30)  # the ping due at 10 is now due at 30
+        await trio.sleep(40)
+        station.reconfigure(ping_interval=0)
+        station.reconfigure(ping_interval=30)  # off, then on: counting from now (44)
+        await trio.sleep(40)
+        assert times == [30, 74]
 
 
 async def test_missing_pong_declares_the_peer_dead(autojump_clock: trio.testing.MockClock) -> None:

@@ -14,6 +14,7 @@ import trio.lowlevel
 
 from ocpp_trio import (
     ConnectionState,
+    HandlerContext,
     HandshakeRejected,
     OCPPClient,
     OCPPConnection,
@@ -86,7 +87,16 @@ async def test_serve_and_call_both_ways() -> None:
     answered: list[dict[str, Any]] = []
 
     async def handler(conn: OCPPConnection) -> None:
-        conn.handle("Heartbeat", lambda ctx: NOW)
+        # Call the station once it has called us: its handlers are registered
+        # by then (a call at once could beat the body of open_ocpp_client).
+        called = trio.Event()
+
+        def heartbeat(ctx: HandlerContext) -> dict[str, Any]:
+            called.set()
+            return NOW
+
+        conn.handle("Heartbeat", heartbeat)
+        await called.wait()
         answered.append(await conn.call("GetConfiguration", {"key": ["HeartbeatInterval"]}))
 
     with trio.fail_after(TIMEOUT):
@@ -214,6 +224,27 @@ async def test_identity_endpoint_and_query_reach_auth() -> None:
     assert request.headers["x-extra"] == "1"
     assert request.protocols == ("ocpp1.6",)
     assert request.password is None
+
+
+async def test_request_headers_are_kept_whole_and_fleet_wide_pairs_once() -> None:
+    """Every station's headers stay on ``conn.handshake``; the pairs most stations
+    send alike (host, user agent...) are one object for all connections."""
+    with trio.fail_after(TIMEOUT):
+        async with serving() as server:
+            extra = {"headers": [("X-Fleet", "north"), ("Authorization", "Basic Q1AxOnNlY3JldA==")]}
+            async with station(server, "CP1", **extra), station(server, "CP2", **extra):
+                pairs = [
+                    {pair[0]: pair for pair in server.clients[i].handshake.request_headers}
+                    for i in ("CP1", "CP2")
+                ]
+    first, second = ({name: pair[1] for name, pair in p.items()} for p in pairs)
+    for headers in (first, second):
+        assert {"host", "upgrade", "connection", "sec-websocket-key", "x-fleet"} <= set(headers)
+        assert headers["authorization"] == "<redacted>"
+        assert headers["x-fleet"] == "north"
+    assert first["sec-websocket-key"] != second["sec-websocket-key"]
+    for name in ("host", "upgrade", "user-agent", "authorization"):
+        assert pairs[0][name] is pairs[1][name]
 
 
 # --- subprotocols ---------------------------------------------------------------

@@ -10,6 +10,8 @@ import sys
 from collections.abc import Sequence
 
 HEARTBEAT_RESULT = {"currentTime": "2024-01-01T00:00:00Z"}
+BOOT = {"chargePointVendor": "V", "chargePointModel": "M"}
+BOOT_RESULT = {"status": "Accepted", "currentTime": "2024-01-01T00:00:00Z", "interval": 300}
 
 
 def client_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -21,21 +23,43 @@ def client_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--idle", type=float, default=0.0, help="hold the connections idle this long"
     )
+    parser.add_argument(
+        "--connect",
+        type=int,
+        default=0,
+        help="(d): connect this many stations, one BootNotification each, and report the rate",
+    )
+    parser.add_argument(
+        "--concurrency", type=int, default=50, help="(d): connection attempts in flight at most"
+    )
+    parser.add_argument("--prefix", default="D", help="(d): identities are PREFIX0, PREFIX1...")
+    parser.add_argument("--ca", help="(d): PEM file of the CA to trust, for a wss:// URL")
     return parser.parse_args(argv)
 
 
 def server_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser()
     parser.add_argument("--strict", action="store_true")
+    parser.add_argument(
+        "--tls-cert", help="PEM file (key and certificate chain): also serve TLS on a second port"
+    )
     return parser.parse_args(argv)
 
 
-def announce_port(port: int) -> None:
-    print(json.dumps({"port": port, "pid": os.getpid()}), flush=True)
+def announce_port(port: int, tls_port: int | None = None) -> None:
+    info: dict[str, int] = {"port": port, "pid": os.getpid()}
+    if tls_port is not None:
+        info["tls_port"] = tls_port
+    print(json.dumps(info), flush=True)
 
 
-def report(latencies: list[float], seconds: float, **extra: object) -> None:
-    """Print one JSON line: calls, seconds, calls/s, p50/p99 latency in ms."""
+def report(latencies: list[float], seconds: float, cpu_s: float, **extra: object) -> None:
+    """Print one JSON line: calls, seconds, calls/s, p50/p99 latency in ms, client CPU.
+
+    ``cpu_s`` is the station process's CPU time (user + system) spent while
+    the calls ran (``time.process_time()`` around them: start-up and
+    connecting are left out).
+    """
     latencies.sort()
     n = len(latencies)
     out = {
@@ -45,7 +69,24 @@ def report(latencies: list[float], seconds: float, **extra: object) -> None:
         "p50_ms": 1000 * latencies[n // 2] if n else None,
         "p99_ms": 1000 * latencies[min(n - 1, int(n * 0.99))] if n else None,
         "mean_ms": 1000 * statistics.fmean(latencies) if n else None,
+        "client_cpu_s": cpu_s,
         **extra,
+    }
+    sys.stdout.write(json.dumps(out) + "\n")
+    sys.stdout.flush()
+
+
+def report_connect(latencies: list[float], seconds: float, cpu_s: float) -> None:
+    """Print one JSON line for (d): stations, seconds, stations/s, p50/p99 connect ms, CPU."""
+    latencies.sort()
+    n = len(latencies)
+    out = {
+        "stations": n,
+        "seconds": seconds,
+        "stations_per_s": n / seconds if seconds else 0.0,
+        "p50_ms": 1000 * latencies[n // 2] if n else None,
+        "p99_ms": 1000 * latencies[min(n - 1, int(n * 0.99))] if n else None,
+        "client_cpu_s": cpu_s,
     }
     sys.stdout.write(json.dumps(out) + "\n")
     sys.stdout.flush()

@@ -1,9 +1,16 @@
-"""mobilityhouse ocpp 2.1.0 stations (asyncio + websockets, library defaults) calling Heartbeat."""
+"""mobilityhouse ocpp 2.1.0 stations (asyncio + websockets, library defaults).
+
+Sequential Heartbeat calls ((a), (b)), idle connections ((c)), or with
+``--connect N``, (d): N stations connect (at most ``--concurrency`` at a time),
+each sending one BootNotification, and the connection rate is reported.
+"""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import logging
+import ssl
 import sys
 import time
 
@@ -11,13 +18,48 @@ import websockets
 from ocpp.v16 import ChargePoint, call
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
-from common import client_args, report
+from common import client_args, report, report_connect
 
 logging.getLogger("ocpp").setLevel(logging.WARNING)
 
 
+async def connect_many(args: argparse.Namespace) -> None:
+    context = ssl.create_default_context(cafile=args.ca) if args.ca else None
+    limit = asyncio.Semaphore(args.concurrency)
+    latencies: list[float] = []
+    conns: list[tuple[websockets.ClientConnection, asyncio.Task[None]]] = []
+
+    async def station(i: int) -> None:
+        async with limit:
+            t0 = time.perf_counter()
+            ws = await websockets.connect(
+                f"{args.url}/{args.prefix}{i}",
+                subprotocols=["ocpp1.6"],
+                ping_interval=None,
+                compression=None,
+                ssl=context,
+            )
+            cp = ChargePoint(f"{args.prefix}{i}", ws)
+            conns.append((ws, asyncio.create_task(cp.start())))
+            await cp.call(call.BootNotification(charge_point_model="M", charge_point_vendor="V"))
+            latencies.append(time.perf_counter() - t0)
+
+    cpu0 = time.process_time()
+    start = time.perf_counter()
+    await asyncio.gather(*(station(i) for i in range(args.connect)))
+    seconds = time.perf_counter() - start
+    cpu_s = time.process_time() - cpu0
+    report_connect(latencies, seconds, cpu_s)
+    for ws, task in conns:
+        task.cancel()
+        await ws.close()
+
+
 async def main() -> None:
     args = client_args()
+    if args.connect:
+        await connect_many(args)
+        return
     latencies: list[float] = []
     conns = []
     tasks = []
@@ -40,10 +82,12 @@ async def main() -> None:
                 await cp.call(call.Heartbeat())
                 latencies.append(clock() - t0)
 
+        cpu0 = time.process_time()
         start = time.perf_counter()
         await asyncio.gather(*(run(cp) for _, cp in conns))
         seconds = time.perf_counter() - start
-        report(latencies, seconds)
+        cpu_s = time.process_time() - cpu0
+        report(latencies, seconds, cpu_s)
     for task in tasks:
         task.cancel()
     for ws, _ in conns:

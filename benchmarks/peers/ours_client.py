@@ -1,7 +1,13 @@
-"""ocpp_trio stations making sequential Heartbeat calls, for the benchmarks."""
+"""ocpp_trio stations for the benchmarks.
+
+Sequential Heartbeat calls ((a), (b)), idle connections ((c)), or with
+``--connect N``, (d): N stations connect (at most ``--concurrency`` at a time),
+each sending one BootNotification, and the connection rate is reported.
+"""
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 import time
@@ -10,13 +16,56 @@ from contextlib import AsyncExitStack
 import trio
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
-from common import client_args, report
+from common import BOOT, client_args, report, report_connect
 
 from ocpp_trio import open_ocpp_client
+from ocpp_trio.security import client_ssl_context
+
+
+async def connect_many(args: argparse.Namespace) -> None:
+    ssl_context = client_ssl_context(cafile=args.ca) if args.ca else None
+    limiter = trio.CapacityLimiter(args.concurrency)
+    latencies: list[float] = []
+    all_in = trio.Event()
+
+    async def station(i: int) -> None:
+        async with AsyncExitStack() as stack:
+            async with limiter:
+                t0 = time.perf_counter()
+                client = await stack.enter_async_context(
+                    open_ocpp_client(
+                        args.url,
+                        identity=f"{args.prefix}{i}",
+                        protocols=["ocpp1.6"],
+                        strict_mode=args.strict,
+                        ssl_context=ssl_context,
+                        ping_interval=0,
+                        reconnect=False,
+                        websocket_backend=os.environ.get("WSB", "websockets"),
+                    )
+                )
+                await client.call("BootNotification", BOOT)
+                latencies.append(time.perf_counter() - t0)
+            if len(latencies) == args.connect:
+                all_in.set()
+            await all_in.wait()  # stay connected until every station is in
+
+    cpu0 = time.process_time()
+    start = time.perf_counter()
+    async with trio.open_nursery() as nursery:
+        for i in range(args.connect):
+            nursery.start_soon(station, i)
+        await all_in.wait()
+        seconds = time.perf_counter() - start
+        cpu_s = time.process_time() - cpu0
+    report_connect(latencies, seconds, cpu_s)
 
 
 async def main() -> None:
     args = client_args()
+    if args.connect:
+        await connect_many(args)
+        return
     latencies: list[float] = []
     async with AsyncExitStack() as stack:
         clients = []
@@ -47,12 +96,14 @@ async def main() -> None:
                 await call("Heartbeat", {})
                 latencies.append(clock() - t0)
 
+        cpu0 = time.process_time()
         start = time.perf_counter()
         async with trio.open_nursery() as nursery:
             for client in clients:
                 nursery.start_soon(run, client)
         seconds = time.perf_counter() - start
-    report(latencies, seconds)
+        cpu_s = time.process_time() - cpu0
+    report(latencies, seconds, cpu_s)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,7 @@
-"""ocpp_trio CSMS on several worker processes sharing one port (serve_workers), answering Heartbeat."""
+"""ocpp_trio CSMS on several worker processes sharing one port (serve_workers), answering Heartbeat.
+
+It answers BootNotification too (for (d)); it has no TLS listener.
+"""
 
 from __future__ import annotations
 
@@ -13,10 +16,12 @@ from ocpp_trio import OCPPConnection
 from ocpp_trio.workers import serve_workers
 
 HEARTBEAT_RESULT = {"currentTime": "2024-01-01T00:00:00Z"}
+BOOT_RESULT = {"status": "Accepted", "currentTime": "2024-01-01T00:00:00Z", "interval": 300}
 
 
 async def on_station(conn: OCPPConnection) -> None:
     conn.handle("Heartbeat", lambda ctx: HEARTBEAT_RESULT)
+    conn.handle("BootNotification", lambda ctx: BOOT_RESULT)
     conn.handle("DataTransfer", lambda ctx: {"status": "Accepted", "data": str(os.getpid())})
 
 

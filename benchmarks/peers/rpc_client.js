@@ -1,10 +1,58 @@
-// ocpp-rpc 2.2.1 stations making sequential Heartbeat calls (benchmark peer).
+// ocpp-rpc 2.2.1 stations (benchmark peer): sequential Heartbeat calls ((a), (b)),
+// idle connections ((c)), or with --connect N, (d): N stations connect (at most
+// --concurrency at a time), each sending one BootNotification, and the rate is reported.
 'use strict';
+const fs = require('fs');
 const { RPCClient } = require('ocpp-rpc');
 
 function arg(name, dflt) {
     const i = process.argv.indexOf(name);
     return i >= 0 ? process.argv[i + 1] : dflt;
+}
+
+function percentiles(latencies) {
+    latencies.sort((a, b) => a - b);
+    const n = latencies.length;
+    return {
+        p50_ms: 1000 * latencies[Math.floor(n / 2)],
+        p99_ms: 1000 * latencies[Math.min(n - 1, Math.floor(n * 0.99))],
+    };
+}
+
+async function connectMany(url, strict) {
+    const count = Number(arg('--connect', 0));
+    const concurrency = Number(arg('--concurrency', 50));
+    const prefix = arg('--prefix', 'D');
+    const caFile = arg('--ca', null);
+    const wsOpts = caFile ? { ca: fs.readFileSync(caFile) } : {};
+    const clients = [];
+    const latencies = [];
+    let next = 0;
+    async function worker() {
+        while (next < count) {
+            const i = next++;
+            const t0 = process.hrtime.bigint();
+            const cli = new RPCClient({
+                endpoint: url, identity: `${prefix}${i}`, protocols: ['ocpp1.6'], strictMode: strict,
+                reconnect: false, pingIntervalMs: 0, wsOpts,
+            });
+            clients.push(cli);
+            await cli.connect();
+            await cli.call('BootNotification', { chargePointVendor: 'V', chargePointModel: 'M' });
+            latencies.push(Number(process.hrtime.bigint() - t0) / 1e9);
+        }
+    }
+    const cpu0 = process.cpuUsage();
+    const start = process.hrtime.bigint();
+    await Promise.all(Array.from({ length: concurrency }, worker));
+    const seconds = Number(process.hrtime.bigint() - start) / 1e9;
+    const cpu = process.cpuUsage(cpu0);
+    const n = latencies.length;
+    process.stdout.write(JSON.stringify({
+        stations: n, seconds, stations_per_s: n / seconds, ...percentiles(latencies),
+        client_cpu_s: (cpu.user + cpu.system) / 1e6,
+    }) + '\n');
+    await Promise.all(clients.map((c) => c.close({ force: true })));
 }
 
 async function main() {
@@ -13,6 +61,10 @@ async function main() {
     const calls = Number(arg('--calls', 1000));
     const idle = Number(arg('--idle', 0));
     const strict = process.argv.includes('--strict');
+    if (Number(arg('--connect', 0))) {
+        await connectMany(url, strict);
+        process.exit(0);
+    }
     const clients = [];
     for (let i = 0; i < stations; i++) {
         const cli = new RPCClient({ endpoint: url, identity: `CP${i}`, protocols: ['ocpp1.6'], strictMode: strict, reconnect: false, pingIntervalMs: 0 });
@@ -24,6 +76,7 @@ async function main() {
         await new Promise((r) => setTimeout(r, idle * 1000));
     } else {
         const latencies = [];
+        const cpu0 = process.cpuUsage();
         const start = process.hrtime.bigint();
         await Promise.all(clients.map(async (cli) => {
             for (let j = 0; j < calls; j++) {
@@ -33,11 +86,11 @@ async function main() {
             }
         }));
         const seconds = Number(process.hrtime.bigint() - start) / 1e9;
-        latencies.sort((a, b) => a - b);
+        const cpu = process.cpuUsage(cpu0);
         const n = latencies.length;
         process.stdout.write(JSON.stringify({
-            calls: n, seconds, calls_per_s: n / seconds,
-            p50_ms: 1000 * latencies[Math.floor(n / 2)], p99_ms: 1000 * latencies[Math.min(n - 1, Math.floor(n * 0.99))],
+            calls: n, seconds, calls_per_s: n / seconds, ...percentiles(latencies),
+            client_cpu_s: (cpu.user + cpu.system) / 1e6,
         }) + '\n');
     }
     await Promise.all(clients.map((c) => c.close({ force: true })));

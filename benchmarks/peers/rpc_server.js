@@ -1,13 +1,32 @@
-// ocpp-rpc 2.2.1 CSMS answering Heartbeat (benchmark peer).
+// ocpp-rpc 2.2.1 CSMS answering Heartbeat and BootNotification (benchmark peer).
+// With --tls-cert FILE (key and certificate chain, PEM) it also serves TLS on a
+// second port, announced as tls_port.
 'use strict';
+const fs = require('fs');
+const https = require('https');
 const { RPCServer } = require('ocpp-rpc');
+
+function arg(name, dflt) {
+    const i = process.argv.indexOf(name);
+    return i >= 0 ? process.argv[i + 1] : dflt;
+}
 
 async function main() {
     const server = new RPCServer({ protocols: ['ocpp1.6'], strictMode: process.argv.includes('--strict'), pingIntervalMs: 0 });
     server.on('client', (client) => {
         client.handle('Heartbeat', () => ({ currentTime: '2024-01-01T00:00:00Z' }));
+        client.handle('BootNotification', () => ({ status: 'Accepted', currentTime: '2024-01-01T00:00:00Z', interval: 300 }));
     });
     const http = await server.listen(0, '127.0.0.1');
-    process.stdout.write(JSON.stringify({ port: http.address().port, pid: process.pid }) + '\n');
+    const info = { port: http.address().port, pid: process.pid };
+    const certFile = arg('--tls-cert', null);
+    if (certFile) {
+        const pem = fs.readFileSync(certFile);
+        const tls = https.createServer({ cert: pem, key: pem });
+        tls.on('upgrade', server.handleUpgrade);
+        await new Promise((resolve) => tls.listen(0, '127.0.0.1', resolve));
+        info.tls_port = tls.address().port;
+    }
+    process.stdout.write(JSON.stringify(info) + '\n');
 }
 main();

@@ -1,8 +1,15 @@
-"""The transport floor's client: raw trio-websocket sending Heartbeat CALLs."""
+"""The transport floor's client: raw trio-websocket sending OCPP CALLs, no OCPP library.
+
+Sequential Heartbeat calls ((a), (b)), idle connections ((c)), or with
+``--connect N``, (d): N stations connect (at most ``--concurrency`` at a time),
+each sending one BootNotification, and the connection rate is reported.
+"""
 
 from __future__ import annotations
 
+import argparse
 import json
+import ssl
 import sys
 import time
 import uuid
@@ -12,11 +19,49 @@ import trio
 from trio_websocket import open_websocket_url
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
-from common import client_args, report
+from common import BOOT, client_args, report, report_connect
+
+
+async def connect_many(args: argparse.Namespace) -> None:
+    ssl_context = ssl.create_default_context(cafile=args.ca) if args.ca else None
+    limiter = trio.CapacityLimiter(args.concurrency)
+    latencies: list[float] = []
+    all_in = trio.Event()
+
+    async def station(i: int) -> None:
+        async with AsyncExitStack() as stack:
+            async with limiter:
+                t0 = time.perf_counter()
+                ws = await stack.enter_async_context(
+                    open_websocket_url(
+                        f"{args.url}/{args.prefix}{i}",
+                        subprotocols=["ocpp1.6"],
+                        ssl_context=ssl_context,
+                    )
+                )
+                await ws.send_message(json.dumps([2, str(uuid.uuid4()), "BootNotification", BOOT]))
+                json.loads(await ws.get_message())
+                latencies.append(time.perf_counter() - t0)
+            if len(latencies) == args.connect:
+                all_in.set()
+            await all_in.wait()  # stay connected until every station is in
+
+    cpu0 = time.process_time()
+    start = time.perf_counter()
+    async with trio.open_nursery() as nursery:
+        for i in range(args.connect):
+            nursery.start_soon(station, i)
+        await all_in.wait()
+        seconds = time.perf_counter() - start
+        cpu_s = time.process_time() - cpu0
+    report_connect(latencies, seconds, cpu_s)
 
 
 async def main() -> None:
     args = client_args()
+    if args.connect:
+        await connect_many(args)
+        return
     latencies: list[float] = []
     async with AsyncExitStack() as stack:
         conns = [
@@ -38,12 +83,14 @@ async def main() -> None:
                 json.loads(await ws.get_message())  # type: ignore[attr-defined]
                 latencies.append(clock() - t0)
 
+        cpu0 = time.process_time()
         start = time.perf_counter()
         async with trio.open_nursery() as nursery:
             for ws in conns:
                 nursery.start_soon(run, ws)
         seconds = time.perf_counter() - start
-    report(latencies, seconds)
+        cpu_s = time.process_time() - cpu0
+    report(latencies, seconds, cpu_s)
 
 
 if __name__ == "__main__":

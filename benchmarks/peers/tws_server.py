@@ -1,8 +1,12 @@
-"""The transport floor: raw trio-websocket answering Heartbeat CALLs, no OCPP library at all."""
+"""The transport floor: raw trio-websocket answering every CALL, no OCPP library at all.
+
+With ``--tls-cert`` it also serves TLS on a second port (announced as ``tls_port``).
+"""
 
 from __future__ import annotations
 
 import json
+import ssl
 import sys
 from functools import partial
 
@@ -10,7 +14,7 @@ import trio
 from trio_websocket import ConnectionClosed, WebSocketRequest, serve_websocket
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
-from common import HEARTBEAT_RESULT, announce_port
+from common import BOOT_RESULT, HEARTBEAT_RESULT, announce_port, server_args
 
 
 async def handler(request: WebSocketRequest) -> None:
@@ -19,17 +23,27 @@ async def handler(request: WebSocketRequest) -> None:
         while True:
             message = await ws.get_message()
             frame = json.loads(message)
-            await ws.send_message(json.dumps([3, frame[1], HEARTBEAT_RESULT]))
+            result = BOOT_RESULT if frame[2] == "BootNotification" else HEARTBEAT_RESULT
+            await ws.send_message(json.dumps([3, frame[1], result]))
     except ConnectionClosed:
         pass
 
 
 async def main() -> None:
+    args = server_args()
     async with trio.open_nursery() as nursery:
         server = await nursery.start(
             partial(serve_websocket, handler, "127.0.0.1", 0, ssl_context=None)
         )
-        announce_port(server.port)
+        tls_port = None
+        if args.tls_cert:
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            context.load_cert_chain(args.tls_cert)
+            tls = await nursery.start(
+                partial(serve_websocket, handler, "127.0.0.1", 0, ssl_context=context)
+            )
+            tls_port = tls.port
+        announce_port(server.port, tls_port)
 
 
 if __name__ == "__main__":

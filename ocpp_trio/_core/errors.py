@@ -344,14 +344,42 @@ class ValidationError(OCPPError):
             peer gets, or would get, for this payload.
         protocol, action, direction: where the schema came from; direction is
             ``"request"`` or ``"response"``.
+        path: where in the payload the failing rule applies, as keys and list
+            indexes from the payload's root: ``("meterValue", 0,
+            "sampledValue", 0, "value")``; ``()`` for the payload itself.  For
+            ``required`` and ``additionalProperties`` it is the object that
+            misses or has the property (the description names the property).
+        field: ``path`` as text, ``"meterValue[0].sampledValue[0].value"``
+            (``""`` for the payload itself).
+        rule: the JSON schema keyword that failed (``"type"``, ``"required"``,
+            ``"maxLength"``, ``"enum"``, ``"additionalProperties"``...), or
+            None when there is no schema to validate against
+            (``require_schema``).
     """
 
-    def __init__(self, error: RPCError, *, protocol: str, action: str, direction: str) -> None:
+    def __init__(
+        self,
+        error: RPCError,
+        *,
+        protocol: str,
+        action: str,
+        direction: str,
+        path: tuple[str | int, ...] = (),
+        rule: str | None = None,
+    ) -> None:
         self.error = error
         self.protocol = protocol
         self.action = action
         self.direction = direction
-        super().__init__(f"{protocol} {action} {direction}: {error.code}: {error.description}")
+        self.path: tuple[str | int, ...] = path
+        self.field: str = "".join(
+            f"[{step}]" if isinstance(step, int) else f".{step}" for step in path
+        ).removeprefix(".")
+        self.rule: str | None = rule
+        where = f" (rule {rule!r} at {self.field or 'the payload'})" if rule is not None else ""
+        super().__init__(
+            f"{protocol} {action} {direction}: {error.code}: {error.description}{where}"
+        )
 
 
 class ProtocolMismatchError(OCPPError, ValueError):

@@ -29,7 +29,9 @@ from __future__ import annotations
 import enum
 import json
 import math
-import uuid
+import os
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -116,16 +118,31 @@ _ELEMENT_COUNT: Final = {
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
 
 
+#: The RFC 9562 variant digit (binary 10xx) for each random hex digit.
+_VARIANT_DIGIT: Final = {d: "89ab"[int(d, 16) & 3] for d in "0123456789abcdef"}
+
+
 def new_message_id() -> str:
-    """Return a fresh message id: a uuid4 string (36 characters)."""
-    return str(uuid.uuid4())
+    """Return a fresh message id: a uuid4 string (36 characters).
+
+    The same text as ``str(uuid.uuid4())`` (16 bytes from ``os.urandom``, the
+    version and variant bits set), built without a ``UUID`` object: this runs
+    once per call, and this way costs a third of the time.
+    """
+    h = os.urandom(16).hex()
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT_DIGIT[h[16]]}{h[17:20]}-{h[20:]}"
 
 
 def encode(frame: Frame) -> str:
     """Return the OCPP-J text of ``frame``.
 
+    The text is always valid Unicode, so it can be sent as a WebSocket text
+    message (UTF-8).
+
     Raises:
-        ValueError: the payload holds something JSON cannot carry (NaN, a set...).
+        ValueError: the frame holds something JSON cannot carry (NaN, a set...)
+            or a string with an unpaired UTF-16 surrogate (``"\\ud800"``), which
+            UTF-8 cannot encode; the message names where, never the value.
     """
     match frame:
         case Call(message_id=mid, action=action, payload=payload):
@@ -144,10 +161,90 @@ def encode(frame: Frame) -> str:
             data = [6, mid, action, payload]
         case _:  # pragma: no cover - exhaustive for the Frame union
             raise TypeError(f"not an OCPP-J frame: {type(frame).__name__}")
+    return _encode_elements(data)
+
+
+def encode_call(message_id: str, action: str, payload: Mapping[str, Any]) -> str:
+    """``encode(Call(message_id=..., action=..., payload=...))``, without the frame object.
+
+    The outbound call's hot path; the same text and the same errors.
+    """
+    return _encode_elements(
+        [2, message_id, action, payload if isinstance(payload, dict) else dict(payload)]
+    )
+
+
+def _encode_elements(data: list[Any]) -> str:
     try:
-        return _dumps(data)
+        text = _dumps(data)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"payload cannot be encoded as JSON: {exc}") from None
+    if not text.isascii() and _SURROGATE.search(text) is not None:
+        where = _surrogate_path(data, _ELEMENT_NAMES[MessageType(data[0])])
+        raise ValueError(
+            f"{where} holds an unpaired UTF-16 surrogate, which cannot be sent as UTF-8 text"
+        )
+    return text
+
+
+#: A lone surrogate in a str (from a "\udXXX" escape, say): not Unicode, no UTF-8 for it.
+_SURROGATE: Final = re.compile("[\ud800-\udfff]")
+
+#: The name of each element of a frame, for error texts.
+_ELEMENT_NAMES: Final[Mapping[MessageType, tuple[str, ...]]] = {
+    MessageType.CALL: ("messageTypeId", "messageId", "action", "payload"),
+    MessageType.CALLRESULT: ("messageTypeId", "messageId", "payload"),
+    MessageType.CALLERROR: (
+        "messageTypeId",
+        "messageId",
+        "errorCode",
+        "errorDescription",
+        "errorDetails",
+    ),
+    MessageType.CALLRESULTERROR: (
+        "messageTypeId",
+        "messageId",
+        "errorCode",
+        "errorDescription",
+        "errorDetails",
+    ),
+    MessageType.SEND: ("messageTypeId", "messageId", "action", "payload"),
+}
+
+
+def _surrogate_path(data: list[Any], names: tuple[str, ...]) -> str:
+    """The path of the first string (value or key) of ``data`` holding a lone surrogate.
+
+    Like the strict-mode descriptions: ``payload.meterValue[0].sampledValue[0].value``;
+    a key that holds the surrogate is shown escaped.
+    """
+    for name, element in zip(names, data, strict=True):
+        path = _find_surrogate(element, name)
+        if path is not None:
+            return path
+    return "the frame"  # pragma: no cover - the caller found one
+
+
+def _find_surrogate(value: Any, path: str) -> str | None:
+    if isinstance(value, str):
+        return path if _SURROGATE.search(value) else None
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            shown = (
+                key.encode("utf-8", "backslashreplace").decode() if isinstance(key, str) else key
+            )
+            where = f"{path}.{shown}"
+            if isinstance(key, str) and _SURROGATE.search(key):
+                return where
+            found = _find_surrogate(item, where)
+            if found is not None:
+                return found
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            found = _find_surrogate(item, f"{path}[{index}]")
+            if found is not None:
+                return found
+    return None
 
 
 def _reject_constant(name: str) -> Any:

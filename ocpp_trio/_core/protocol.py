@@ -53,9 +53,8 @@ from __future__ import annotations
 
 import enum
 import math
-from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Final, assert_never
 
 from .errors import (
@@ -81,6 +80,7 @@ from .frames import (
     Send,
     decode,
     encode,
+    encode_call,
     new_message_id,
 )
 
@@ -216,12 +216,6 @@ Event = (
 )
 
 
-@dataclass(slots=True)
-class _Pending:
-    action: str
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
 class RPCProtocol:
     """The OCPP-J RPC state of one WebSocket connection.
 
@@ -259,9 +253,12 @@ class RPCProtocol:
         self._allowed_types = TYPES_BY_PROTOCOL.get(protocol or "", None)
         self._is_16 = protocol == "ocpp1.6"
         self._state = RPCState.OPEN
-        self._pending: dict[str, _Pending] = {}
-        self._inbound: set[str] = set()
-        self._expired: OrderedDict[str, str] = OrderedDict()
+        self._pending: dict[str, str] = {}  # our CALLs awaiting an answer: id -> action
+        # Plain dicts (ordered, and smaller than a set or an OrderedDict when
+        # empty, as they are on an idle connection): the peer's unanswered
+        # CALLs (id -> None) and our expired calls, oldest first (id -> action).
+        self._inbound: dict[str, None] = {}
+        self._expired: dict[str, str] = {}
         self._bad_count = 0
 
     # --- state ---------------------------------------------------------------
@@ -279,7 +276,7 @@ class RPCProtocol:
     @property
     def pending_calls(self) -> Mapping[str, str]:
         """Our CALLs awaiting an answer: message id -> action (read-only view)."""
-        return {mid: p.action for mid, p in self._pending.items()}
+        return dict(self._pending)
 
     @property
     def inbound_calls(self) -> frozenset[str]:
@@ -310,7 +307,7 @@ class RPCProtocol:
         their waiters with ``ConnectionClosed``.
         """
         self._move("closed")
-        failed = {mid: p.action for mid, p in self._pending.items()}
+        failed = dict(self._pending)
         self._pending.clear()
         self._inbound.clear()
         return failed
@@ -343,8 +340,8 @@ class RPCProtocol:
         self._check_id(mid)
         if mid in self._pending:
             raise ProtocolStateError(f"message id {mid!r} is already pending")
-        text = encode(Call(message_id=mid, action=action, payload=dict(payload)))
-        self._pending[mid] = _Pending(action)
+        text = encode_call(mid, action, payload)
+        self._pending[mid] = action
         self._expired.pop(mid, None)
         return mid, text
 
@@ -367,7 +364,7 @@ class RPCProtocol:
 
     def _take_inbound(self, message_id: str) -> None:
         try:
-            self._inbound.remove(message_id)
+            del self._inbound[message_id]
         except KeyError:
             raise ProtocolStateError(
                 f"no inbound call {message_id!r} awaits an answer (answered twice, or never received)"
@@ -378,6 +375,9 @@ class RPCProtocol:
 
         Raises:
             ProtocolStateError: there is no such unanswered inbound call.
+            ValueError: the payload cannot be encoded (not JSON, or a string
+                with a lone surrogate); the call stays unanswered, so that it
+                can still get a CALLERROR.
         """
         text = encode(CallResult(message_id=message_id, payload=dict(payload)))
         self._take_inbound(message_id)
@@ -388,6 +388,11 @@ class RPCProtocol:
 
         The code is spelled the way the negotiated version spells it and the
         description is capped at 255 characters.
+
+        Raises:
+            ProtocolStateError: there is no such unanswered inbound call.
+            ValueError: the description or details cannot be encoded (not JSON,
+                or a string with a lone surrogate); the call stays unanswered.
         """
         text = self._error_text(CallError, message_id, error)
         self._take_inbound(message_id)
@@ -395,7 +400,7 @@ class RPCProtocol:
 
     def forget_inbound(self, message_id: str) -> None:
         """Drop the peer's CALL ``message_id`` without answering it (``NOREPLY``)."""
-        self._inbound.discard(message_id)
+        self._inbound.pop(message_id, None)
 
     def send_call_result_error(self, message_id: str, error: RPCError) -> str:
         """OCPP 2.1: tell the peer its CALLRESULT ``message_id`` could not be processed."""
@@ -420,9 +425,9 @@ class RPCProtocol:
         pending = self._pending.pop(message_id, None)
         if pending is None:
             return
-        self._expired[message_id] = pending.action
+        self._expired[message_id] = pending
         while len(self._expired) > self._late_id_memory:
-            self._expired.popitem(last=False)
+            del self._expired[next(iter(self._expired))]
 
     @staticmethod
     def _check_id(message_id: str) -> None:
@@ -454,7 +459,7 @@ class RPCProtocol:
                         text,
                     )
                 self._bad_count = 0
-                self._inbound.add(mid)
+                self._inbound[mid] = None
                 return CallReceived(message_id=mid, action=action, payload=payload)
             case Send(message_id=mid, action=action, payload=payload):
                 self._bad_count = 0
@@ -491,10 +496,10 @@ class RPCProtocol:
             )
         self._bad_count = 0
         if isinstance(frame, CallResult):
-            return ResultReceived(message_id=mid, action=pending.action, payload=frame.payload)
+            return ResultReceived(message_id=mid, action=pending, payload=frame.payload)
         return ErrorReceived(
             message_id=mid,
-            action=pending.action,
+            action=pending,
             code=frame.error_code,
             description=frame.error_description,
             details=frame.error_details,
@@ -515,7 +520,7 @@ class RPCProtocol:
             # CALLRESULTERROR when it was a CALLRESULT (OCPP-J 2.1 §4.2.5).
             pending = self._pending.pop(exc.message_id, None)
             if pending is not None:
-                failed_call, failed_action = exc.message_id, pending.action
+                failed_call, failed_action = exc.message_id, pending
                 if mtype == MessageType.CALLRESULT and self.supports_send:
                     reply = self._error_text(CallResultError, exc.message_id, exc.error)
         elif mtype in (MessageType.CALLRESULTERROR, MessageType.SEND):

@@ -101,6 +101,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -226,6 +227,8 @@ RULE_ERRORS: Final[Mapping[str, type[RPCError]]] = {
 }
 
 _MAX_NAME_IN_TEXT: Final = 40
+# One step of a fastjsonschema path after "data": ".key" or "[index]".
+_PATH_STEP: Final = re.compile(r"\.([^.\[]+)|\[(\d+)\]")
 
 
 # --- loading -----------------------------------------------------------------
@@ -444,7 +447,9 @@ class Validator:
 
         Raises:
             ValidationError: the payload breaks the schema; ``.error`` is the
-                RPC error to answer with (see :data:`RULE_ERRORS`).  With
+                RPC error to answer with (see :data:`RULE_ERRORS`), ``.rule``
+                the schema keyword that failed, ``.path`` (and ``.field``, as
+                text) where in the payload it applies.  With
                 ``require_schema``, a missing schema also raises: an action
                 unknown to the protocol gives ``NotImplemented``, a known action
                 without a schema in this direction gives ``NotSupported``.
@@ -462,7 +467,12 @@ class Validator:
         except fastjsonschema.JsonSchemaValueException as exc:
             # `from None`: the fastjsonschema exception holds the payload.
             raise ValidationError(
-                _rpc_error(exc), protocol=self.protocol, action=action, direction=direction
+                _rpc_error(exc),
+                protocol=self.protocol,
+                action=action,
+                direction=direction,
+                path=_path_of(exc.name or "data"),
+                rule=exc.rule,
             ) from None
 
     def _compile(self, key: _Key) -> _CompiledFn:
@@ -512,6 +522,12 @@ def _short(text: str) -> str:
     if len(text) > _MAX_NAME_IN_TEXT:
         text = text[: _MAX_NAME_IN_TEXT - 3] + "..."
     return repr(text)
+
+
+def _path_of(name: str) -> tuple[str | int, ...]:
+    """fastjsonschema's ``data.meterValue[0].value`` as ``("meterValue", 0, "value")``."""
+    rest = name[len("data") :] if name.startswith("data") else name
+    return tuple(int(index) if index else key for key, index in _PATH_STEP.findall(rest))
 
 
 def _number(value: Any) -> str:

@@ -36,7 +36,7 @@ import trio
 
 from .._core.errors import OCPPError
 from ..client import OCPPClient, open_ocpp_client
-from ..events import CloseEvent, OpenEvent, ReconnectEvent
+from ..events import CallResultEvent, CloseEvent, OpenEvent, ReconnectEvent
 from ..routing import HandlerContext
 from ._common import describe_error, utc_now
 from ._output import MessageLog, Printer
@@ -344,7 +344,25 @@ class SimulatedStation:
             why = "interrupted" if self._interrupted else "not completed within the duration"
             self.failure = f"{self.step}: {why}"
 
+    def _accept_boot(self, interval: int) -> None:
+        self.booted = True
+        chosen = self.options.heartbeat_interval
+        self.set_heartbeat_interval(interval if chosen is None else chosen)
+
     def _watch(self, client: OCPPClient) -> None:
+        def on_call_result(ev: CallResultEvent) -> None:
+            # An accepted boot takes effect as its answer is read, before the
+            # frames after it (boot() resumes only later): a CSMS that asks
+            # for the configuration right after accepting gets its interval.
+            result = ev.result
+            if ev.outbound or ev.method != "BootNotification":
+                return
+            if result.get("status") == "Accepted":
+                try:
+                    self._accept_boot(int(result.get("interval", 0)))
+                except (TypeError, ValueError):
+                    pass  # boot() reports the unusable answer
+
         def on_reconnect(ev: ReconnectEvent) -> None:
             self.note(
                 "reconnecting",
@@ -360,6 +378,7 @@ class SimulatedStation:
             if ev.by_peer:
                 self.note("closed", f"closed by the CSMS ({ev.code})", code=ev.code)
 
+        client.on("call_result", on_call_result)
         client.on("reconnect", on_reconnect)
         client.on("open", on_open)
         client.on("close", on_close)
@@ -386,9 +405,7 @@ class SimulatedStation:
             result = await self.call("BootNotification", self.boot_payload(reason))
             status, interval = result["status"], int(result.get("interval", 0))
             if status == "Accepted":
-                self.booted = True
-                chosen = self.options.heartbeat_interval
-                self.set_heartbeat_interval(interval if chosen is None else chosen)
+                self._accept_boot(interval)
                 self.note(
                     "booted",
                     f"booted: Accepted, heartbeat every {self.heartbeat_interval:g} s",

@@ -10,8 +10,11 @@ is :class:`~._csms.CSMSApp`, this module the command around it.
 
 Its first line on stdout is ``listening on ws://HOST:PORT/ocpp`` (the actual
 port when ``--port 0``), so scripts can start it and read where to connect.
-SIGINT and SIGTERM close every station (1001), commit the database and print
-a summary; the exit status is then 0.
+SIGINT and SIGTERM stop it as :func:`~ocpp_trio.run_server` stops a library
+user's server: no new stations, the calls in flight in both directions finish
+(each within ``call_timeout``), every station is closed with 1001 (a second
+signal closes them at once); then the database is committed, a summary
+printed, and the exit status is 0.
 """
 
 from __future__ import annotations
@@ -19,18 +22,18 @@ from __future__ import annotations
 import argparse
 import signal
 import ssl
-from functools import partial
 from typing import Any
 
 import trio
 
+from .._signals import serve_until_signal
 from ..security import (
     CertificateMismatch,
     SecurityProfile,
     check_station_certificate,
     server_ssl_context,
 )
-from ..server import DEFAULT_PROTOCOLS, AuthAccept, AuthReject, HandshakeRequest, serve_ocpp
+from ..server import DEFAULT_PROTOCOLS, AuthAccept, AuthReject, HandshakeRequest, OCPPServer
 from ._common import (
     CLIError,
     PasswordBook,
@@ -162,6 +165,13 @@ def _listen_error(exc: OSError, host: str, port: int) -> CLIError:
     return CLIError(f"cannot listen on {host}:{port}: {exc.strerror or describe_error(exc)}")
 
 
+def _first_leaf(group: BaseExceptionGroup[OSError]) -> OSError:
+    first: OSError | BaseExceptionGroup[OSError] = group
+    while isinstance(first, BaseExceptionGroup):
+        first = first.exceptions[0]
+    return first
+
+
 async def run(args: argparse.Namespace) -> int:
     """Run ``ocpp-trio serve`` until SIGINT/SIGTERM; return the exit status."""
     security = _security(args)
@@ -175,38 +185,37 @@ async def run(args: argparse.Namespace) -> int:
         heartbeat_interval=args.heartbeat_interval,
         inventory=args.inventory,
     )
+
+    def stopping(signum: int) -> None:
+        if not args.json:
+            printer.write(f"stopping ({signal.Signals(signum).name})")
+
     try:
-        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-            async with trio.open_nursery() as nursery:
-                try:
-                    server = await nursery.start(
-                        partial(
-                            serve_ocpp,
-                            app.on_station,
-                            args.port,
-                            host=args.host,
-                            protocols=args.protocols,
-                            strict_mode=args.strict,
-                            **security,
-                        )
-                    )
-                except OSError as exc:
-                    raise _listen_error(exc, args.host, args.port) from None
-                scheme = "wss" if security["ssl_context"] is not None else "ws"
-                host = f"[{args.host}]" if ":" in args.host else args.host
-                url = f"{scheme}://{host}:{server.port}/ocpp"
-                if args.json:
-                    printer.record({"time": utc_now(), "event": "listening", "url": url})
-                else:
-                    printer.write(f"listening on {url}")
-                nursery.start_soon(_committer, store)
-                async for signum in signals:
-                    if not args.json:
-                        printer.write(f"stopping ({signal.Signals(signum).name})")
-                    break
-                with trio.move_on_after(10):
-                    await server.close()
+        server = OCPPServer(
+            app.on_station, protocols=args.protocols, strict_mode=args.strict, **security
+        )
+        async with trio.open_nursery() as nursery:
+
+            async def serve(task_status: trio.TaskStatus[OCPPServer]) -> None:
+                # As for library users: the calls in flight finish (each within
+                # call_timeout), the stations get 1001, a second signal cuts it short.
+                await serve_until_signal(
+                    server, args.port, args.host, on_signal=stopping, task_status=task_status
+                )
                 nursery.cancel_scope.cancel()
+
+            try:
+                await nursery.start(serve)
+            except* OSError as group:
+                raise _listen_error(_first_leaf(group), args.host, args.port) from None
+            scheme = "wss" if security["ssl_context"] is not None else "ws"
+            host = f"[{args.host}]" if ":" in args.host else args.host
+            url = f"{scheme}://{host}:{server.port}/ocpp"
+            if args.json:
+                printer.record({"time": utc_now(), "event": "listening", "url": url})
+            else:
+                printer.write(f"listening on {url}")
+            nursery.start_soon(_committer, store)
     finally:
         overview = store.overview()
         store.close()

@@ -3,14 +3,16 @@
 Both ends of :func:`open_memory_pair` are real
 :class:`~ocpp_trio.connection.OCPPConnection` objects with the same handlers,
 strict mode, errors and timeouts as over a network; the WebSocket handshake and
-framing really run (trio-websocket over ``trio.testing.memory_stream_pair``),
-so tests run under Trio's ``MockClock``/``autojump_clock`` with exact virtual
-times and no sockets.
+framing really run, on the transport the client and the server use by default
+(``_ws.py``) over ``trio.testing.memory_stream_pair``, so tests run under
+Trio's ``MockClock``/``autojump_clock`` with exact virtual times and no
+sockets.
 
 :func:`open_raw_peer` puts a :class:`RawPeer` on one side instead: it sends and
 receives WebSocket text exactly as given, without any OCPP-J machinery, which
 is what framing-level tests (``malformed_frames()``) and replays need: a
 real connection would answer, count or reject what the test wants to see raw.
+Both its ends run on trio-websocket.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import inspect
 import json
 import math
+import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any, Final, Literal, NamedTuple, final
@@ -34,8 +37,10 @@ from .._transport import (
     CLOSE_NORMAL,
     GuardedNursery,
     HandshakeInfo,
+    Transport,
     TrioWebsocketTransport,
 )
+from .._ws import HandshakeFailed, WSTransport, client_handshake, server_handshake
 from ..connection import OCPPConnection
 
 __all__ = ["MemoryPair", "RawPair", "RawPeer", "open_memory_pair", "open_raw_peer"]
@@ -137,9 +142,53 @@ async def _open_websockets(
     return client_ws, client_stream, accepted[0], server_stream
 
 
+async def _open_transports(
+    protocol: str,
+    identity: str,
+    factory: StreamPairFactory,
+    max_message_size: tuple[int, int],
+) -> tuple[WSTransport, WSTransport]:
+    """Run the opening handshake of the default transport over a fresh stream pair.
+
+    Returns ``(client, server)``, as ``open_ocpp_client`` and the server get
+    them (no compression, as the client offers none by default).  Nothing keeps
+    running afterwards: the transport has no task of its own.
+    """
+    client_stream, server_stream = factory()
+    accepted: list[WSTransport] = []
+
+    async def accept() -> None:
+        try:
+            handshake = await server_handshake(
+                server_stream, max_message_size=max_message_size[1], compression=False
+            )
+            accepted.append(await handshake.accept(protocol))
+        except HandshakeFailed:
+            await trio.aclose_forcefully(server_stream)  # the client sees EOF and gives up
+
+    url = f"ws://localhost/ocpp/{urllib.parse.quote(identity, safe='')}"
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(accept)
+            client, _ = await client_handshake(
+                client_stream,
+                url,
+                subprotocols=[protocol],
+                headers=[],
+                max_message_size=max_message_size[0],
+                compression=False,
+            )
+    except* HandshakeFailed as group:
+        raise ConnectionClosed(
+            f"the in-memory handshake failed: {group.exceptions[0]}", code=CLOSE_ABNORMAL
+        ) from None
+    if not accepted:  # pragma: no cover - the client saw a 101 the server never sent
+        raise ConnectionClosed("the in-memory handshake failed", code=CLOSE_ABNORMAL)
+    return client, accepted[0]
+
+
 def _connection(
-    ws: trio_websocket.WebSocketConnection,
-    stream: trio.abc.Stream,
+    transport: Transport,
     *,
     protocol: str,
     identity: str,
@@ -148,7 +197,7 @@ def _connection(
 ) -> OCPPConnection:
     path = f"/ocpp/{identity}"
     return OCPPConnection(
-        TrioWebsocketTransport(ws, stream),
+        transport,
         identity=identity,
         protocol=protocol,
         role=role,
@@ -230,24 +279,21 @@ async def open_memory_pair(
     csms_opts = _split(options, csms_extra)
     with _single_errors():
         async with trio.open_nursery() as nursery:
-            client_ws, client_stream, server_ws, server_stream = await _open_websockets(
-                nursery,
+            client, server = await _open_transports(
                 protocol,
                 identity,
                 stream_pair_factory,
                 (station_opts.max_message_size, csms_opts.max_message_size),
             )
             station = _connection(
-                client_ws,
-                client_stream,
+                client,
                 protocol=protocol,
                 identity=identity,
                 role=Role.CLIENT,
                 options=station_opts,
             )
             csms = _connection(
-                server_ws,
-                server_stream,
+                server,
                 protocol=protocol,
                 identity=identity,
                 role=Role.SERVER,
@@ -423,7 +469,11 @@ async def open_raw_peer(
             else:
                 raw_ws, ws, stream, role = server_ws, client_ws, client_stream, Role.CLIENT
             conn = _connection(
-                ws, stream, protocol=protocol, identity=identity, role=role, options=opts
+                TrioWebsocketTransport(ws, stream),
+                protocol=protocol,
+                identity=identity,
+                role=role,
+                options=opts,
             )
             peer = RawPeer(
                 raw_ws, protocol=protocol, role=Role.CLIENT if conn_is_server else Role.SERVER

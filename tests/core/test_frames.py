@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import uuid
 from typing import Any, Final
 
 import pytest
@@ -224,10 +225,45 @@ def test_encode_rejects_what_json_cannot_carry(payload: dict[str, Any]) -> None:
         encode(Call(message_id="a", action="A", payload=payload))
 
 
+@pytest.mark.parametrize(
+    ("frame", "where"),
+    [
+        (Call(message_id="a", action="A", payload={"x": [1, {"y": "ok\ud800"}]}), "payload.x[1].y"),
+        (CallResult(message_id="a", payload={"k\udc00": 1}), "payload.k\\udc00"),
+        (Send(message_id="a", action="A", payload={"x": "\udfff"}), "payload.x"),
+        (CallError(message_id="a", error_code="E", error_description="\ud800"), "errorDescription"),
+        (
+            CallResultError(message_id="a", error_code="E", error_details={"r": ["\ud800"]}),
+            "errorDetails.r[0]",
+        ),
+        (Call(message_id="a", action="A\ud800"), "action"),
+    ],
+)
+def test_encode_rejects_a_lone_surrogate_and_names_where(frame: Frame, where: str) -> None:
+    # json.dumps(ensure_ascii=False) lets a lone surrogate through; UTF-8 cannot carry it.
+    with pytest.raises(ValueError, match="unpaired UTF-16 surrogate") as info:
+        encode(frame)
+    message = str(info.value)
+    assert message.startswith(f"{where} holds ")
+    message.encode("utf-8")  # the error text itself can be sent and logged
+
+
+def test_encode_keeps_a_surrogate_pair_made_into_one_character() -> None:
+    assert encode(CallResult(message_id="a", payload={"x": "\U0001f600"})) == '[3,"a",{"x":"😀"}]'
+
+
 def test_new_message_id() -> None:
     ids = {new_message_id() for _ in range(100)}
     assert len(ids) == 100
     assert all(len(i) == MAX_MESSAGE_ID_LENGTH for i in ids)
+
+
+def test_new_message_id_is_a_uuid4_string() -> None:
+    for _ in range(2000):
+        mid = new_message_id()
+        parsed = uuid.UUID(mid)
+        assert (parsed.version, parsed.variant) == (4, uuid.RFC_4122)
+        assert str(parsed) == mid
 
 
 # --- message ids -------------------------------------------------------------------

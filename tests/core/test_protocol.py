@@ -304,6 +304,35 @@ def test_send_result_that_cannot_be_encoded_keeps_the_call() -> None:
     assert proto.inbound_calls == frozenset({"a"})
 
 
+def test_send_result_with_a_lone_surrogate_keeps_the_call() -> None:
+    proto = RPCProtocol(protocol="ocpp1.6")
+    proto.receive('[2,"a","A",{}]')
+    with pytest.raises(ValueError, match=r"payload\.data holds an unpaired UTF-16 surrogate"):
+        proto.send_result("a", {"data": "\ud800"})
+    assert proto.inbound_calls == frozenset({"a"})
+    reply = proto.send_error("a", RPCInternalError("could not answer"))
+    assert json.loads(reply) == [4, "a", "InternalError", "could not answer", {}]
+
+
+@pytest.mark.parametrize(
+    "error",
+    [RPCInternalError("bad \udc00"), RPCInternalError("bad", {"why": "\ud800"})],
+)
+def test_send_error_with_a_lone_surrogate_keeps_the_call(error: RPCError) -> None:
+    proto = RPCProtocol(protocol="ocpp2.0.1")
+    proto.receive('[2,"a","A",{}]')
+    with pytest.raises(ValueError, match=r"error(Description|Details\.why) holds an unpaired"):
+        proto.send_error("a", error)
+    assert proto.inbound_calls == frozenset({"a"})
+
+
+def test_send_call_with_a_lone_surrogate_is_not_pending() -> None:
+    proto = RPCProtocol(protocol="ocpp2.0.1")
+    with pytest.raises(ValueError, match=r"payload\.vendorId holds an unpaired"):
+        proto.send_call("DataTransfer", {"vendorId": "\ud800"})
+    assert proto.pending_calls == {}
+
+
 @pytest.mark.parametrize("version", VERSIONS)
 def test_send_error_twice(version: str) -> None:
     proto = RPCProtocol(protocol=version)

@@ -408,6 +408,77 @@ def test_custom_rule_mapping(
     assert error.description == description
 
 
+METER_16 = {"timestamp": "2024-01-01T00:00:00Z", "sampledValue": [{"value": "1"}]}
+
+
+@pytest.mark.parametrize(
+    ("payload", "path", "field", "rule"),
+    [
+        (
+            {"connectorId": 1, "meterValue": [{**METER_16, "sampledValue": [{"value": 5}]}]},
+            ("meterValue", 0, "sampledValue", 0, "value"),
+            "meterValue[0].sampledValue[0].value",
+            "type",
+        ),
+        (
+            {"connectorId": 1, "meterValue": [METER_16, {**METER_16, "sampledValue": [{}]}]},
+            ("meterValue", 1, "sampledValue", 0),
+            "meterValue[1].sampledValue[0]",
+            "required",
+        ),
+        (
+            {"connectorId": 1, "meterValue": [{**METER_16, "extra": 1}]},
+            ("meterValue", 0),
+            "meterValue[0]",
+            "additionalProperties",
+        ),
+        (
+            {"connectorId": 1, "meterValue": [{**METER_16, "timestamp": "yesterday"}]},
+            ("meterValue", 0, "timestamp"),
+            "meterValue[0].timestamp",
+            "format",
+        ),
+        ({"meterValue": [METER_16]}, (), "", "required"),
+        ([], (), "", "type"),
+    ],
+)
+def test_the_error_carries_the_field_path_and_the_rule(
+    payload: Any, path: tuple[str | int, ...], field: str, rule: str
+) -> None:
+    with pytest.raises(ValidationError) as info:
+        get_validator("ocpp1.6").validate("MeterValues", "request", payload)
+    exc = info.value
+    assert (exc.path, exc.field, exc.rule) == (path, field, rule)
+    assert str(exc).endswith(f" (rule {rule!r} at {field or 'the payload'})")
+
+
+def test_the_error_names_the_length_rule() -> None:
+    error = ValidationError(
+        RPCPropertyConstraintViolationError("a[2].b must be at most 3 characters"),
+        protocol="p",
+        action="A",
+        direction="request",
+        path=("a", 2, "b"),
+        rule="maxLength",
+    )
+    assert error.field == "a[2].b"
+    assert str(error) == (
+        "p A request: PropertyConstraintViolation: a[2].b must be at most 3 characters "
+        "(rule 'maxLength' at a[2].b)"
+    )
+    with pytest.raises(ValidationError) as info:
+        CUSTOM.validate("Rules", "request", {"text": "a"})
+    assert (info.value.path, info.value.rule) == (("text",), "minLength")
+
+
+def test_a_missing_schema_has_no_rule() -> None:
+    validator = create_validator("ocpp2.1", SCHEMAS / "ocpp2.1", require_schema=True)
+    with pytest.raises(ValidationError) as info:
+        validator.validate("VendorThing", "request", {})
+    assert (info.value.path, info.value.field, info.value.rule) == ((), "", None)
+    assert "rule" not in str(info.value)
+
+
 def test_canonical_classes_are_spelled_per_version() -> None:
     error = error_of(get_validator("ocpp1.6"), "BootNotification", "request", {**BOOT_16, "x": 1})
     assert code_for_protocol(error.code, "ocpp1.6") == "FormationViolation"

@@ -33,7 +33,16 @@ def _require_peer() -> None:
 NOW = "2024-01-01T00:00:00Z"
 
 
-def csms_handler(protocol: str, seen: list[tuple[str, dict[str, Any]]], answers: list[Any]) -> Any:
+#: What the CSMS asks a 1.6 station once it has booted (by default).
+ASK_16: dict[str, Any] = {"key": ["HeartbeatInterval"]}
+
+
+def csms_handler(
+    protocol: str,
+    seen: list[tuple[str, dict[str, Any]]],
+    answers: list[Any],
+    ask_16: dict[str, Any] = ASK_16,
+) -> Any:
     async def on_station(conn: OCPPConnection) -> None:
         assert conn.protocol == protocol
         booted = trio.Event()
@@ -72,7 +81,7 @@ def csms_handler(protocol: str, seen: list[tuple[str, dict[str, Any]]], answers:
         conn.handle("Heartbeat", record("Heartbeat", {"currentTime": NOW}))
         await booted.wait()
         if protocol == "ocpp1.6":
-            answers.append(await conn.call("GetConfiguration", {"key": ["HeartbeatInterval"]}))
+            answers.append(await conn.call("GetConfiguration", ask_16))
         else:
             answers.append(
                 await conn.call(
@@ -92,7 +101,7 @@ def csms_handler(protocol: str, seen: list[tuple[str, dict[str, Any]]], answers:
 
 
 async def run_peer(
-    protocol: str,
+    protocol: str, ask_16: dict[str, Any] = ASK_16
 ) -> tuple[list[dict[str, Any]], list[tuple[str, dict[str, Any]]], list[Any]]:
     _require_peer()
     seen: list[tuple[str, dict[str, Any]]] = []
@@ -101,7 +110,7 @@ async def run_peer(
         server = await nursery.start(
             partial(
                 serve_ocpp,
-                csms_handler(protocol, seen, answers),
+                csms_handler(protocol, seen, answers, ask_16),
                 0,
                 host="127.0.0.1",
                 protocols=[protocol],
@@ -146,6 +155,30 @@ async def test_ocpp16_session_from_an_ocpp_rpc_station() -> None:
         {"configurationKey": [{"key": "HeartbeatInterval", "readonly": False, "value": "300"}]}
     ]
     assert lines[-1] == {"closed": True}
+
+
+@pytest.mark.parametrize("ask", [{}, {"key": []}])
+async def test_get_configuration_without_keys_answers_every_key(ask: dict[str, Any]) -> None:
+    # OCPP 1.6 GetConfiguration.req: key is optional; without it, every key is answered.
+    lines, _seen, answers = await run_peer("ocpp1.6", ask)
+    assert {"got": "GetConfiguration", "params": ask} in lines
+    (answer,) = answers
+    assert "unknownKey" not in answer
+    keys = {item["key"]: (item["readonly"], item["value"]) for item in answer["configurationKey"]}
+    assert keys["HeartbeatInterval"] == (False, "300")
+    assert keys["NumberOfConnectors"] == (True, "1")
+    assert len(keys) == 5
+    assert lines[-1] == {"closed": True}
+
+
+async def test_unknown_configuration_keys_are_reported() -> None:
+    _lines, _seen, answers = await run_peer("ocpp1.6", {"key": ["HeartbeatInterval", "NoSuchKey"]})
+    assert answers == [
+        {
+            "configurationKey": [{"key": "HeartbeatInterval", "readonly": False, "value": "300"}],
+            "unknownKey": ["NoSuchKey"],
+        }
+    ]
 
 
 async def test_ocpp201_session_from_an_ocpp_rpc_station() -> None:

@@ -17,6 +17,7 @@ from ocpp_trio import (
     HandlerContext,
     OCPPConnection,
 )
+from ocpp_trio.events import LimitEvent
 from ocpp_trio.testing import MemoryPair, RawPair, open_memory_pair, open_raw_peer
 
 NOW = {"currentTime": "2024-01-01T00:00:00Z"}
@@ -34,6 +35,21 @@ async def test_pair_is_a_named_tuple_of_real_connections() -> None:
             assert (conn.protocol, conn.identity) == ("ocpp2.0.1", "CP-9")
         assert (station.role.value, csms.role.value) == ("client", "server")
     assert station.state is csms.state is ConnectionState.CLOSED
+
+
+async def test_pair_runs_on_the_default_transport() -> None:
+    """What only the client's and the server's WebSocket layer does is seen on a pair."""
+    async with open_memory_pair("ocpp1.6", csms_options={"max_message_size": 1000}) as (
+        station,
+        csms,
+    ):
+        limits: list[LimitEvent] = []
+        csms.on("limit", limits.append)
+        with pytest.raises(ConnectionClosed) as info:
+            await station.call("DataTransfer", {"vendorId": "v", "data": "x" * 2000})
+        assert info.value.code == 1009
+        await csms.wait_closed()
+    assert [(e.limit, e.value) for e in limits] == [("max_message_size", 1000)]
 
 
 async def test_csms_handler_runs_like_a_server_handler(

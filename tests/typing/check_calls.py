@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Literal, assert_type
 
-from ocpp_trio import OCPPClient, OCPPConnection
+from ocpp_trio import OCPPClient, OCPPConnection, RPCError, ValidationError
 from ocpp_trio.types import v16, v21, v201
 
 
@@ -84,3 +84,13 @@ def entries_carry_their_names() -> None:
     assert_type(message.params, v16.BootNotificationRequest)
     assert_type(v16.BootNotification.protocol, str)
     assert_type(v16.BootNotification.action, str)
+
+
+async def strict_mode_failures(conn: OCPPConnection) -> None:
+    try:
+        await conn.call(v16.Heartbeat({}))
+    except ValidationError as exc:
+        assert_type(exc.path, tuple[str | int, ...])
+        assert_type(exc.field, str)
+        assert_type(exc.rule, str | None)
+        assert_type(exc.error, RPCError)

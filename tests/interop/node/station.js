@@ -20,10 +20,27 @@ async function main() {
     });
     let answered;
     const asked = new Promise((resolve) => { answered = resolve; });
+    // GetConfiguration.req's key is optional (OCPP 1.6 §6.21): without it, or
+    // with an empty list, every configured key is answered; asked keys this
+    // station does not have go to unknownKey.
+    const configuration = new Map([
+        ['HeartbeatInterval', { readonly: false, value: '300' }],
+        ['MeterValueSampleInterval', { readonly: false, value: '60' }],
+        ['NumberOfConnectors', { readonly: true, value: '1' }],
+        ['ConnectionTimeOut', { readonly: false, value: '60' }],
+        ['AuthorizeRemoteTxRequests', { readonly: false, value: 'true' }],
+    ]);
     cli.handle('GetConfiguration', ({ params }) => {
         say({ got: 'GetConfiguration', params });
         answered();
-        return { configurationKey: params.key.map((key) => ({ key, readonly: false, value: '300' })) };
+        const keys = Array.isArray(params.key) && params.key.length > 0 ? params.key : [...configuration.keys()];
+        const known = keys.filter((key) => configuration.has(key));
+        const unknown = keys.filter((key) => !configuration.has(key));
+        const result = { configurationKey: known.map((key) => ({ key, ...configuration.get(key) })) };
+        if (unknown.length > 0) {
+            result.unknownKey = unknown;
+        }
+        return result;
     });
     cli.handle('GetVariables', ({ params }) => {
         say({ got: 'GetVariables', params });

@@ -1,0 +1,70 @@
+"""The benchmark scripts keep working: ``benchmarks/run.py`` on tiny sizes, every system.
+
+Nothing here measures anything; it checks that each system's server and
+client peers still run every workload, (d) over TLS included, and that the
+report has its tables.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+RUN = ROOT / "benchmarks" / "run.py"
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(sys.platform != "linux", reason="the script reads /proc"),
+]
+
+
+def test_run_py_runs_every_workload_on_tiny_sizes(tmp_path: Path) -> None:
+    out = tmp_path / "RESULTS.md"
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(RUN),
+            "--runs=1",
+            "--calls-a=30",
+            "--stations-b=2",
+            "--calls-b=5",
+            "--idle=5",
+            "--connect=6",
+            "--connect-concurrency=3",
+            "--strict=off",
+            f"--out={out}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "failed" not in done.stderr, done.stderr[-3000:]
+    report = out.read_text(encoding="utf-8")
+    assert "(d) stations/s" in report
+    assert "(d) TLS stations/s" in report
+    rows = {
+        line.split("|")[1].strip(): line
+        for line in report.splitlines()
+        if line.startswith("| ") and "(d)" not in line and "---" not in line
+    }
+    for system in (
+        "ocpp_trio",
+        "ocpp_trio (trio-websocket transport)",
+        "mobilityhouse ocpp 2.1.0",
+        "raw trio-websocket (floor)",
+    ):
+        assert system in rows, report
+    connect_rows = [
+        line
+        for line in report.splitlines()
+        if line.startswith("| ocpp_trio |") or line.startswith("| raw trio-websocket")
+    ]
+    # Every table has a figure for ocpp_trio and the floor, (d) over TLS too.
+    assert connect_rows
+    assert all("—" not in line for line in connect_rows), report
