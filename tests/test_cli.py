@@ -409,10 +409,15 @@ async def test_station_answers_the_csms(protocol: str) -> None:
 
     async def on_station(conn: OCPPConnection) -> None:
         booted = trio.Event()
+        # The station has applied the boot answer (its interval) once it sends
+        # its first StatusNotification; calling it before that would race it.
+        settled = trio.Event()
 
         def record(ctx: HandlerContext) -> dict[str, Any]:
             received.append((ctx.method, ctx.params))
             method, p = ctx.method, ctx.params
+            if method == "StatusNotification" and booted.is_set():
+                settled.set()
             if method == "StatusNotification" and seen["BootNotification#2"].is_set():
                 rebooted.set()
             if method == "BootNotification":
@@ -436,7 +441,7 @@ async def test_station_answers_the_csms(protocol: str) -> None:
             return {}
 
         conn.handle(record)
-        await booted.wait()
+        await settled.wait()
         plan = _calls_16 if protocol == "ocpp1.6" else _calls_2x
         answers.update(await plan(conn, seen))
         done.set()
