@@ -16,10 +16,11 @@ per Trio run that sleeps until the earliest deadline of all calls and expires
 what is due, rather than by a cancel scope per call: entering and leaving a
 cancel scope cost more than all the rest of the call's own work (see
 ``benchmarks/``).  The waits off that path, for a queued slot and for a
-reconnect, are cancel scopes ending at the same deadline; so is the write on
-a transport that does not bound its own writes (the default one finishes or
-fails a write within its grace period, see ``_ws.py``).  A call always waits
-for its answer, so it is always a checkpoint.
+reconnect, are cancel scopes ending at the same deadline; so is a write that
+has to wait for another one, or on a transport that does not bound its own
+writes (the default one finishes or fails a write it started within its grace
+period, see ``_ws.py``: a deadline passing meanwhile is raised once it is
+done).  A call always waits for its answer, so it is always a checkpoint.
 """
 
 from __future__ import annotations

@@ -190,7 +190,7 @@ class OCPPClient(HandlerSurface):
         self._connect_timeout = connect_timeout
         self._max_queued_calls = max_queued_calls
         self._id_factory = id_factory
-        self._rng = rng or random.Random()
+        self._rng = rng  # None: the random module's shared generator (no seeding per client)
         self._open_stream = open_stream or trio.open_tcp_stream
         if websocket_backend not in ("websockets", "trio-websocket"):
             raise ValueError(
@@ -365,7 +365,8 @@ class OCPPClient(HandlerSurface):
 
     def _next_delay(self, attempt: int) -> float:
         base = min(self._backoff_max, self._backoff_min * 2.0 ** min(attempt, 60))
-        return float(base * (1.0 - self._backoff_jitter * self._rng.random()))
+        share = self._rng.random() if self._rng is not None else random.random()
+        return float(base * (1.0 - self._backoff_jitter * share))
 
     async def _open(self, nursery: trio.Nursery, protocols: Sequence[str]) -> OCPPConnection:
         """Connect once: TCP, TLS, WebSocket handshake, all within connect_timeout."""

@@ -22,7 +22,8 @@ holding:
 Outbound, ``call()`` takes a slot from a FIFO limiter (``call_concurrency``,
 1 by default as OCPP-J 1.6 §4.1.1 / 2.0.1 §4.1.1 ask), validates in strict mode,
 registers the id in the core, writes, and waits for the answer; the whole call
-is bounded by ``call_timeout`` (one cancel scope).  Every failure is raised;
+is bounded by ``call_timeout`` (cancel scopes while it queues, the call timer
+while it waits for the answer: see ``_calls.py``).  Every failure is raised;
 nothing is returned as None.
 
 Closing (``close()``) is idempotent: CLOSING refuses new calls, optionally

@@ -45,7 +45,11 @@ async def handler(ws) -> None:  # type: ignore[no-untyped-def]
 
 async def main() -> None:
     args = server_args()
-    options: dict[str, Any] = {"subprotocols": ["ocpp1.6"], "ping_interval": None, "compression": None}
+    options: dict[str, Any] = {
+        "subprotocols": ["ocpp1.6"],
+        "ping_interval": None,
+        "compression": None,
+    }
     async with websockets.serve(handler, "127.0.0.1", 0, **options) as server:
         tls_port = None
         if args.tls_cert:

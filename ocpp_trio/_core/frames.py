@@ -31,7 +31,7 @@ import json
 import math
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -115,7 +115,48 @@ _ELEMENT_COUNT: Final = {
     MessageType.SEND: 4,
 }
 
-_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+
+def _make_dumps() -> Callable[[Any], str]:
+    """Compact JSON text of a frame's elements, NaN and infinities refused.
+
+    ``JSONEncoder.encode`` builds the C encoder afresh on every call; this
+    builds it once (what ``encode`` would build, without the circular
+    reference check: a cycle fails as a RecursionError, turned into
+    ValueError by the callers), and falls back to ``encode`` where there is
+    no C encoder.
+    """
+    encoder = json.JSONEncoder(
+        ensure_ascii=False, separators=(",", ":"), allow_nan=False, check_circular=False
+    )
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:  # pragma: no cover - CPython has it
+        return encoder.encode
+    try:
+        chunks = make(
+            None,
+            encoder.default,
+            json.encoder.encode_basestring,
+            None,
+            ":",
+            ",",
+            False,
+            False,
+            False,
+        )
+        if "".join(chunks([2, "é", {"a": [1.5, None, True]}], 0)) != encoder.encode(
+            [2, "é", {"a": [1.5, None, True]}]
+        ):  # pragma: no cover - a C encoder of another shape
+            return encoder.encode
+    except Exception:  # pragma: no cover - a C encoder of another signature
+        return encoder.encode
+
+    def dumps(value: Any) -> str:
+        return "".join(chunks(value, 0))
+
+    return dumps
+
+
+_dumps: Final = _make_dumps()
 
 
 #: The RFC 9562 variant digit (binary 10xx) for each random hex digit.
@@ -177,7 +218,7 @@ def encode_call(message_id: str, action: str, payload: Mapping[str, Any]) -> str
 def _encode_elements(data: list[Any]) -> str:
     try:
         text = _dumps(data)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, RecursionError) as exc:
         raise ValueError(f"payload cannot be encoded as JSON: {exc}") from None
     if not text.isascii() and _SURROGATE.search(text) is not None:
         where = _surrogate_path(data, _ELEMENT_NAMES[MessageType(data[0])])

@@ -258,6 +258,14 @@ def test_new_message_id() -> None:
     assert all(len(i) == MAX_MESSAGE_ID_LENGTH for i in ids)
 
 
+def test_a_payload_json_cannot_carry_is_a_value_error() -> None:
+    circular: dict[str, Any] = {}
+    circular["self"] = circular
+    for payload in (circular, {"x": math.nan}, {"x": {1, 2}}, {"x": math.inf}):
+        with pytest.raises(ValueError, match="cannot be encoded as JSON"):
+            encode(Call(message_id="1", action="A", payload=payload))
+
+
 def test_new_message_id_is_a_uuid4_string() -> None:
     for _ in range(2000):
         mid = new_message_id()
