@@ -615,15 +615,29 @@ async def open_ocpp_client(
     *,
     identity: str,
     protocols: Sequence[str] = ("ocpp1.6",),
+    setup: Callable[[OCPPClient], object] | None = None,
     **kwargs: Any,
 ) -> AsyncIterator[OCPPClient]:
     """Connect to a CSMS as station ``identity`` and yield the client.
+
+    A CSMS may call a station the moment it connects (GetConfiguration,
+    TriggerMessage...), before the body of ``async with`` runs: register the
+    station's handlers and event callbacks in ``setup``, which gets the client
+    before the first connection attempt, so that no CALL finds them missing::
+
+        def register(client):
+            client.handle("Reset", on_reset)
+            client.on("close", on_close)
+
+        async with open_ocpp_client(url, identity="CP1", setup=register) as client:
+            ...
 
     Args:
         endpoint: ``ws://`` or ``wss://`` URL of the CSMS; the percent-encoded
             identity is appended as the last path segment.
         identity: the station identity (also the Basic Auth username).
         protocols: subprotocols to offer, in order of preference.
+        setup: called with the client before it connects (see above).
         **kwargs: client options (``security_profile``, ``password``,
             ``ssl_context``, ``headers``, ``query``, ``reconnect``,
             ``max_reconnects``, ``backoff_min``, ``backoff_max``,
@@ -649,6 +663,8 @@ async def open_ocpp_client(
     """
     options, rest = split_options(dict(kwargs))
     client = OCPPClient(endpoint, identity=identity, protocols=protocols, options=options, **rest)
+    if setup is not None:
+        setup(client)
     try:
         async with trio.open_nursery() as nursery:
             await nursery.start(client._supervise)

@@ -83,6 +83,24 @@ async def rejected_status(server: OCPPServer, identity: str, **options: Any) -> 
 # --- calls both ways, lifecycle of the handler --------------------------------------
 
 
+async def test_handlers_registered_in_setup_answer_a_call_made_on_connect() -> None:
+    """A CSMS calling the moment the station connects finds its handlers there."""
+    answers: list[dict[str, Any]] = []
+
+    async def handler(conn: OCPPConnection) -> None:
+        answers.append(await conn.call("GetConfiguration", {}))  # at once
+
+    def setup(client: OCPPClient) -> None:
+        client.handle("GetConfiguration", lambda ctx: {"configurationKey": []})
+
+    with trio.fail_after(TIMEOUT):
+        async with serving(handler) as server:
+            for n in range(5):
+                async with station(server, f"CP{n:03d}", setup=setup):
+                    await wait_for(lambda n=n: len(answers) > n)  # type: ignore[misc]
+    assert answers == [{"configurationKey": []}] * 5
+
+
 async def test_serve_and_call_both_ways() -> None:
     answered: list[dict[str, Any]] = []
 
