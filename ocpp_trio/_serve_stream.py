@@ -45,6 +45,7 @@ from ._handshake import (
 from ._options import ConnectionOptions
 from ._transport import (
     CLOSE_PROTOCOL_ERROR,
+    AnswerStream,
     Transport,
     TrioWebsocketTransport,
     WebSocketBackend,
@@ -76,7 +77,8 @@ class Upgrade:
         peercert: the verified TLS client certificate (``getpeercert()`` form).
         accept: accept the upgrade with this subprotocol (None: no
             ``Sec-WebSocket-Protocol``); the open transport, or None when the
-            peer went away.
+            peer went away; raises ``HandshakeFailed`` (with its ``status``)
+            when the request was answered with an HTTP error instead.
         deadline: when deciding (``auth`` included) gives up with 503.
         phase: a new cancel scope per phase (our listeners cancel it when the
             peer goes away during the handshake).
@@ -215,7 +217,9 @@ class StreamHandling:
             self._idle.set()
 
     def _rejected(self, peer: _Peer, status: int | None, reason: str) -> None:
-        level = logging.WARNING if status is not None and status >= 500 else logging.INFO
+        # A 5xx is the server's trouble (capacity, a slow auth); 505 answers
+        # the peer's own HTTP version.
+        level = logging.WARNING if status is not None and 500 <= status != 505 else logging.INFO
         log.log(
             level,
             "handshake from %s (identity %r) refused%s: %s",
@@ -261,6 +265,7 @@ class StreamHandling:
         """
         gate = Gate()
         request: UpgradeRequest | None = None
+        answered: AnswerStream | None = None  # trio-websocket's own HTTP error, if any
         deadline = trio.current_time() + self.handshake_timeout
         with trio.move_on_at(deadline) as timeout, gate.scope():
             if isinstance(stream, trio.SSLStream):
@@ -277,16 +282,22 @@ class StreamHandling:
                         compression=self.compression,
                     )
                 except HandshakeFailed as exc:
-                    self._rejected(peer, None, f"bad upgrade request: {exc}")
+                    self._rejected(peer, exc.status, f"bad upgrade request: {exc}")
                     return None
             else:
                 assert nursery is not None
+                answered = AnswerStream(stream)
                 request = await trio_websocket.wrap_server_stream(
                     ReaderNursery(nursery, gate.reader_done),  # type: ignore[arg-type]
-                    stream,
+                    answered,
                     max_message_size=self.options.max_message_size,
                 )
         if request is None:
+            if answered is not None and answered.status is not None:
+                self._rejected(
+                    peer, answered.status, "not a valid WebSocket upgrade (refused by wsproto)"
+                )
+                return None
             why = "handshake timeout" if timeout.cancelled_caught else "the peer went away"
             self._rejected(peer, None, why)
             return None
@@ -301,7 +312,11 @@ class StreamHandling:
                     transport = TrioWebsocketTransport(
                         await tws_request.accept(subprotocol=protocol), stream
                     )
-            except (trio_websocket.ConnectionClosed, trio.BrokenResourceError, HandshakeFailed):
+            except HandshakeFailed as exc:
+                if exc.status is not None:
+                    raise  # answered with an HTTP error: _admit reports it
+                return None
+            except (trio_websocket.ConnectionClosed, trio.BrokenResourceError):
                 return None
             gate.accepted = True
             return transport
@@ -355,7 +370,11 @@ class StreamHandling:
             return None
         transport: Transport | None = None
         with trio.move_on_after(self.handshake_timeout), upgrade.phase():
-            transport = await upgrade.accept(protocol)
+            try:
+                transport = await upgrade.accept(protocol)
+            except HandshakeFailed as exc:  # not a valid upgrade: answered with exc.status
+                self._rejected(peer, exc.status, str(exc))
+                return None
         if transport is None:
             self._rejected(peer, None, "the peer went away during the handshake")
             return None

@@ -252,3 +252,37 @@ class WatchedStream(trio.abc.Stream):
 
     async def aclose(self) -> None:
         await self._stream.aclose()
+
+
+class AnswerStream(trio.abc.Stream):
+    """A server's stream that notes the HTTP status of the first thing written to it.
+
+    trio-websocket answers a request that is not a valid WebSocket upgrade
+    itself (wsproto's HTTP error, e.g. 400 or 426) and ends its reader without
+    telling us; the status it wrote is then in :attr:`status`.
+    """
+
+    __slots__ = ("_first", "_stream", "status")
+
+    def __init__(self, stream: trio.abc.Stream) -> None:
+        self._stream = stream
+        self._first = True
+        #: The status of the HTTP answer written first, if it was not a 101.
+        self.status: int | None = None
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        if self._first:
+            self._first = False
+            head = bytes(data[:13])  # b"HTTP/1.1 400 "
+            if head.startswith(b"HTTP/1.1 ") and head[9:12].isdigit() and head[9:12] != b"101":
+                self.status = int(head[9:12])
+        await self._stream.send_all(data)
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self._stream.wait_send_all_might_not_block()
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
+        return await self._stream.receive_some(max_bytes)
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()

@@ -100,7 +100,16 @@ _DIRECT_WRITES: Final = os.name == "posix"
 
 
 class HandshakeFailed(Exception):
-    """The opening handshake could not complete (garbage, EOF, a bad answer)."""
+    """The opening handshake could not complete (garbage, EOF, a bad answer).
+
+    Attributes:
+        status: the HTTP status of the answer to the upgrade request, when
+            there was one (a server's error answer, sent or received); else None.
+    """
+
+    def __init__(self, reason: str, status: int | None = None) -> None:
+        super().__init__(reason)
+        self.status = status
 
 
 class WSTransport:
@@ -488,8 +497,9 @@ async def _feed_until_event(proto: Protocol, stream: trio.abc.Stream) -> Any:
             proto.events = events[1:] + proto.events  # frames that came along stay queued
             return first
         if proto.writes:  # the parser answered on its own: a malformed handshake
+            status = _status_of(proto.writes[0])
             await _send_writes(proto, stream)
-            raise HandshakeFailed(str(proto.handshake_exc or "malformed handshake"))
+            raise HandshakeFailed(str(proto.handshake_exc or "malformed handshake"), status)
         if proto.handshake_exc is not None:
             raise HandshakeFailed(str(proto.handshake_exc))
         try:
@@ -502,6 +512,14 @@ async def _feed_until_event(proto: Protocol, stream: trio.abc.Stream) -> Any:
             proto.receive_eof()
             raise HandshakeFailed("the peer closed the connection during the handshake")
         proto.receive_data(data)
+
+
+def _status_of(chunk: bytes) -> int | None:
+    """The status code of an HTTP answer the parser queued, or None (e.g. only an EOF)."""
+    head = chunk[:13]  # b"HTTP/1.1 400 "
+    if head.startswith(b"HTTP/1.1 ") and head[9:12].isdigit():
+        return int(head[9:12])
+    return None
 
 
 async def _send_writes(proto: Protocol, stream: trio.abc.Stream) -> None:
@@ -555,7 +573,8 @@ class ServerHandshake:
 
         Raises:
             HandshakeFailed: the request is not a valid WebSocket upgrade (it
-                was answered with an HTTP error), or the peer went away.
+                was answered with an HTTP error: the exception's ``status``),
+                or the peer went away (``status`` None).
         """
         self._chosen = subprotocol
         proto = self._proto
@@ -571,7 +590,8 @@ class ServerHandshake:
         if response.status_code != 101:
             _release(self._proto)
             raise HandshakeFailed(
-                f"not a valid WebSocket upgrade ({response.status_code}): {self._proto.handshake_exc}"
+                f"not a valid WebSocket upgrade: {self._proto.handshake_exc}",
+                response.status_code,
             )
         # websockets' parser keeps the request for the connection's life (a
         # local of its suspended generator); its headers are not needed now.
@@ -637,7 +657,8 @@ async def server_handshake(
     """Read one HTTP upgrade request from ``stream`` (callers bound the wait).
 
     Raises:
-        HandshakeFailed: garbage (answered with an HTTP error), EOF, or a lost stream.
+        HandshakeFailed: garbage (answered with an HTTP error, the exception's
+            ``status``, or dropped), EOF, or a lost stream.
     """
     proto = ServerProtocol(
         extensions=_SERVER_EXTENSIONS if compression else None,
@@ -658,9 +679,10 @@ async def server_handshake(
 class HandshakeRejectedStatus(HandshakeFailed):
     """The server answered the upgrade with an HTTP status other than 101."""
 
+    status: int
+
     def __init__(self, status: int) -> None:
-        self.status = status
-        super().__init__(f"server answered HTTP {status}")
+        super().__init__(f"server answered HTTP {status}", status)
 
 
 async def client_handshake(

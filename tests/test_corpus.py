@@ -217,10 +217,13 @@ async def test_handshake_corpus_against_a_running_server(caplog: pytest.LogCaptu
                 with pytest.raises(Exception, match=r"NotImplemented|NotSupported"):
                     await client.call("Heartbeat", {})
             await server.close()
-    by_port = {e.remote[1] for e in rejected if e.remote is not None}
+    by_port = {e.remote[1]: e for e in rejected if e.remote is not None}
     for name, expect in HANDSHAKE_EXPECT.items():
         if expect["outcome"] in ("refused", "dropped", "timeout"):
             assert ports[name] in by_port, f"{name}: no handshake_rejected event"
+            # the event carries the status that was sent, or None when nothing was
+            event = by_port[ports[name]]
+            assert event.status == expect.get("status"), f"{name}: {event}"
     # a WARNING from the server means a stream's task failed unexpectedly
     server_warnings = [r for r in caplog.records if r.name == "ocpp_trio.server"]
     assert [r.getMessage() for r in server_warnings if r.levelno >= logging.WARNING] == []

@@ -189,6 +189,95 @@ async def test_server_level_events() -> None:
     assert seen[1].status == 400
 
 
+def _without(header: str, request: bytes) -> bytes:
+    return b"".join(
+        line for line in request.splitlines(keepends=True) if not line.startswith(header.encode())
+    )
+
+
+GOOD_REQUEST = upgrade_request("/ocpp/CP1")
+
+#: Requests the WebSocket layer itself refuses: (what is wrong, bytes, status, reason).
+REFUSED_UPGRADES = [
+    (
+        "missing key",
+        _without("Sec-WebSocket-Key", GOOD_REQUEST),
+        400,
+        "not a valid WebSocket upgrade: missing Sec-WebSocket-Key header",
+    ),
+    (
+        "POST",
+        GOOD_REQUEST.replace(b"GET ", b"POST ", 1),
+        405,
+        "not a valid WebSocket upgrade: unsupported HTTP method: POST",
+    ),
+    (
+        "missing Upgrade",
+        _without("Upgrade:", GOOD_REQUEST),
+        426,
+        "not a valid WebSocket upgrade: missing Upgrade header",
+    ),
+    (
+        "HTTP/1.0",
+        GOOD_REQUEST.replace(b"HTTP/1.1", b"HTTP/1.0", 1),
+        505,
+        "not a valid WebSocket upgrade: unsupported HTTP version: HTTP/1.0",
+    ),
+    (
+        "long request line",
+        b"GET /ocpp/" + b"x" * 9000 + b" HTTP/1.1\r\n\r\n",
+        414,
+        "bad upgrade request: ",
+    ),
+    (
+        "too many headers",
+        GOOD_REQUEST[:-2] + b"".join(b"X-%d: 1\r\n" % n for n in range(200)) + b"\r\n",
+        431,
+        "bad upgrade request: ",
+    ),
+    ("not HTTP", b"\x16\x03\x01 hello\r\n\r\n", None, "bad upgrade request: "),
+]
+
+
+async def refused_with(data: bytes, status: int | None, **options: Any) -> HandshakeRejectedEvent:
+    """Send ``data`` as the upgrade request; check the status on the wire and in the event."""
+    events: list[HandshakeRejectedEvent] = []
+    with trio.fail_after(TIMEOUT):
+        async with serving(**options) as server:
+            server.on("handshake_rejected", events.append)
+            response = await raw_exchange(server.port, data)
+            await wait_for(lambda: bool(events))
+    assert status_of(response) == status
+    [event] = events
+    assert event.status == status
+    return event
+
+
+@pytest.mark.parametrize(
+    ("data", "status", "reason"),
+    [case[1:] for case in REFUSED_UPGRADES],
+    ids=[case[0] for case in REFUSED_UPGRADES],
+)
+async def test_handshake_rejected_by_the_websocket_layer_reports_the_status_sent(
+    data: bytes, status: int | None, reason: str
+) -> None:
+    event = await refused_with(data, status)
+    assert event.reason.startswith(reason), event.reason
+
+
+@pytest.mark.parametrize(
+    ("data", "status"),
+    [
+        (_without("Sec-WebSocket-Key", GOOD_REQUEST), 400),
+        (GOOD_REQUEST.replace(b"Version: 13", b"Version: 8"), 426),
+    ],
+    ids=["missing key", "wrong version"],
+)
+async def test_trio_websocket_backend_reports_the_status_it_sent(data: bytes, status: int) -> None:
+    event = await refused_with(data, status, websocket_backend="trio-websocket")
+    assert event.reason == "not a valid WebSocket upgrade (refused by wsproto)"
+
+
 # --- identity -------------------------------------------------------------------
 
 

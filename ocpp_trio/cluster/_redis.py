@@ -18,7 +18,11 @@ Theory of operation.  Keys, under ``key_prefix`` (``P``, default ``ocpp_trio:``)
     pushes with a script (``_SEND``) that refuses when the target's ``alive``
     key is gone (so a request to a dead instance fails at once) and keeps the
     list's TTL at ``presence_ttl`` (an inbox nobody reads vanishes).  The
-    hash tag puts both keys of an instance in one Redis Cluster slot.
+    hash tag puts both keys of an instance in one Redis Cluster slot.  An
+    answer refused that way (or not sent, Redis unreachable) is pushed again
+    until the request's deadline: after Redis restarted empty, the
+    requester's ``alive`` key is back only at its next heartbeat, and the
+    requester, alive all along, would otherwise wait for its timeout.
 ``P broadcast``, a pub/sub channel
     Broadcasts, ``{"c": channel, "p": payload, "i": instance}``.
 
@@ -41,9 +45,10 @@ the subscriber runs in a loop that re-subscribes and logs each gap.
 Failures: every Redis operation is bounded by ``op_timeout``; a failure marks
 the adapter unhealthy and raises :class:`ClusterUnavailable`.  The loops
 (subscriber, inbox, refresher) retry with a capped backoff and the adapter is
-healthy again once Redis answers; claims made meanwhile are registered by the
-refresher.  coredis retries nothing by itself here (a retried RPUSH could
-deliver a request twice).
+healthy again once Redis answers; then the instance's liveness is set and its
+claims (made meanwhile, or lost with Redis's data) are registered again at
+once, not at the next refresh.  coredis retries nothing by itself here (a
+retried RPUSH could deliver a request twice).
 """
 
 from __future__ import annotations
@@ -233,6 +238,7 @@ class RedisAdapter:
         self._inbound = trio.Semaphore(max_inbound_requests)
         self._healthy = False
         self._refresh_now = trio.Event()
+        self._heartbeat_now = trio.Event()
 
     def __repr__(self) -> str:
         return (
@@ -269,6 +275,8 @@ class RedisAdapter:
     def _set_healthy(self, healthy: bool, why: object = None) -> None:
         if healthy and not self._healthy:
             log.info("cluster %s: redis at %s is reachable", self._id, self._where)
+            # Redis may have come back empty: liveness and claims at once.
+            self._heartbeat_now.set()
             self._refresh_now.set()
         elif not healthy and self._healthy:
             log.warning("cluster %s: redis at %s unreachable: %s", self._id, self._where, why)
@@ -428,10 +436,12 @@ class RedisAdapter:
         )
 
     async def _heartbeat_loop(self) -> None:
-        """Every ``presence_ttl / 3``: this instance is alive (apart from the claims,
-        so that many claims never delay it)."""
+        """Every ``presence_ttl / 3`` (and once Redis is back): this instance is alive
+        (apart from the claims, so that many claims never delay it)."""
         while True:
-            await trio.sleep(self._refresh_every)
+            with trio.move_on_after(self._refresh_every):
+                await self._heartbeat_now.wait()
+            self._heartbeat_now = trio.Event()
             try:
                 await self._heartbeat()
             except ClusterUnavailable as exc:
@@ -612,8 +622,37 @@ class RedisAdapter:
             self._inbound.release()
 
     async def _answer(self, message: dict[str, Any], answer: dict[str, Any]) -> None:
+        """Send ``answer`` to the requester, trying again until the request's deadline.
+
+        A refusal (the requester's ``alive`` key is gone) is not final: after
+        Redis restarted empty the requester is alive and waiting, and its key
+        is back at its next heartbeat.  A retry after a send that timed out
+        may deliver the answer twice, which is harmless: the requester takes
+        one and drops the other as unmatched.
+        """
+        requester = str(message.get("from"))
         reply = {"t": "res", "id": message.get("id"), "body": answer}
         try:
-            await self._send(str(message.get("from")), reply)
-        except ClusterUnavailable as exc:
-            log.warning("cluster %s: answer to %s lost: %s", self._id, message.get("from"), exc)
+            deadline = float(message.get("deadline", 0))
+        except (TypeError, ValueError):
+            deadline = 0.0
+        delay = _BACKOFF_MIN
+        while True:
+            try:
+                if await self._send(requester, reply):
+                    return
+                why = "it is not alive"
+            except ClusterUnavailable as exc:
+                why = str(exc)
+            if time.time() + delay >= deadline:
+                break
+            log.debug(
+                "cluster %s: answer to %s not delivered (%s); again in %.1f s",
+                self._id,
+                requester,
+                why,
+                delay,
+            )
+            await trio.sleep(delay)
+            delay = min(delay * 2, self._refresh_every)
+        log.warning("cluster %s: answer to %s lost: %s", self._id, requester, why)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import socket
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
@@ -118,6 +119,50 @@ async def test_a_stopped_instance_is_gone(redis_server: RedisServer, prefix: str
                 await trio.sleep(0.05)
         with pytest.raises(InstanceGone):
             await a.request("B", "call", {"identity": "CP1"}, 2.0)
+
+
+def redis_delete(redis: RedisServer, key: str) -> int:
+    """DEL ``key`` over a socket of our own (as a Redis restarted empty would lose it)."""
+    raw = key.encode()
+    with socket.create_connection(("127.0.0.1", redis.port), timeout=2) as sock:
+        sock.sendall(b"*2\r\n$3\r\nDEL\r\n$%d\r\n%s\r\n" % (len(raw), raw))
+        reply = sock.recv(64)
+    assert reply.startswith(b":"), reply
+    return int(reply[1:].split(b"\r\n", 1)[0])
+
+
+class ForgettingNode(EchoNode):
+    """An EchoNode that deletes the requester's ``alive`` key before it answers."""
+
+    def __init__(self, redis: RedisServer, key: str) -> None:
+        super().__init__()
+        self.redis = redis
+        self.key = key
+        self.deleted = 0
+
+    async def handle_request(
+        self, kind: str, body: Mapping[str, Any], timeout: float
+    ) -> dict[str, Any]:
+        self.deleted += await trio.to_thread.run_sync(redis_delete, self.redis, self.key)
+        return await super().handle_request(kind, body, timeout)
+
+
+async def test_an_answer_waits_for_the_requester_to_be_alive_again(
+    redis_server: RedisServer, prefix: str
+) -> None:
+    """After Redis lost the requester's ``alive`` key (a restart), its answer still arrives."""
+    a, b = adapter(redis_server, prefix, "A"), adapter(redis_server, prefix, "B")
+    node_b = ForgettingNode(redis_server, f"{prefix}{{A}}:alive")
+    async with trio.open_nursery() as nursery:
+        await nursery.start(a.run, EchoNode())
+        await nursery.start(b.run, node_b)
+        start = trio.current_time()
+        answer = await a.request("B", "call", {"x": 1}, 5.0)
+        assert answer == {"ok": {"kind": "call", "x": 1}}
+        assert node_b.deleted == 1
+        # back at A's next heartbeat (presence_ttl / 3), not at the request's timeout
+        assert trio.current_time() - start < 1.5
+        nursery.cancel_scope.cancel()
 
 
 async def test_adapter_under_1000_stations(redis_server: RedisServer, prefix: str) -> None:

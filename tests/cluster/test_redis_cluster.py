@@ -189,12 +189,6 @@ async def test_duplicate_policy_across_instances(redis_server: RedisServer, pref
         assert reply["ok"]["by"] == "CP-1"
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="known flake (about 1 run in 3): after a Redis restart, a cross-instance call "
-    "to a station registered before the outage can go unanswered until its timeout; "
-    "the owner's inbox reader does not always resume (under investigation)",
-)
 async def test_redis_restarted_mid_run(own_redis: RedisServer, prefix: str) -> None:
     async with (
         instances(own_redis.url, prefix, ["A", "B"], ttl=TTL, op_timeout=0.5) as (a, b),
