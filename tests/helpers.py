@@ -1,4 +1,5 @@
-"""Shared test helpers: streams whose delivery can be paused (a peer that goes silent)."""
+"""Shared test helpers: streams whose delivery can be paused (a peer that goes silent),
+and the stdout lines of a subprocess."""
 
 from __future__ import annotations
 
@@ -56,3 +57,24 @@ class Recorder:
 
     def __getitem__(self, name: str) -> list[object]:
         return self.events[name]
+
+
+class Lines:
+    """Lines of a subprocess's stdout, read as they come."""
+
+    def __init__(self, stream: trio.abc.ReceiveStream) -> None:
+        self._stream = stream
+        self._buffer = b""
+        self.seen: list[str] = []
+
+    async def until(self, prefix: str) -> str:
+        while True:
+            for line in self.seen:
+                if line.startswith(prefix):
+                    return line
+            chunk = await self._stream.receive_some()
+            if not chunk:
+                raise AssertionError(f"no line {prefix!r} before EOF; got {self.seen}")
+            self._buffer += chunk
+            *lines, self._buffer = self._buffer.split(b"\n")
+            self.seen += [line.decode() for line in lines]

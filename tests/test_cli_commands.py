@@ -30,6 +30,7 @@ from ocpp_trio import CallErrorReceived, HandlerContext, open_ocpp_client
 from ocpp_trio.events import CloseEvent
 
 from .conftest import STATION_ID
+from .helpers import Lines
 
 PY = sys.executable
 PASSWORD = "0123456789abcdef0123"
@@ -185,7 +186,7 @@ async def test_sigterm_lets_the_call_in_flight_finish_then_closes_with_1001() ->
         )
         try:
             assert proc.stdout is not None
-            lines = _Lines(proc.stdout)
+            lines = Lines(proc.stdout)
             url = (await lines.until("listening on ")).split()[-1]
             async with open_ocpp_client(
                 url, identity="CP1", protocols=["ocpp1.6"], reconnect=False, ping_interval=0
@@ -228,27 +229,6 @@ async def test_sigterm_lets_the_call_in_flight_finish_then_closes_with_1001() ->
     assert [(c.code, c.by_peer) for c in closes] == [(1001, True)]
     results = [line for line in lines.seen if re.search(r"CP1 +<- RESULT +GetConfiguration", line)]
     assert len(results) == 1, lines.seen
-
-
-class _Lines:
-    """The lines of a subprocess's stdout, read as they come."""
-
-    def __init__(self, stream: trio.abc.ReceiveStream) -> None:
-        self._stream = stream
-        self._buffer = b""
-        self.seen: list[str] = []
-
-    async def until(self, prefix: str) -> str:
-        while True:
-            for line in self.seen:
-                if line.startswith(prefix):
-                    return line
-            chunk = await self._stream.receive_some()
-            if not chunk:
-                raise AssertionError(f"no line {prefix!r} before EOF; got {self.seen}")
-            self._buffer += chunk
-            *lines, self._buffer = self._buffer.split(b"\n")
-            self.seen += [line.decode() for line in lines]
 
 
 # --- security profiles ----------------------------------------------------------------

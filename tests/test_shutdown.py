@@ -23,6 +23,8 @@ from ocpp_trio._signals import SHUTDOWN_SIGNALS, serve_until_signal
 from ocpp_trio.events import CloseEvent
 from ocpp_trio.server import OCPPServer
 
+from .helpers import Lines
+
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -58,27 +60,6 @@ SERVER = textwrap.dedent(
     trio.run(main)
     """
 )
-
-
-class Lines:
-    """Lines of a subprocess's stdout, read as they come."""
-
-    def __init__(self, stream: trio.abc.ReceiveStream) -> None:
-        self._stream = stream
-        self._buffer = b""
-        self.seen: list[str] = []
-
-    async def until(self, prefix: str) -> str:
-        while True:
-            for line in self.seen:
-                if line.startswith(prefix):
-                    return line
-            chunk = await self._stream.receive_some()
-            if not chunk:
-                raise AssertionError(f"no line {prefix!r} before EOF; got {self.seen}")
-            self._buffer += chunk
-            *lines, self._buffer = self._buffer.split(b"\n")
-            self.seen += [line.decode() for line in lines]
 
 
 async def test_sigterm_finishes_calls_in_flight_closes_1001_and_exits_0(tmp_path: Path) -> None:

@@ -7,7 +7,9 @@ import json
 import os
 import statistics
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AsyncExitStack
+from typing import Any
 
 HEARTBEAT_RESULT = {"currentTime": "2024-01-01T00:00:00Z"}
 BOOT = {"chargePointVendor": "V", "chargePointModel": "M"}
@@ -90,3 +92,40 @@ def report_connect(latencies: list[float], seconds: float, cpu_s: float) -> None
     }
     sys.stdout.write(json.dumps(out) + "\n")
     sys.stdout.flush()
+
+
+async def trio_connect_storm(
+    args: argparse.Namespace, connect: Callable[[AsyncExitStack, int], Awaitable[Any]]
+) -> None:
+    """(d) for the Trio peers: ``args.connect`` stations, ``args.concurrency`` at a time.
+
+    ``connect(stack, i)`` connects station ``i`` into ``stack`` and has its
+    BootNotification answered; every station stays connected until all are in.
+    """
+    import time
+
+    import trio
+
+    limiter = trio.CapacityLimiter(args.concurrency)
+    latencies: list[float] = []
+    all_in = trio.Event()
+
+    async def station(i: int) -> None:
+        async with AsyncExitStack() as stack:
+            async with limiter:
+                t0 = time.perf_counter()
+                await connect(stack, i)
+                latencies.append(time.perf_counter() - t0)
+            if len(latencies) == args.connect:
+                all_in.set()
+            await all_in.wait()
+
+    cpu0 = time.process_time()
+    start = time.perf_counter()
+    async with trio.open_nursery() as nursery:
+        for i in range(args.connect):
+            nursery.start_soon(station, i)
+        await all_in.wait()
+        seconds = time.perf_counter() - start
+        cpu_s = time.process_time() - cpu0
+    report_connect(latencies, seconds, cpu_s)

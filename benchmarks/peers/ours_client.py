@@ -16,7 +16,7 @@ from contextlib import AsyncExitStack
 import trio
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
-from common import BOOT, client_args, report, report_connect
+from common import BOOT, client_args, report, trio_connect_storm
 
 from ocpp_trio import open_ocpp_client
 from ocpp_trio.security import client_ssl_context
@@ -24,41 +24,23 @@ from ocpp_trio.security import client_ssl_context
 
 async def connect_many(args: argparse.Namespace) -> None:
     ssl_context = client_ssl_context(cafile=args.ca) if args.ca else None
-    limiter = trio.CapacityLimiter(args.concurrency)
-    latencies: list[float] = []
-    all_in = trio.Event()
 
-    async def station(i: int) -> None:
-        async with AsyncExitStack() as stack:
-            async with limiter:
-                t0 = time.perf_counter()
-                client = await stack.enter_async_context(
-                    open_ocpp_client(
-                        args.url,
-                        identity=f"{args.prefix}{i}",
-                        protocols=["ocpp1.6"],
-                        strict_mode=args.strict,
-                        ssl_context=ssl_context,
-                        ping_interval=0,
-                        reconnect=False,
-                        websocket_backend=os.environ.get("WSB", "websockets"),
-                    )
-                )
-                await client.call("BootNotification", BOOT)
-                latencies.append(time.perf_counter() - t0)
-            if len(latencies) == args.connect:
-                all_in.set()
-            await all_in.wait()  # stay connected until every station is in
+    async def connect(stack: AsyncExitStack, i: int) -> None:
+        client = await stack.enter_async_context(
+            open_ocpp_client(
+                args.url,
+                identity=f"{args.prefix}{i}",
+                protocols=["ocpp1.6"],
+                strict_mode=args.strict,
+                ssl_context=ssl_context,
+                ping_interval=0,
+                reconnect=False,
+                websocket_backend=os.environ.get("WSB", "websockets"),
+            )
+        )
+        await client.call("BootNotification", BOOT)
 
-    cpu0 = time.process_time()
-    start = time.perf_counter()
-    async with trio.open_nursery() as nursery:
-        for i in range(args.connect):
-            nursery.start_soon(station, i)
-        await all_in.wait()
-        seconds = time.perf_counter() - start
-        cpu_s = time.process_time() - cpu0
-    report_connect(latencies, seconds, cpu_s)
+    await trio_connect_storm(args, connect)
 
 
 async def main() -> None:

@@ -19,42 +19,24 @@ import trio
 from trio_websocket import open_websocket_url
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
-from common import BOOT, client_args, report, report_connect
+from common import BOOT, client_args, report, trio_connect_storm
 
 
 async def connect_many(args: argparse.Namespace) -> None:
     ssl_context = ssl.create_default_context(cafile=args.ca) if args.ca else None
-    limiter = trio.CapacityLimiter(args.concurrency)
-    latencies: list[float] = []
-    all_in = trio.Event()
 
-    async def station(i: int) -> None:
-        async with AsyncExitStack() as stack:
-            async with limiter:
-                t0 = time.perf_counter()
-                ws = await stack.enter_async_context(
-                    open_websocket_url(
-                        f"{args.url}/{args.prefix}{i}",
-                        subprotocols=["ocpp1.6"],
-                        ssl_context=ssl_context,
-                    )
-                )
-                await ws.send_message(json.dumps([2, str(uuid.uuid4()), "BootNotification", BOOT]))
-                json.loads(await ws.get_message())
-                latencies.append(time.perf_counter() - t0)
-            if len(latencies) == args.connect:
-                all_in.set()
-            await all_in.wait()  # stay connected until every station is in
+    async def connect(stack: AsyncExitStack, i: int) -> None:
+        ws = await stack.enter_async_context(
+            open_websocket_url(
+                f"{args.url}/{args.prefix}{i}",
+                subprotocols=["ocpp1.6"],
+                ssl_context=ssl_context,
+            )
+        )
+        await ws.send_message(json.dumps([2, str(uuid.uuid4()), "BootNotification", BOOT]))
+        json.loads(await ws.get_message())
 
-    cpu0 = time.process_time()
-    start = time.perf_counter()
-    async with trio.open_nursery() as nursery:
-        for i in range(args.connect):
-            nursery.start_soon(station, i)
-        await all_in.wait()
-        seconds = time.perf_counter() - start
-        cpu_s = time.process_time() - cpu0
-    report_connect(latencies, seconds, cpu_s)
+    await trio_connect_storm(args, connect)
 
 
 async def main() -> None:
