@@ -1,8 +1,8 @@
 """Fuzz target: the server's reading of an HTTP upgrade request, without sockets.
 
 The bytes go through what the server runs on a real stream: websockets'
-Sans-I/O ``ServerProtocol`` (configured as ``ocpp_trio._ws.server_handshake``
-configures it), then ``ocpp_trio._handshake``'s decisions (identity from the
+Sans-I/O ``ServerProtocol`` (configured as ``ocpp_trio._websocket.driver.server_handshake``
+configures it), then ``ocpp_trio._server.admission``'s decisions (identity from the
 path, Basic Auth for profiles 0 and 1, subprotocol choice), then the 101 or
 the HTTP error.  The property: nothing raises but a ``Refusal`` with a
 4xx/5xx status; whatever goes back to the peer is an HTTP/1.1 status line.
@@ -37,14 +37,14 @@ with instrumented():  # coverage for atheris; nothing otherwise
     from websockets.http11 import Request
     from websockets.server import ServerProtocol
 
-    from ocpp_trio._handshake import (
+    from ocpp_trio._server.admission import (
         Refusal,
         check_credentials,
         header_map,
         parse_target,
         select_protocol,
     )
-    from ocpp_trio._ws import _offered_subprotocols, send_response
+    from ocpp_trio._websocket.driver import _offered_subprotocols, send_response
     from ocpp_trio.security import SecurityProfile
     from ocpp_trio.server import DEFAULT_PROTOCOLS
 

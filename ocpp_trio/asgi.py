@@ -64,9 +64,9 @@ from urllib.parse import quote
 import trio
 
 from ._core.errors import ConnectionClosed
-from ._handshake import Refusal, header_map
-from ._serve_stream import Upgrade, _Peer
-from ._transport import (
+from ._server.admission import Refusal, header_map
+from ._server.stream import Upgrade, _Peer
+from ._websocket.transport import (
     CLOSE_ABNORMAL,
     CLOSE_GOING_AWAY,
     CLOSE_MESSAGE_TOO_BIG,

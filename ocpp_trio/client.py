@@ -36,7 +36,6 @@ from urllib.parse import quote, urlencode, urlsplit
 import trio
 import trio_websocket
 
-from ._calls import call_with_limit, parse_call_args
 from ._core.errors import (
     ConnectError,
     ConnectionClosed,
@@ -49,10 +48,14 @@ from ._core.errors import (
 )
 from ._core.frames import new_message_id
 from ._core.protocol import Role
-from ._options import ConnectionOptions, split_options
-from ._state import ConnectionState
-from ._surface import HandlerSurface
-from ._transport import (
+from ._rpc.connection import OCPPConnection
+from ._rpc.options import ConnectionOptions, split_options
+from ._rpc.outbound import call_with_limit, parse_call_args
+from ._rpc.state import ConnectionState
+from ._rpc.surface import HandlerSurface
+from ._version import package_ident
+from ._websocket.driver import HandshakeFailed, HandshakeRejectedStatus, client_handshake
+from ._websocket.transport import (
     CLOSE_NORMAL,
     GuardedNursery,
     HandshakeInfo,
@@ -61,9 +64,6 @@ from ._transport import (
     WatchedStream,
     WebSocketBackend,
 )
-from ._version import package_ident
-from ._ws import HandshakeFailed, HandshakeRejectedStatus, client_handshake
-from .connection import OCPPConnection
 from .events import ConnectingEvent, ErrorEvent, EventEmitter, ReconnectEvent
 from .routing import Handler, Router
 from .security import SecurityProfile, basic_auth_header, client_ssl_context

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     # at run time a plain TypeVar does (defaults change nothing there).
     from typing_extensions import TypeVar as _TypeVarWithDefault
 
-    from .connection import OCPPConnection
+    from ._rpc.connection import OCPPConnection
 
     P_co = _TypeVarWithDefault("P_co", covariant=True, default=dict[str, Any])
 else:

@@ -58,7 +58,9 @@ from typing import Any, Final, final
 
 import trio
 
-from ._handshake import (
+from ._rpc.connection import OCPPConnection
+from ._rpc.options import ConnectionOptions
+from ._server.admission import (
     AuthAccept,
     AuthCallback,
     AuthReject,
@@ -68,21 +70,19 @@ from ._handshake import (
     StationHandshake,
     check_server_options,
 )
-from ._options import ConnectionOptions
-from ._serve_stream import (
+from ._server.stream import (
     CLOSE_REPLACED,
     DuplicatePolicy,
     Handler,
     StreamHandling,
     _Peer,
 )
-from ._transport import (
+from ._websocket.transport import (
     CLOSE_GOING_AWAY,
     WebSocketBackend,
 )
 from .cluster._interface import ClusterAdapter, Subscriber
 from .cluster._server_glue import ClusterGlue
-from .connection import OCPPConnection
 from .security import SecurityProfile
 
 __all__ = [

@@ -38,7 +38,7 @@ from typing import Any
 
 import trio
 
-from ._serve_stream import Handler
+from ._server.stream import Handler
 
 __all__ = ["serve_workers"]
 

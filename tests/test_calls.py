@@ -16,9 +16,9 @@ from ocpp_trio import (
     HandlerContext,
     OCPPConnection,
 )
-from ocpp_trio._calls import CallTimer, Waiter, call_timer
 from ocpp_trio._core.protocol import Role
-from ocpp_trio._transport import HandshakeInfo
+from ocpp_trio._rpc.outbound import CallTimer, Waiter, call_timer
+from ocpp_trio._websocket.transport import HandshakeInfo
 from ocpp_trio.events import LateResponseEvent
 from ocpp_trio.testing import open_memory_pair
 

@@ -30,7 +30,7 @@ from ocpp_trio import (
     open_ocpp_client,
 )
 from ocpp_trio._core.protocol import Role
-from ocpp_trio._transport import GuardedNursery, TrioWebsocketTransport
+from ocpp_trio._websocket.transport import GuardedNursery, TrioWebsocketTransport
 from ocpp_trio.client import build_url
 
 from .helpers import Recorder, Valve, freezable_stream_pair
@@ -264,7 +264,7 @@ async def test_backoff_resets_after_a_stable_connection(
 
 
 async def test_jitter_stays_within_bounds() -> None:
-    from ocpp_trio._options import ConnectionOptions
+    from ocpp_trio._rpc.options import ConnectionOptions
     from ocpp_trio.client import OCPPClient
 
     client = OCPPClient(

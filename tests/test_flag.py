@@ -6,7 +6,7 @@ import pytest
 import trio
 import trio.testing
 
-from ocpp_trio._flag import SET_EVENT, Flag
+from ocpp_trio._rpc.flag import SET_EVENT, Flag
 
 
 async def test_a_flag_wakes_every_waiter_once_set() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import trio
 import trio.testing
 
-from ocpp_trio._pings import PingScheduler, ping_scheduler
+from ocpp_trio._rpc.pings import PingScheduler, ping_scheduler
 
 
 class FakeConnection:

@@ -19,7 +19,7 @@ import pytest
 import trio
 
 from ocpp_trio import OCPPConnection, open_ocpp_client
-from ocpp_trio._signals import SHUTDOWN_SIGNALS, serve_until_signal
+from ocpp_trio._server.signals import SHUTDOWN_SIGNALS, serve_until_signal
 from ocpp_trio.events import CloseEvent
 from ocpp_trio.server import OCPPServer
 
@@ -34,7 +34,7 @@ SERVER = textwrap.dedent(
     import sys
     import trio
     from ocpp_trio.server import OCPPServer
-    from ocpp_trio._signals import serve_until_signal
+    from ocpp_trio._server.signals import serve_until_signal
 
     async def on_station(conn):
         async def ask():
@@ -170,7 +170,7 @@ async def _ws_pair() -> tuple[Any, Any]:
     """A client and a server ``WSTransport`` over a memory stream pair."""
     from trio.testing import memory_stream_pair
 
-    from ocpp_trio._ws import client_handshake, server_handshake
+    from ocpp_trio._websocket.driver import client_handshake, server_handshake
 
     client_stream, server_stream = memory_stream_pair()
     accepted: list[Any] = []

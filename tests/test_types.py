@@ -286,7 +286,7 @@ async def test_typed_send_on_21() -> None:
 
 
 def test_typed_call_argument_errors() -> None:
-    from ocpp_trio._calls import parse_call_args
+    from ocpp_trio._rpc.outbound import parse_call_args
 
     stream = v21.NotifyPeriodicEventStream({"id": 1, "pending": 0, "basetime": NOW, "data": []})
     with pytest.raises(TypeError, match=r"NotifyPeriodicEventStream is a SEND message.*use send"):

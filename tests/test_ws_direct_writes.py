@@ -16,7 +16,7 @@ import trio
 import trio.testing
 
 from ocpp_trio._core.errors import ConnectionClosed
-from ocpp_trio._ws import WSTransport, client_handshake, server_handshake
+from ocpp_trio._websocket.driver import WSTransport, client_handshake, server_handshake
 
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="direct writes are POSIX only")
 

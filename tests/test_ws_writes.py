@@ -120,7 +120,7 @@ async def test_a_write_started_is_finished_when_its_caller_is_cancelled(
 
 
 async def test_a_write_the_peer_never_takes_fails_the_connection(autojump_clock: Any) -> None:
-    from ocpp_trio._ws import WRITE_GRACE
+    from ocpp_trio._websocket.driver import WRITE_GRACE
 
     _client, server = await _ws_pair()
     server._stream = _Slow(server._stream, math.inf)

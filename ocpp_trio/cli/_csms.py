@@ -14,7 +14,7 @@ from typing import Any, Final, Literal
 
 import trio
 
-from ..connection import OCPPConnection
+from .._rpc.connection import OCPPConnection
 from ..events import CallResultEvent, CloseEvent
 from ..routing import HandlerContext
 from ._common import describe_error, utc_now

@@ -26,7 +26,7 @@ from typing import Any
 
 import trio
 
-from .._signals import serve_until_signal
+from .._server.signals import serve_until_signal
 from ..security import (
     CertificateMismatch,
     SecurityProfile,

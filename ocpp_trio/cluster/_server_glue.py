@@ -30,14 +30,14 @@ from typing import TYPE_CHECKING, Any, Final
 
 import trio
 
-from .._calls import parse_call_args
 from .._core.errors import CallTimeout
+from .._rpc.outbound import parse_call_args
 from ._errors import ClusterError, ClusterUnavailable, StationOffline
 from ._interface import ClusterAdapter, Subscriber
 from ._wire import decode, encode_error, ok
 
 if TYPE_CHECKING:
-    from .._serve_stream import _Peer
+    from .._server.stream import _Peer
     from ..server import OCPPServer
 
 log = logging.getLogger("ocpp_trio.cluster")

@@ -31,8 +31,10 @@ import trio_websocket
 
 from .._core.errors import ConnectionClosed
 from .._core.protocol import Role
-from .._options import ConnectionOptions, split_options
-from .._transport import (
+from .._rpc.connection import OCPPConnection
+from .._rpc.options import ConnectionOptions, split_options
+from .._websocket.driver import HandshakeFailed, WSTransport, client_handshake, server_handshake
+from .._websocket.transport import (
     CLOSE_ABNORMAL,
     CLOSE_NORMAL,
     GuardedNursery,
@@ -40,8 +42,6 @@ from .._transport import (
     Transport,
     TrioWebsocketTransport,
 )
-from .._ws import HandshakeFailed, WSTransport, client_handshake, server_handshake
-from ..connection import OCPPConnection
 
 __all__ = ["MemoryPair", "RawPair", "RawPeer", "open_memory_pair", "open_raw_peer"]
 

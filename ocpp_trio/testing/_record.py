@@ -31,8 +31,8 @@ from typing import Any, Final, Literal, final
 import trio
 
 from .._core.protocol import Role
+from .._rpc.connection import OCPPConnection
 from ..client import OCPPClient
-from ..connection import OCPPConnection
 from ..events import MessageEvent
 from ._pair import ConnectionHandler, open_raw_peer
 

@@ -18,9 +18,9 @@ from typing import Any, Final, final
 import trio
 import trio.testing
 
-from .._serve_stream import Handler
+from .._rpc.connection import OCPPConnection
+from .._server.stream import Handler
 from ..client import OCPPClient, open_ocpp_client
-from ..connection import OCPPConnection
 from ..server import DEFAULT_PROTOCOLS, OCPPServer
 from ._pair import StreamPairFactory, _single_errors
 

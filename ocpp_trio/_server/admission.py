@@ -41,8 +41,8 @@ from urllib.parse import parse_qsl, unquote_to_bytes, urlsplit
 
 import trio
 
-from ._transport import HandshakeInfo
-from .security import (
+from .._websocket.transport import HandshakeInfo
+from ..security import (
     BasicAuthError,
     CertificateInfo,
     SecurityProfile,

@@ -20,9 +20,20 @@ from typing import TYPE_CHECKING, Any, Final, Literal, cast
 import trio
 import trio_websocket
 
-from ._core.protocol import Role
-from ._flag import Flag
-from ._handshake import (
+from .._core.protocol import Role
+from .._rpc.connection import OCPPConnection
+from .._rpc.flag import Flag
+from .._rpc.options import ConnectionOptions
+from .._websocket.driver import HandshakeFailed, ServerHandshake, server_handshake
+from .._websocket.transport import (
+    CLOSE_PROTOCOL_ERROR,
+    AnswerStream,
+    Transport,
+    TrioWebsocketTransport,
+    WebSocketBackend,
+)
+from ..security import SecurityProfile
+from .admission import (
     Gate,
     HandshakeRejectedEvent,
     HandshakeRequest,
@@ -42,21 +53,10 @@ from ._handshake import (
     select_protocol,
     tls_reason,
 )
-from ._options import ConnectionOptions
-from ._transport import (
-    CLOSE_PROTOCOL_ERROR,
-    AnswerStream,
-    Transport,
-    TrioWebsocketTransport,
-    WebSocketBackend,
-)
-from ._ws import HandshakeFailed, ServerHandshake, server_handshake
-from .connection import OCPPConnection
-from .security import SecurityProfile
 
 if TYPE_CHECKING:
-    from ._handshake import AuthCallback
-    from .cluster._server_glue import ClusterGlue
+    from ..cluster._server_glue import ClusterGlue
+    from .admission import AuthCallback
 
 log = logging.getLogger("ocpp_trio.server")
 

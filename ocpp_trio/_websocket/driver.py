@@ -53,9 +53,9 @@ from websockets.server import ServerProtocol
 from websockets.typing import Subprotocol
 from websockets.uri import parse_uri
 
-from ._core.errors import ConnectionClosed
-from ._flag import Flag
-from ._transport import CLOSE_ABNORMAL
+from .._core.errors import ConnectionClosed
+from .._rpc.flag import Flag
+from .transport import CLOSE_ABNORMAL
 
 log = logging.getLogger("ocpp_trio.websocket")
 

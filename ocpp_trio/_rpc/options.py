@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ._core.validation import Validator
+    from .._core.validation import Validator
 
 #: The largest message accepted by default (bytes of text); larger ones close with 1009.
 DEFAULT_MAX_MESSAGE_SIZE = 4 * 1024 * 1024

@@ -32,8 +32,7 @@ from typing import TYPE_CHECKING, Any, Literal, cast
 
 import trio
 
-from ._calls import BUILTIN_PROTOCOLS
-from ._core.errors import (
+from .._core.errors import (
     CallErrorReceived,
     ConnectionClosed,
     MalformedResponseError,
@@ -46,7 +45,7 @@ from ._core.errors import (
     ValidationError,
     code_for_protocol,
 )
-from ._core.protocol import (
+from .._core.protocol import (
     BadMessage,
     CallReceived,
     CallResultErrorReceived,
@@ -56,12 +55,10 @@ from ._core.protocol import (
     RPCProtocol,
     SendReceived,
 )
-from ._core.validation import Validator, get_validator
-from ._options import ConnectionOptions
-from ._state import ConnectionState
-from ._transport import CLOSE_ABNORMAL, CLOSE_PROTOCOL_ERROR, Transport
-from ._ws import WSTransport
-from .events import (
+from .._core.validation import Validator, get_validator
+from .._websocket.driver import WSTransport
+from .._websocket.transport import CLOSE_ABNORMAL, CLOSE_PROTOCOL_ERROR, Transport
+from ..events import (
     BadMessageEvent,
     CallErrorEvent,
     CallEvent,
@@ -74,11 +71,14 @@ from .events import (
     MessageEvent,
     PingEvent,
 )
-from .routing import NOREPLY, Handler, HandlerContext, Router
+from ..routing import NOREPLY, Handler, HandlerContext, Router
+from .options import ConnectionOptions
+from .outbound import BUILTIN_PROTOCOLS
+from .state import ConnectionState
 
 if TYPE_CHECKING:
-    from ._calls import Waiter
     from .connection import OCPPConnection
+    from .outbound import Waiter
 
 log = logging.getLogger("ocpp_trio.connection")
 

@@ -43,16 +43,7 @@ from typing import Any, Literal, TypeVar, overload
 
 import trio
 
-from ._calls import (
-    DeadlineExpired,
-    Waiter,
-    call_timer,
-    call_with_limit,
-    cap_reason,
-    parse_call_args,
-    resolve_validator,
-)
-from ._core.errors import (
+from .._core.errors import (
     ConnectionClosed,
     ProtocolMismatchError,
     ProtocolStateError,
@@ -60,25 +51,19 @@ from ._core.errors import (
     ValidationError,
     code_for_protocol,
 )
-from ._core.frames import new_message_id
-from ._core.protocol import (
+from .._core.frames import new_message_id
+from .._core.protocol import (
     Role,
     RPCProtocol,
 )
-from ._flag import SET_EVENT, Flag
-from ._inbound import InboundMixin, make_bucket, report_peer_pings
-from ._options import ConnectionOptions
-from ._pings import PingEntry, ping_scheduler
-from ._state import ConnectionState
-from ._surface import HandlerSurface
-from ._transport import (
+from .._websocket.driver import WSTransport
+from .._websocket.transport import (
     CLOSE_ABNORMAL,
     CLOSE_NORMAL,
     HandshakeInfo,
     Transport,
 )
-from ._ws import WSTransport
-from .events import (
+from ..events import (
     CallEvent,
     CallResultErrorEvent,
     CloseEvent,
@@ -90,8 +75,23 @@ from .events import (
     PongEvent,
     StrictValidationFailureEvent,
 )
-from .routing import Handler, Router
-from .types import Action, SendAction
+from ..routing import Handler, Router
+from ..types import Action, SendAction
+from .flag import SET_EVENT, Flag
+from .inbound import InboundMixin, make_bucket, report_peer_pings
+from .options import ConnectionOptions
+from .outbound import (
+    DeadlineExpired,
+    Waiter,
+    call_timer,
+    call_with_limit,
+    cap_reason,
+    parse_call_args,
+    resolve_validator,
+)
+from .pings import PingEntry, ping_scheduler
+from .state import ConnectionState
+from .surface import HandlerSurface
 
 log = logging.getLogger("ocpp_trio.connection")
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar, overload
 
-from .events import EventEmitter
-from .routing import ActionHandler, Handler, Router, parse_handle_args, register
-from .types import Action, SendAction
+from ..events import EventEmitter
+from ..routing import ActionHandler, Handler, Router, parse_handle_args, register
+from ..types import Action, SendAction
 
 F = TypeVar("F", bound=Handler)
 Req = TypeVar("Req")

@@ -30,8 +30,8 @@ from typing import Any, Final
 
 import trio
 
-from ._serve_stream import Handler
-from .server import OCPPServer
+from ..server import OCPPServer
+from .stream import Handler
 
 log = logging.getLogger("ocpp_trio.server")
 

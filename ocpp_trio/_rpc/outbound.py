@@ -33,10 +33,10 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from ._core.errors import CallTimeout
-from ._core.validation import Validator, get_validator
-from ._options import ConnectionOptions
-from .types import Message, SendAction
+from .._core.errors import CallTimeout
+from .._core.validation import Validator, get_validator
+from ..types import Message, SendAction
+from .options import ConnectionOptions
 
 if TYPE_CHECKING:
     from .connection import OCPPConnection

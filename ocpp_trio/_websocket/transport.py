@@ -28,7 +28,7 @@ from typing import Any, Literal, Protocol
 import trio
 import trio_websocket
 
-from ._core.errors import ConnectionClosed
+from .._core.errors import ConnectionClosed
 
 log = logging.getLogger("ocpp_trio.transport")
 

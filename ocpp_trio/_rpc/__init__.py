@@ -1,0 +1,1 @@
+"""One OCPP-J connection on Trio: its state, outbound calls, inbound dispatch, pings."""

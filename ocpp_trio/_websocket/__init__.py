@@ -1,0 +1,1 @@
+"""The WebSocket layer: the transport interface and its implementations."""
