@@ -3,7 +3,8 @@
     python benchmarks/run.py [--runs 3] [--calls-a 20000] [--calls-b 200] [--stations-b 100]
                              [--idle 1000[,10000]] [--connect 1000] [--connect-concurrency 50]
                              [--workloads calls,idle,connect]
-                             [--only ours,mobilityhouse] [--out benchmarks/RESULTS.md]
+                             [--only ours,mobilityhouse] [--baseline REV]
+                             [--out benchmarks/RESULTS.md]
 
 Each system is a CSMS process and a station process (separate processes, on
 loopback).  Workloads (OCPP 1.6 Heartbeat):
@@ -36,11 +37,17 @@ trio-websocket floor (JSON in, JSON out, no OCPP library), and ``ocpp-rpc``
 2.2.1 under node when node and the package are there.  Runs are interleaved
 (system after system, round after round) and medians reported, with ratios
 computed pair by pair within a round.  Nothing here is asserted anywhere.
+
+``--baseline REV`` adds the system ``ocpp_trio @<short hash of REV>``: the same
+peer scripts (this tree's) and transport as ``ocpp_trio``, importing the
+package from a detached git worktree of REV (first on ``PYTHONPATH``), removed
+at the end.  Its row in the ratio tables is then the current tree over REV.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -57,6 +64,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from baseline import Baseline, baseline_worktree, check_import
 
 HERE = Path(__file__).resolve().parent
 PEERS = HERE / "peers"
@@ -77,15 +86,17 @@ class System:
     tls: bool = True  # whether its server takes --tls-cert (for (d) over TLS)
 
 
-def systems(strict: bool) -> list[System]:
+def systems(strict: bool, baseline: Baseline | None = None) -> list[System]:
     flag = ["--strict"] if strict else []
+    ours = System(
+        "ocpp_trio",
+        [PY, str(PEERS / "ours_server.py"), *flag],
+        [PY, str(PEERS / "ours_client.py")],
+        {"WSB": "websockets", "COMP": "1"},
+    )
     out = [
-        System(
-            "ocpp_trio",
-            [PY, str(PEERS / "ours_server.py"), *flag],
-            [PY, str(PEERS / "ours_client.py")],
-            {"WSB": "websockets", "COMP": "1"},
-        ),
+        ours,
+        *([baseline_system(ours, baseline)] if baseline is not None else []),
         System(
             "ocpp_trio (trio-websocket transport)",
             [PY, str(PEERS / "ours_server.py"), *flag],
@@ -123,15 +134,24 @@ def systems(strict: bool) -> list[System]:
     return out
 
 
+def baseline_system(ours: System, baseline: Baseline) -> System:
+    """``ours`` (same peer scripts, same transport) importing ocpp_trio from the worktree."""
+    return System(
+        baseline.label, ours.server, ours.client, {**ours.env, "PYTHONPATH": str(baseline.path)}
+    )
+
+
 def _raise_nofile() -> None:
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 def _env(extra: dict[str, str]) -> dict[str, str]:
+    """This process's environment with ``extra``; a ``PYTHONPATH`` there goes first."""
     env = dict(os.environ)
-    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    path = [extra.get("PYTHONPATH", ""), str(ROOT), env.get("PYTHONPATH", "")]
     env.update(extra)
+    env["PYTHONPATH"] = os.pathsep.join(part for part in path if part)
     return env
 
 
@@ -158,10 +178,15 @@ class Server:
             preexec_fn=_raise_nofile,
         )
         assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        if not line:
-            raise RuntimeError(f"{system.name}: server did not start")
-        info = json.loads(line)
+        try:
+            line = self.proc.stdout.readline()
+            if not line:
+                raise RuntimeError(f"{system.name}: server did not start")
+            info = json.loads(line)
+        except BaseException:  # Ctrl-C or SIGTERM while it starts: leave no server behind
+            self.proc.kill()
+            self.proc.wait(10)
+            raise
         self.port = int(info["port"])
         self.pid = int(info.get("pid", self.proc.pid))
         self.pids = [int(p) for p in info.get("workers", [self.pid])]
@@ -477,6 +502,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--strict", choices=["off", "on", "both"], default="both")
     parser.add_argument("--only", help="comma-separated substrings of system names")
+    parser.add_argument(
+        "--baseline",
+        metavar="REV",
+        help="also run ocpp_trio as of this git revision (a worktree), as 'ocpp_trio @REV'",
+    )
     parser.add_argument("--out", type=Path, help="write the Markdown report here")
     opts = parser.parse_args(argv)
 
@@ -495,15 +525,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         "",
     ]
     connecting = "connect" in opts.workloads and opts.connect > 0
-    with tempfile.TemporaryDirectory() as pki:
+    with contextlib.ExitStack() as stack:
+        pki = stack.enter_context(tempfile.TemporaryDirectory())
         if connecting:
             opts.tls_cert, opts.ca_file = make_pki(Path(pki))
-        report += run_modes(opts, modes)
+        baseline = stack.enter_context(baseline_worktree(opts.baseline)) if opts.baseline else None
+        if baseline is not None:
+            report += [baseline_text(baseline), ""]
+        report += run_modes(opts, modes, baseline)
     text = "\n".join(report)
     print(text)
     if opts.out:
         opts.out.write_text(text + "\n", encoding="utf-8")
     return 0
+
+
+def baseline_text(baseline: Baseline) -> str:
+    head = subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
+    return (
+        f"Baseline: {baseline.describe()}, with this tree's peer scripts; `ocpp_trio` is the "
+        f"current tree (HEAD {head}, with any uncommitted changes). In the ratio tables the "
+        f"row `{baseline.label}` is the current tree over the baseline: above 1x is better "
+        "for calls/s and stations/s, below 1x for CPU."
+    )
 
 
 def make_pki(directory: Path) -> tuple[Path, Path]:
@@ -518,7 +564,9 @@ def make_pki(directory: Path) -> tuple[Path, Path]:
     return cert, ca_file
 
 
-def run_modes(opts: argparse.Namespace, modes: list[bool]) -> list[str]:
+def run_modes(
+    opts: argparse.Namespace, modes: list[bool], baseline: Baseline | None = None
+) -> list[str]:
     """Every system, round after round, per strict mode: the report's tables."""
     report: list[str] = []
     columns = [
@@ -536,9 +584,12 @@ def run_modes(opts: argparse.Namespace, modes: list[bool]) -> list[str]:
     for strict in modes:
         chosen = [
             s
-            for s in systems(strict)
+            for s in systems(strict, baseline)
             if not opts.only or any(part in s.name for part in opts.only.split(","))
         ]
+        for system in chosen:
+            if baseline is not None and system.name == baseline.label:
+                check_import(baseline, _env(system.env))  # the worktree's package, not ours
         results: dict[str, list[dict[str, float]]] = defaultdict(list)
         for round_no in range(opts.runs):
             for system in chosen:

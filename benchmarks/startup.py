@@ -3,20 +3,33 @@
 Each figure comes from a fresh interpreter (median of several), so it includes
 what a freshly started CSMS or station pays: imports, then the first strict
 call over an in-memory pair (compiling the schemas of that message on first
-use).  Prints a Markdown table; asserts nothing.
+use).  Compiled bytecode is kept in a temporary ``PYTHONPYCACHEPREFIX`` (one
+warm-up run first), as an installed package has it, whether or not the source
+tree has ``__pycache__`` folders.  Prints a Markdown table; asserts nothing.
 
-    python benchmarks/startup.py [--runs 7]
+    python benchmarks/startup.py [--runs 7] [--baseline REV]
+
+With ``--baseline REV`` the same figures are taken for ocpp_trio as of the git
+revision REV too (a detached worktree, first on the child's ``sys.path``),
+interleaved run by run with the current tree's, and the table gets a column
+saying which tree a row is: ``ocpp_trio`` (this tree) or ``ocpp_trio @<hash>``.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import textwrap
+from collections.abc import Sequence
 from pathlib import Path
+
+from baseline import baseline_worktree
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -42,7 +55,8 @@ CHILD = textwrap.dedent(
         return first, second
 
     first, second = trio.run(main)
-    print(json.dumps({{"import_ms": import_ms, "first_ms": first, "second_ms": second}}))
+    print(json.dumps({{"import_ms": import_ms, "first_ms": first, "second_ms": second,
+                      "file": ocpp_trio.__file__}}))
     """
 )
 
@@ -58,27 +72,83 @@ CASES = {
 }
 
 
-def main() -> int:
+def measure(
+    root: Path, cache: str, protocol: str, params: object, result: object
+) -> dict[str, float]:
+    """One fresh interpreter importing ocpp_trio from ``root``: its figures."""
+    code = CHILD.format(root=str(root), protocol=protocol, params=params, result=result)
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env=child_env(root, cache),
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "?")
+    out = json.loads(done.stdout)
+    where = Path(out.pop("file")).resolve()
+    if not where.is_relative_to(root.resolve()):
+        raise RuntimeError(f"ocpp_trio came from {where}, not from {root}")
+    return {key: float(value) for key, value in out.items()}
+
+
+def child_env(root: Path, cache: str) -> dict[str, str]:
+    """This process's environment, ``root`` first on ``PYTHONPATH``, bytecode kept in ``cache``."""
+    env = dict(os.environ)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env["PYTHONPYCACHEPREFIX"] = cache
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(root), env.get("PYTHONPATH", "")) if p)
+    return env
+
+
+def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=7)
-    opts = parser.parse_args()
-    print("| protocol | import ocpp_trio ms | first strict call ms | second call ms |")
-    print("| --- | --- | --- | --- |")
-    for protocol, (params, result) in CASES.items():
-        code = CHILD.format(root=str(ROOT), protocol=protocol, params=params, result=result)
-        rows = [
-            json.loads(
-                subprocess.run(
-                    [sys.executable, "-c", code], capture_output=True, text=True, check=True
-                ).stdout
-            )
-            for _ in range(opts.runs)
-        ]
-        med = {k: statistics.median(r[k] for r in rows) for k in rows[0]}
+    parser.add_argument(
+        "--baseline", metavar="REV", help="also measure ocpp_trio as of this git revision"
+    )
+    opts = parser.parse_args(argv)
+    failed = False
+    with contextlib.ExitStack() as stack:
+        cache = stack.enter_context(tempfile.TemporaryDirectory(prefix="ocpp_trio-pycache-"))
+        trees = [("ocpp_trio", ROOT)]
+        if opts.baseline:
+            baseline = stack.enter_context(baseline_worktree(opts.baseline))
+            trees.append((baseline.label, baseline.path))
+            print(f"Baseline: {baseline.describe()}.\n")
+        first_case = next(iter(CASES.items()))
+        for _, root in trees:  # warm-up: fills the bytecode cache; a failure shows below
+            with contextlib.suppress(RuntimeError):
+                measure(root, cache, first_case[0], *first_case[1])
+        tree_head = "| tree " if opts.baseline else ""
         print(
-            f"| {protocol} | {med['import_ms']:.0f} | {med['first_ms']:.1f} | {med['second_ms']:.2f} |"
+            f"| protocol {tree_head}| import ocpp_trio ms | first strict call ms | second call ms |"
         )
-    return 0
+        print("|" + " --- |" * (5 if opts.baseline else 4))
+        for protocol, (params, result) in CASES.items():
+            rows: dict[str, list[dict[str, float]]] = {label: [] for label, _ in trees}
+            errors: dict[str, str] = {}
+            for _ in range(opts.runs):  # interleaved: current, baseline, current, ...
+                for label, root in trees:
+                    if label in errors:
+                        continue
+                    try:
+                        rows[label].append(measure(root, cache, protocol, params, result))
+                    except RuntimeError as exc:
+                        errors[label] = str(exc)
+            for label, _ in trees:
+                tree = f"| {label} " if opts.baseline else ""
+                if label in errors:
+                    failed = True
+                    print(f"| {protocol} {tree}| failed: {errors[label]} | — | — |")
+                    continue
+                med = {k: statistics.median(r[k] for r in rows[label]) for k in rows[label][0]}
+                print(
+                    f"| {protocol} {tree}| {med['import_ms']:.0f} | {med['first_ms']:.1f} "
+                    f"| {med['second_ms']:.2f} |"
+                )
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -34,7 +34,6 @@ from typing import Any, TypeVar, overload
 from urllib.parse import quote, urlencode, urlsplit
 
 import trio
-import trio_websocket
 
 from ._core.errors import (
     ConnectError,
@@ -48,23 +47,21 @@ from ._core.errors import (
 )
 from ._core.frames import new_message_id
 from ._core.protocol import Role
-from ._rpc.connection import OCPPConnection
+from ._rpc.connection import OCPPConnection, apply_options, run_connection
+from ._rpc.link import Link
 from ._rpc.options import ConnectionOptions, split_options
-from ._rpc.outbound import call_with_limit, parse_call_args
+from ._rpc.outbound import parse_call_args, prepare_validators, run_call
 from ._rpc.state import ConnectionState
 from ._rpc.surface import HandlerSurface
 from ._version import package_ident
 from ._websocket.driver import HandshakeFailed, HandshakeRejectedStatus, client_handshake
 from ._websocket.transport import (
     CLOSE_NORMAL,
-    GuardedNursery,
     HandshakeInfo,
     Transport,
-    TrioWebsocketTransport,
-    WatchedStream,
     WebSocketBackend,
 )
-from .events import ConnectingEvent, ErrorEvent, EventEmitter, ReconnectEvent
+from .events import ConnectingEvent, ErrorEvent, EventEmitter, LimitEvent, ReconnectEvent
 from .routing import Handler, Router
 from .security import SecurityProfile, basic_auth_header, client_ssl_context
 from .types import Action, SendAction
@@ -199,15 +196,14 @@ class OCPPClient(HandlerSurface):
         self._backend = websocket_backend
         self._compression = compression
         self._ws_url = f"{parts.scheme}://{self._host_header}{self._resource}"
-        self._router = Router()
-        self._emitter = EventEmitter()
+        super().__init__(Router(), EventEmitter())
         self._limiter = trio.CapacityLimiter(options.call_concurrency)
         self._conn: OCPPConnection | None = None
         self._state = ConnectionState.CONNECTING
         self._ready = trio.Event()
         self._closed = trio.Event()
         self._closing = False
-        self._queued = 0
+        self._calls_open = 0  # calls in progress (max_queued_calls, max_pending_calls)
         self._reconnects = 0
         self.protocol: str | None = None
         self._last_error: str | None = None  # text only: an exception here would be a cycle
@@ -242,7 +238,7 @@ class OCPPClient(HandlerSurface):
         self._options = self._options.replace(**options)
         self._limiter.total_tokens = self._options.call_concurrency
         if self._conn is not None:
-            self._conn._apply_options(self._options)
+            apply_options(self._conn, self._options)
 
     @overload
     async def call(self, message: Action[Any, Res], /, *, timeout: float | None = None) -> Res: ...
@@ -269,16 +265,28 @@ class OCPPClient(HandlerSurface):
         ``max_queued_calls`` calls are already waiting.
         """
         protocol, method, params = parse_call_args(args)
-        if self._queued >= self._max_queued_calls:
+        if self._calls_open >= self._max_queued_calls:
             raise ProtocolStateError(
-                f"{self._queued} calls already waiting, at most max_queued_calls="
+                f"{self._calls_open} calls already waiting, at most max_queued_calls="
                 f"{self._max_queued_calls}"
             )
-        self._queued += 1
+        limit = self._options.max_pending_calls
+        if self._calls_open >= limit:
+            text = f"{self._calls_open} calls already pending, at most max_pending_calls={limit:g}"
+            self._limit_reached("max_pending_calls", limit, text, method)
+            raise ProtocolStateError(text)
+        self._calls_open += 1
         try:
-            return await call_with_limit(self, self._limiter, protocol, method, params, timeout)
+            return await run_call(self, self._limiter, protocol, method, params, timeout)
         finally:
-            self._queued -= 1
+            self._calls_open -= 1
+
+    def _limit_reached(self, limit: str, value: float, description: str, method: str) -> None:
+        log.info("%s: %s reached (%s)", self.identity, limit, description)
+        self._emitter.emit(
+            "limit",
+            LimitEvent(limit=limit, value=value, description=description, method=method),
+        )
 
     @overload
     async def send(self, message: SendAction[Any], /) -> None: ...
@@ -318,11 +326,17 @@ class OCPPClient(HandlerSurface):
             return conn
         return None
 
-    async def _wait_ready(self) -> OCPPConnection:
+    def open_link(self) -> Link | None:
+        """For ``run_call``: the open connection's link; None while (re)connecting."""
+        conn = self._open_connection()
+        return conn.open_link() if conn is not None else None
+
+    async def wait_link(self) -> Link:
+        """For ``run_call``: wait for an open connection (within the call's scope)."""
         while True:
             conn = self._open_connection()
             if conn is not None:
-                return conn
+                return conn.open_link()
             await self._ready.wait()
 
     async def close(
@@ -464,40 +478,26 @@ class OCPPClient(HandlerSurface):
     async def _handshake_trio_websocket(
         self, nursery: trio.Nursery, stream: trio.abc.Stream, protocols: Sequence[str]
     ) -> tuple[Transport, str | None, tuple[tuple[str, str], ...]]:
-        failure: list[BaseException | None] = []
-        handshake_scope = trio.CancelScope()
+        from ._websocket import trio_websocket as tws  # only when selected
 
-        def on_failure(exc: BaseException | None) -> None:
-            failure.append(exc)
-            handshake_scope.cancel()
-
-        watched = WatchedStream(stream, on_failure)
-        guard = GuardedNursery(nursery, on_failure)
-        ws: trio_websocket.WebSocketConnection | None = None
-        with handshake_scope:
-            ws = await trio_websocket.wrap_client_stream(
-                guard,  # type: ignore[arg-type]
-                watched,  # type: ignore[arg-type]
-                self._host_header,
-                self._resource,
-                subprotocols=list(protocols),
-                extra_headers=list(self._headers),
+        try:
+            return await tws.client_handshake(
+                nursery,
+                stream,
+                host=self._host_header,
+                resource=self._resource,
+                subprotocols=protocols,
+                headers=self._headers,
                 max_message_size=self._options.max_message_size,
             )
-        watched.watching = False
-        if ws is None or handshake_scope.cancelled_caught or failure:
-            raise self._handshake_failure(failure[0] if failure else None)
-        response_headers = tuple(
-            (bytes(k).decode("latin-1").lower(), bytes(v).decode("latin-1"))
-            for k, v in ws.handshake_headers
-        )
-        return TrioWebsocketTransport(ws, stream), ws.subprotocol, response_headers
+        except HandshakeRejectedStatus as exc:
+            raise HandshakeRejected(exc.status) from None
+        except HandshakeFailed as exc:
+            raise self._handshake_failure(exc.__cause__ or exc) from None
 
     def _handshake_failure(self, exc: BaseException | None) -> ConnectError:
         if isinstance(exc, HandshakeFailed) and "closed the connection" in str(exc):
             exc = None
-        if isinstance(exc, trio_websocket.ConnectionRejected):
-            return HandshakeRejected(exc.status_code)
         if self._tls and exc is not None and isinstance(_tls_cause(exc), ssl.SSLError):
             err: ConnectError = TLSError(
                 f"TLS with {self._host}:{self._port} failed: {_describe_tls(exc)}"
@@ -518,6 +518,9 @@ class OCPPClient(HandlerSurface):
         started = False
         protocols: Sequence[str] = self._protocols
         connections = 0
+        # Strict mode's validators, for every protocol we may negotiate, are
+        # built (in a worker thread) before the first connection.
+        await prepare_validators(self._options, self._protocols)
         while not self._closing:
             self._state = ConnectionState.CONNECTING
             self._emitter.emit("connecting", ConnectingEvent(url=self.url, attempt=attempt + 1))
@@ -531,12 +534,14 @@ class OCPPClient(HandlerSurface):
                     protocols = [conn.protocol]
                     self._conn = conn
                     if self._is_closing():  # closed while we were connecting
-                        await conn._transport.abort()
+                        await conn.close(force=True)
                         return
                     connections += 1
                     if connections > 1:
                         self._reconnects += 1
-                    await nursery.start(partial(conn._run, None, reconnected=connections > 1))
+                    await nursery.start(
+                        partial(run_connection, conn, None, reconnected=connections > 1)
+                    )
                     self._state = ConnectionState.OPEN
                     self._wake_waiters()
                     if not started:
@@ -547,7 +552,6 @@ class OCPPClient(HandlerSurface):
                 OCPPError,
                 OSError,
                 trio.BrokenResourceError,
-                trio_websocket.HandshakeError,
             ) as exc:
                 error = exc
             except BaseExceptionGroup as group:

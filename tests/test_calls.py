@@ -17,7 +17,7 @@ from ocpp_trio import (
     OCPPConnection,
 )
 from ocpp_trio._core.protocol import Role
-from ocpp_trio._rpc.outbound import CallTimer, Waiter, call_timer
+from ocpp_trio._rpc.connection import run_connection
 from ocpp_trio._websocket.transport import HandshakeInfo
 from ocpp_trio.events import LateResponseEvent
 from ocpp_trio.testing import open_memory_pair
@@ -40,7 +40,6 @@ async def test_a_call_with_a_free_slot_is_still_a_checkpoint() -> None:
         await trio.testing.wait_all_tasks_blocked()
         assert len(seen["call"]) == 1  # the cancelled call sent nothing
         assert station.pending_calls == 0
-        assert len(call_timer()) == 0
 
 
 async def test_a_new_call_queues_behind_the_waiting_ones(
@@ -87,7 +86,6 @@ async def test_deadlines_of_different_lengths_each_expire_on_time(
                 await trio.testing.wait_all_tasks_blocked()
         assert expired_after == {8: 8, 3: 3, 5: 5, 1: 1, 13: 13, 2.5: 2.5}
         assert station.pending_calls == 0
-        assert len(call_timer()) == 0
         # A later, shorter deadline than one already waiting moves the timer up.
         async with trio.open_nursery() as nursery:
             nursery.start_soon(one, 30)
@@ -153,11 +151,9 @@ async def test_cancelled_calls_leave_nothing_behind(
             with trio.move_on_after(1) as scope:
                 await station.call("Heartbeat", {})
             assert scope.cancelled_caught
-            assert len(call_timer()) == (1 if where == "queued for the slot" else 0)
             release.set()
         await trio.testing.wait_all_tasks_blocked()
         assert station.pending_calls == 0
-        assert len(call_timer()) == 0
         if where == "waiting for the answer":
             (event,) = late["late_response"]
             assert isinstance(event, LateResponseEvent)
@@ -203,9 +199,10 @@ def gated_stream_pair(
     )
 
 
-async def test_a_write_in_progress_is_finished_first_and_one_behind_it_is_bounded(
+async def test_a_write_cut_by_the_deadline_aborts_and_one_behind_it_times_out_on_time(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
+    """No write is shielded: both calls end at their deadline; the half-written frame aborts."""
     gate = Gate()
     outcomes: dict[str, tuple[str, float]] = {}
     async with open_memory_pair(
@@ -215,7 +212,7 @@ async def test_a_write_in_progress_is_finished_first_and_one_behind_it_is_bounde
         call_concurrency=2,
     ) as (station, csms):
         csms.handle("Heartbeat", lambda ctx: NOW)
-        late = Recorder(station, "late_response")
+        closes = Recorder(station, "close")
         assert await station.call("Heartbeat", {}) == NOW
 
         async def one(name: str) -> None:
@@ -231,15 +228,15 @@ async def test_a_write_in_progress_is_finished_first_and_one_behind_it_is_bounde
             nursery.start_soon(one, "behind it")
             await trio.sleep(7)
             gate.open()
-        # The call behind the write timed out on time; the one whose frame was
-        # being written timed out as soon as the write was done.
-        assert outcomes == {"behind it": ("timeout", 5), "writing": ("timeout", 7)}
+        assert outcomes == {"behind it": ("timeout", 5), "writing": ("timeout", 5)}
         assert station.pending_calls == 0
-        assert len(call_timer()) == 0
-        assert await station.call("Heartbeat", {}) == NOW
-        await trio.testing.wait_all_tasks_blocked()
-        # Both frames went out in the end; their answers came too late.
-        assert len(late["late_response"]) == 2
+        # The frame on its way was cut: the connection is aborted, and says why.
+        await station.wait_closed()
+        assert station.close_code == 1006
+        assert "half-way" in station.close_reason
+        assert closes["close"][0].reason == station.close_reason  # type: ignore[attr-defined]
+        with pytest.raises(ConnectionClosed):
+            await station.call("Heartbeat", {})
 
 
 class BlockingTransport:
@@ -285,27 +282,10 @@ async def test_a_blocked_write_on_another_transport_times_out_on_time(
     )
     conn.reconfigure(ping_interval=0, call_timeout=3)
     async with trio.open_nursery() as nursery:
-        await nursery.start(conn._run)
+        await nursery.start(run_connection, conn)
         start = trio.current_time()
         with pytest.raises(CallTimeout):
             await conn.call("Heartbeat", {})
         assert trio.current_time() - start == 3
         assert conn.pending_calls == 0
-        assert len(call_timer()) == 0
         await conn.close(force=True)
-
-
-async def test_the_timer_forgets_finished_calls() -> None:
-    async with open_memory_pair("ocpp1.6") as (station, _csms):
-        timer = CallTimer()
-        waiters = [Waiter("Heartbeat", station, f"id-{i}") for i in range(1000)]
-        for i, waiter in enumerate(waiters):
-            timer.add(waiter, 100.0 + i)
-        assert len(timer) == 1000
-        for waiter in waiters[:-1]:
-            timer.discard(waiter)
-            timer.discard(waiter)  # twice is harmless
-        assert len(timer) == 1
-        assert len(timer._heap) < 200  # compacted as it went
-        timer.discard(waiters[-1])
-        assert len(timer) == 0

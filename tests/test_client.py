@@ -30,7 +30,8 @@ from ocpp_trio import (
     open_ocpp_client,
 )
 from ocpp_trio._core.protocol import Role
-from ocpp_trio._websocket.transport import GuardedNursery, TrioWebsocketTransport
+from ocpp_trio._rpc.connection import run_connection
+from ocpp_trio._websocket.trio_websocket import GuardedNursery, TrioWebsocketTransport
 from ocpp_trio.client import build_url
 
 from .helpers import Recorder, Valve, freezable_stream_pair
@@ -100,7 +101,7 @@ def accept(
             for name, fn in (handlers or {}).items():
                 conn.handle(name, fn)
             csms.connections.append(conn)
-            await nursery.start(conn._run)
+            await nursery.start(run_connection, conn)
             with trio.move_on_after(stay_open):
                 await conn.wait_closed()
             await conn.close(1001, "going away")

@@ -564,10 +564,10 @@ def _tasks_named(suffix: str) -> list[trio.lowlevel.Task]:
     return found
 
 
-async def test_pings_need_no_task_per_connection(
+async def test_each_connection_pings_from_a_task_of_its_own_nursery(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    """One timer task for all connections, none while no connection is pinged."""
+    """A ping task per pinged connection, in its nursery; none while pings are off."""
     async with (
         open_memory_pair("ocpp1.6", ping_interval=0) as (station, csms),
         open_memory_pair("ocpp1.6", ping_interval=0, identity="CP2") as (station2, csms2),
@@ -575,18 +575,20 @@ async def test_pings_need_no_task_per_connection(
         times: list[float] = []  # the station's own pings
         station.on("ping", lambda e: e.outbound and times.append(trio.current_time()))
         await trio.sleep(100)
-        assert _tasks_named("ping timer") == []
+        assert _tasks_named("Pinger.run") == []
         for conn in (station, csms, station2, csms2):
             conn.reconfigure(ping_interval=10)  # enabled: counting from now
         await trio.sleep(5)
-        assert len(_tasks_named("ping timer")) == 1
-        assert _tasks_named("._pinger") == []  # a ping task lives only until its pong
+        tasks = _tasks_named("Pinger.run")
+        assert len(tasks) == 4
+        assert not any(t.parent_nursery is None for t in tasks)
+        assert all(t.parent_nursery.parent_task is not trio.lowlevel.current_root_task() for t in tasks)  # type: ignore[union-attr]
         await trio.sleep(20)
         assert times == [110, 120]
         for conn in (station, csms, station2, csms2):
             conn.reconfigure(ping_interval=math.inf)  # disabled again
         await trio.testing.wait_all_tasks_blocked()
-        assert _tasks_named("ping timer") == []
+        assert _tasks_named("Pinger.run") == []
         await trio.sleep(50)
         assert times == [110, 120]
         station.reconfigure(ping_interval=5)
@@ -595,7 +597,7 @@ async def test_pings_need_no_task_per_connection(
         await station2.close()
         station.reconfigure(ping_interval=0)
         await trio.testing.wait_all_tasks_blocked()
-        assert _tasks_named("ping timer") == []
+        assert _tasks_named("Pinger.run") == []
 
 
 async def test_a_new_interval_applies_to_the_next_ping(

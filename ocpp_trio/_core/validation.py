@@ -433,6 +433,11 @@ class Validator:
         """
         return self._sources[(action, direction)]()
 
+    @property
+    def compiled(self) -> bool:
+        """Whether every schema is compiled already (nothing is left to compile on use)."""
+        return len(self._compiled) == len(self._sources)
+
     def precompile(self) -> None:
         """Compile every schema now instead of on first use (a server's warm-up)."""
         for key in self._sources:

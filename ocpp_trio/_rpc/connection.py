@@ -1,30 +1,31 @@
 """OCPPConnection: the Trio side of one OCPP-J connection, for both roles.
 
-Theory of operation.  Each connection runs in a nursery of its own (``_run``)
-holding:
+Theory of operation.  Each connection runs in a nursery of its own
+(:func:`run_connection`, entered by the client's supervisor or the server's
+per-station task) holding:
 
-- the reader, run by ``_run``'s own task in the nursery's body (a task of
-  its own would cost each idle connection memory for nothing):
-  ``transport.receive()`` -> ``RPCProtocol.receive()`` -> an event.  Answers
-  wake the waiting ``call()``; a CALL for a *sync* handler is answered right
-  in the reader (no task, no queue: measured faster and lighter); a CALL for
-  an *async* handler gets a task of its own, at most
-  ``inbound_call_concurrency`` at once, and a CALL beyond that is answered at
-  once with a GenericError.  The reader never waits on user code that can
-  block, so WebSocket pings keep being answered.
-- pings: a WebSocket ping every ``ping_interval`` (deferred while messages
-  arrive when ``defer_pings_on_activity``); no pong within ``pong_timeout``
-  and the peer is dead: the connection is aborted (1006).  One timer task
-  for all the connections of the run says when each is due (``_pings.py``);
-  a ping is a task of the nursery only until its pong comes.
-- the handler tasks.
+- the reader, run by the connection's own task in the nursery's body (a task
+  of its own would cost each idle connection memory for nothing): one message
+  per ``transport.receive()`` -> ``RPCProtocol.receive()`` -> an event
+  (``inbound.py``).  Answers wake the waiting ``call()``; a CALL for a *sync*
+  handler is answered right in the reader; a CALL for an *async* handler gets
+  a task of its own in this nursery, at most ``inbound_call_concurrency`` at
+  once.  The reader never waits on user code, so WebSocket pings keep being
+  answered.
+- the ping task (``pings.py``): a WebSocket ping every ``ping_interval``
+  (deferred while messages arrive when ``defer_pings_on_activity``), the pong
+  deadline a cancel scope; no pong and the connection is aborted (1006).
+- the async handler tasks, and the server's per-station handler.
 
-Outbound, ``call()`` takes a slot from a FIFO limiter (``call_concurrency``,
-1 by default as OCPP-J 1.6 §4.1.1 / 2.0.1 §4.1.1 ask), validates in strict mode,
-registers the id in the core, writes, and waits for the answer; the whole call
-is bounded by ``call_timeout`` (cancel scopes while it queues, the call timer
-while it waits for the answer: see ``_calls.py``).  Every failure is raised;
-nothing is returned as None.
+Nothing the library starts outlives the connection: when it closes, the
+nursery's scope is cancelled and :func:`run_connection` returns once every
+task in it has ended.
+
+Outbound, ``call()`` runs in one cancel scope ending at its deadline: a FIFO
+slot (``call_concurrency``, 1 by default as OCPP-J 1.6 §4.1.1 / 2.0.1 §4.1.1
+ask), validation in strict mode, the id registered in the core, the write,
+the wait for the answer (``outbound.py``).  Every failure is raised; nothing
+is returned as None.
 
 Closing (``close()``) is idempotent: CLOSING refuses new calls, optionally
 waits for the calls in flight in both directions (``await_pending``), runs the
@@ -35,62 +36,35 @@ whatever happened.  Calls still pending then fail with ``ConnectionClosed``
 
 from __future__ import annotations
 
-import itertools
 import logging
 import math
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, Literal, TypeVar, overload
+from typing import Any, TypeVar, overload
 
 import trio
 
 from .._core.errors import (
-    ConnectionClosed,
     ProtocolMismatchError,
     ProtocolStateError,
-    RPCError,
-    ValidationError,
-    code_for_protocol,
 )
 from .._core.frames import new_message_id
-from .._core.protocol import (
-    Role,
-    RPCProtocol,
-)
-from .._websocket.driver import WSTransport
+from .._core.protocol import Role, RPCProtocol
 from .._websocket.transport import (
     CLOSE_ABNORMAL,
     CLOSE_NORMAL,
     HandshakeInfo,
     Transport,
 )
-from ..events import (
-    CallEvent,
-    CallResultErrorEvent,
-    CloseEvent,
-    ErrorEvent,
-    EventEmitter,
-    MessageEvent,
-    OpenEvent,
-    PingEvent,
-    PongEvent,
-    StrictValidationFailureEvent,
-)
+from ..events import CallEvent, CloseEvent, ErrorEvent, EventEmitter, OpenEvent
 from ..routing import Handler, Router
 from ..types import Action, SendAction
-from .flag import SET_EVENT, Flag
-from .inbound import InboundMixin, make_bucket, report_peer_pings
+from .flag import Flag
+from .inbound import Dispatcher, report_peer_pings
+from .link import Link
 from .options import ConnectionOptions
-from .outbound import (
-    DeadlineExpired,
-    Waiter,
-    call_timer,
-    call_with_limit,
-    cap_reason,
-    parse_call_args,
-    resolve_validator,
-)
-from .pings import PingEntry, ping_scheduler
-from .state import ConnectionState
+from .outbound import cap_reason, parse_call_args, resolve_validator, run_call
+from .pings import Pinger
+from .state import ConnectionState, transition
 from .surface import HandlerSurface
 
 log = logging.getLogger("ocpp_trio.connection")
@@ -100,10 +74,7 @@ Req = TypeVar("Req")
 Res = TypeVar("Res")
 
 
-_ping_counter = itertools.count(1)
-
-
-class OCPPConnection(HandlerSurface, InboundMixin):
+class OCPPConnection(HandlerSurface):
     """One OCPP-J connection over an open WebSocket, in either role.
 
     Users get one from ``open_ocpp_client`` (behind the client) or from the
@@ -115,6 +86,23 @@ class OCPPConnection(HandlerSurface, InboundMixin):
         handshake: what the opening handshake established.
         session: data the server's auth callback attached (server side), else {}.
     """
+
+    __slots__ = (
+        "__weakref__",
+        "_call_limiter",
+        "_calls_open",
+        "_cancel_scope",
+        "_closed",
+        "_dispatcher",
+        "_link",
+        "_pinger",
+        "_tasks_done",
+        "handshake",
+        "identity",
+        "protocol",
+        "role",
+        "session",
+    )
 
     def __init__(
         self,
@@ -131,49 +119,43 @@ class OCPPConnection(HandlerSurface, InboundMixin):
         session: Mapping[str, Any] | None = None,
         id_factory: Callable[[], str] = new_message_id,
     ) -> None:
+        options = options or ConnectionOptions()
+        emitter = emitter if emitter is not None else EventEmitter()
+        super().__init__(router if router is not None else Router(), emitter)
         self.identity = identity
         self.protocol = protocol
         self.role = role
         self.handshake = handshake or HandshakeInfo(subprotocol=protocol)
         self.session: dict[str, Any] = dict(session or {})
-        self._transport = transport
-        self._options = options or ConnectionOptions()
-        self._router = router if router is not None else Router()
-        self._emitter = emitter if emitter is not None else EventEmitter()
-        report_peer_pings(transport, self._emitter)
-        self._call_limiter = limiter  # see _limiter: made by the first call() when None
-        self._proto = RPCProtocol(
+        report_peer_pings(transport, emitter)
+        link = self._link = Link(
+            identity=identity,
             protocol=protocol,
-            role=role,
-            id_factory=id_factory,
-            max_bad_messages=self._options.max_bad_messages,
-            max_outstanding_calls=math.inf,  # the limiter enforces call_concurrency
+            transport=transport,
+            proto=RPCProtocol(
+                protocol=protocol,
+                role=role,
+                id_factory=id_factory,
+                max_bad_messages=options.max_bad_messages,
+                max_outstanding_calls=math.inf,  # the limiter enforces call_concurrency
+            ),
+            options=options,
+            emitter=emitter,
+            router=self._router,
+            validator=resolve_validator(options, protocol),
         )
-        self._validator = resolve_validator(self._options, protocol)
-        self._bucket = make_bucket(self._options)
+        self._dispatcher = Dispatcher(link, self)
+        self._pinger = Pinger(link, self._ping_timeout)
+        self._call_limiter = limiter  # see _limiter: made by the first call() when None
         self._calls_open = 0
-        self._state = ConnectionState.CONNECTING
-        self._waiters: dict[str, Waiter] = {}
-        self._handlers_running = 0
-        # Events an idle connection never waits for are made on demand (a
-        # server holds thousands of idle connections; see _flag.py).
-        self._idle = SET_EVENT  # replaced by a new Event by whoever waits for idleness
         self._closed = Flag()
         self._tasks_done = Flag()
         self._cancel_scope: trio.CancelScope | None = None
-        self._nursery: trio.Nursery | None = None
-        self._last_activity = 0.0
-        self._pinging = False  # whether the connection is pinged (a ping on the timer or out)
-        self._ping_entry: PingEntry | None = None  # the next ping, on the run's ping timer
-        self._last_ping = 0.0
-        self._close_code: int | None = None
-        self._close_reason = ""
-        self._closed_by_us = False
 
     def __repr__(self) -> str:
         return (
             f"<OCPPConnection {self.role.value} identity={self.identity!r} "
-            f"protocol={self.protocol!r} state={self._state.name}>"
+            f"protocol={self.protocol!r} state={self._link.state.name}>"
         )
 
     # --- properties ----------------------------------------------------------
@@ -181,66 +163,67 @@ class OCPPConnection(HandlerSurface, InboundMixin):
     @property
     def state(self) -> ConnectionState:
         """CONNECTING, OPEN, CLOSING or CLOSED."""
-        return self._state
+        return self._link.state
 
     @property
     def options(self) -> ConnectionOptions:
         """The options in force (change them with :meth:`reconfigure`)."""
-        return self._options
+        return self._link.options
 
     @property
     def close_code(self) -> int | None:
         """The WebSocket close code once closed (1006 when the network dropped)."""
-        return self._close_code
+        return self._link.close_code
 
     @property
     def close_reason(self) -> str:
         """The WebSocket close reason once closed."""
-        return self._close_reason
+        return self._link.close_reason
 
     @property
     def bad_message_count(self) -> int:
         """Consecutive malformed frames received so far."""
-        return self._proto.bad_message_count
+        return self._link.proto.bad_message_count
 
     @property
     def pending_calls(self) -> int:
         """Our calls waiting for an answer."""
-        return len(self._waiters)
+        return len(self._link.pending)
 
     @property
     def _limiter(self) -> trio.CapacityLimiter:
         """The ``call_concurrency`` limiter, made on first use (most stations are rarely called)."""
         limiter = self._call_limiter
         if limiter is None:
-            limiter = self._call_limiter = trio.CapacityLimiter(self._options.call_concurrency)
+            limiter = self._call_limiter = trio.CapacityLimiter(self._link.options.call_concurrency)
         return limiter
 
     def reconfigure(self, **options: Any) -> None:
         """Change options at run time (``call_timeout=5``, ``strict_mode=True``, ...).
 
-        Takes effect for the next call, frame or ping.  Raises TypeError for an
+        Takes effect for the next call, frame or ping.  Turning strict mode on
+        for a protocol whose schemas this process has not compiled yet
+        compiles them here, in the calling task (up to a second or two for a
+        whole OCPP 2.x protocol); strict mode given at start is compiled in a
+        worker thread before the connection opens.  Raises TypeError for an
         unknown option and ValueError for a bad value.
         """
-        self._apply_options(self._options.replace(**options))
+        apply_options(self, self._link.options.replace(**options))
 
     def _apply_options(self, new: ConnectionOptions) -> None:
-        old, self._options = self._options, new
-        self._proto.max_bad_messages = new.max_bad_messages
+        link = self._link
+        validator = resolve_validator(new, self.protocol)
+        if validator is not None and not validator.compiled:
+            validator.precompile()  # see reconfigure(): the reader never compiles
+        old, link.options = link.options, new
+        link.validator = validator
+        link.proto.max_bad_messages = new.max_bad_messages
         if self._call_limiter is not None:
             self._call_limiter.total_tokens = new.call_concurrency
-        self._validator = resolve_validator(new, self.protocol)
-        if (new.max_inbound_call_rate, new.inbound_call_capacity) != (
-            old.max_inbound_call_rate,
-            old.inbound_call_capacity,
-        ):
-            self._bucket = make_bucket(new)
-        if self._ping_entry is not None:  # waiting for the next ping: due as the new options say
-            self._ping_entry.cancel()
-            self._ping_entry = None
-            self._schedule_ping()
-        else:
-            self._start_pinger()
+        self._dispatcher.options_changed(old, new)
+        self._pinger.wake(restart=new.pings_enabled and not old.pings_enabled)
+        if link.nursery is not None and link.is_open:
+            self._pinger.start(link.nursery)
 
     # --- outbound ------------------------------------------------------------
 
@@ -289,143 +272,25 @@ class OCPPConnection(HandlerSurface, InboundMixin):
         ``late_response`` event.
         """
         protocol, method, params = parse_call_args(args)
-        limit = self._options.max_pending_calls
+        link = self._link
+        limit = link.options.max_pending_calls
         if self._calls_open >= limit:
             text = f"{self._calls_open} calls already pending, at most max_pending_calls={limit:g}"
-            self._limit("max_pending_calls", limit, text, method)
+            link.limit("max_pending_calls", limit, text, method)
             raise ProtocolStateError(text)
         self._calls_open += 1
         try:
-            return await call_with_limit(self, self._limiter, protocol, method, params, timeout)
+            return await run_call(self, self._limiter, protocol, method, params, timeout)
         finally:
             self._calls_open -= 1
 
-    def _open_connection(self) -> OCPPConnection:
-        self._raise_if_not_open()
-        return self
+    def open_link(self) -> Link:
+        """For ``run_call``: this connection's link, if it is open (else raises)."""
+        self._link.check_open()
+        return self._link
 
-    async def _wait_ready(self) -> OCPPConnection:
-        return self._open_connection()  # pragma: no cover - _open_connection() never waits
-
-    def _raise_if_not_open(self) -> None:
-        if self._state is ConnectionState.OPEN:
-            return
-        if self._closed_by_us or self._state is ConnectionState.CLOSING:
-            raise trio.ClosedResourceError(f"connection to {self.identity!r} is closed or closing")
-        if self._state is ConnectionState.CLOSED:
-            raise self._closed_error()
-        raise ProtocolStateError("connection is not open yet")
-
-    def _closed_error(self) -> ConnectionClosed:
-        code = self._close_code if self._close_code is not None else CLOSE_ABNORMAL
-        reason = self._close_reason
-        return ConnectionClosed(
-            f"connection closed ({code}{': ' + reason if reason else ''})", code=code, reason=reason
-        )
-
-    def _check_protocol(self, protocol: str | None, method: str) -> None:
-        if protocol is not None and protocol != self.protocol:
-            raise ProtocolMismatchError(
-                f"{method} is called as an action of {protocol!r}, "
-                f"but the connection speaks {self.protocol!r}"
-            )
-
-    def _validate(
-        self,
-        method: str,
-        direction: Literal["request", "response"],
-        payload: Mapping[str, Any],
-        *,
-        outbound: bool,
-        message_id: str | None,
-    ) -> ValidationError | None:
-        validator = self._validator
-        if validator is None:
-            return None
-        try:
-            validator.validate(method, direction, payload)
-        except ValidationError as exc:
-            if self._emitter.has("strict_validation_failure"):
-                self._emitter.emit(
-                    "strict_validation_failure",
-                    StrictValidationFailureEvent(
-                        method=method,
-                        direction=direction,
-                        outbound=outbound,
-                        message_id=message_id,
-                        error=exc,
-                    ),
-                )
-            return exc
-        return None
-
-    async def _call_open(
-        self,
-        protocol: str | None,
-        method: str,
-        params: Mapping[str, Any],
-        deadline: float = math.inf,
-    ) -> dict[str, Any]:
-        """One call on this (open) connection; the caller holds a limiter slot.
-
-        Raises ``DeadlineExpired`` once ``deadline`` passes, kept by the call
-        timer (no cancel scope: see ``_calls.py``).  A write that can start at
-        once on the default transport is bounded by the transport itself (a
-        deadline passing meanwhile is raised once it is done); any other write
-        (behind another one, or on another transport) is within a cancel
-        scope ending at the deadline.
-        """
-        self._check_protocol(protocol, method)
-        self._raise_if_not_open()
-        invalid = self._validate(method, "request", params, outbound=True, message_id=None)
-        if invalid is not None:
-            raise invalid
-        mid, text = self._proto.send_call(method, params)
-        waiter = Waiter(method, self, mid)
-        self._waiters[mid] = waiter  # _wait_idle() sees it: no idle event to reset here
-        timer = call_timer() if deadline != math.inf else None
-        if timer is not None:
-            timer.add(waiter, deadline)
-        transport = self._transport
-        try:
-            if timer is None or (isinstance(transport, WSTransport) and not transport.sending):
-                # The write starts at once and the transport finishes or
-                # fails it within its grace period: no scope of our own.
-                await self._write(text)
-            else:
-                with trio.move_on_at(deadline) as scope:
-                    await self._write(text)
-                if scope.cancelled_caught:
-                    raise DeadlineExpired
-            if self._emitter.has("call"):
-                self._emitter.emit(
-                    "call",
-                    CallEvent(message_id=mid, method=method, params=dict(params), outbound=True),
-                )
-            await waiter.wait()
-        finally:
-            if timer is not None:
-                timer.discard(waiter)
-            self._forget_call(mid)
-            self._check_idle()
-        outcome, waiter.outcome = waiter.outcome, None
-        if isinstance(outcome, BaseException):
-            try:
-                raise outcome
-            finally:
-                outcome = None  # no cycle: traceback -> this frame -> the exception
-        assert outcome is not None
-        invalid = self._validate(method, "response", outcome, outbound=False, message_id=mid)
-        if invalid is not None:
-            if self._proto.supports_send and self._state is ConnectionState.OPEN:
-                await self._send_call_result_error(mid, invalid.error)
-            raise invalid
-        return outcome
-
-    def _forget_call(self, message_id: str) -> None:
-        """Forget our call ``message_id`` if still pending: a later answer is reported as late."""
-        if self._waiters.pop(message_id, None) is not None:
-            self._proto.expire_call(message_id)
+    async def wait_link(self) -> Link:  # pragma: no cover - open_link() never returns None
+        return self.open_link()
 
     @overload
     async def send(self, message: SendAction[Any], /) -> None: ...
@@ -451,19 +316,24 @@ class OCPPConnection(HandlerSurface, InboundMixin):
         """
         protocol, method, params = parse_call_args(args, send=True)
         await trio.lowlevel.checkpoint()  # the write makes none when the kernel takes it at once
-        self._check_protocol(protocol, method)
-        self._raise_if_not_open()
-        if not self._proto.supports_send:
-            raise ProtocolStateError(
-                f"SEND does not exist in {self.protocol}; it is new in ocpp2.1"
+        link = self._link
+        if protocol is not None and protocol != link.protocol:
+            raise ProtocolMismatchError(
+                f"{method} is sent as an action of {protocol!r}, "
+                f"but the connection speaks {link.protocol!r}"
             )
-        invalid = self._validate(method, "request", params, outbound=True, message_id=None)
+        link.check_open()
+        if not link.proto.supports_send:
+            raise ProtocolStateError(
+                f"SEND does not exist in {link.protocol}; it is new in ocpp2.1"
+            )
+        invalid = link.validate(method, "request", params, outbound=True, message_id=None)
         if invalid is not None:
             raise invalid
-        mid, text = self._proto.send_send(method, params)
-        await self._write(text)
-        if self._emitter.has("call"):
-            self._emitter.emit(
+        mid, text = link.proto.send_send(method, params)
+        await link.write(text)
+        if link.emitter.has("call"):
+            link.emitter.emit(
                 "call",
                 CallEvent(
                     message_id=mid, method=method, params=dict(params), outbound=True, is_send=True
@@ -473,63 +343,31 @@ class OCPPConnection(HandlerSurface, InboundMixin):
     async def send_raw(self, text: str) -> None:
         """Write ``text`` as one WebSocket message, unchecked (for tests and tools)."""
         await trio.lowlevel.checkpoint()  # as in send()
-        if self._state is ConnectionState.CLOSED:
-            self._raise_if_not_open()
-        await self._write(text)
-
-    async def _write(self, text: str) -> None:
-        if log.isEnabledFor(logging.DEBUG):
-            log.debug("%s > %s", self.identity, text)
-        if self._emitter.has("message"):
-            self._emitter.emit("message", MessageEvent(text=text, outbound=True))
-        await self._transport.send(text)
-
-    async def _send_call_result_error(self, message_id: str, error: RPCError) -> None:
-        try:
-            await self._write(self._proto.send_call_result_error(message_id, error))
-        except ConnectionClosed:
-            return
-        if self._emitter.has("call_result_error"):
-            self._emitter.emit(
-                "call_result_error",
-                CallResultErrorEvent(
-                    message_id=message_id,
-                    code=code_for_protocol(error.code, self.protocol),
-                    description=error.description,
-                    details=dict(error.details),
-                    outbound=True,
-                ),
-            )
+        if self._link.state is ConnectionState.CLOSED:
+            self._link.check_open()
+        await self._link.write(text)
 
     # --- lifecycle -----------------------------------------------------------
 
     async def _run(
         self,
-        on_open: Callable[[OCPPConnection], Awaitable[object]] | None = None,
-        *,
-        reconnected: bool = False,
-        task_status: trio.TaskStatus[OCPPConnection] = trio.TASK_STATUS_IGNORED,
+        on_open: Callable[[OCPPConnection], Awaitable[object]] | None,
+        reconnected: bool,
+        task_status: trio.TaskStatus[OCPPConnection],
     ) -> None:
-        """Run the connection until it closes (reader, pinger, handler tasks).
-
-        ``on_open(conn)``, if given, runs as a task of the connection's nursery
-        (the server's per-station handler).  Returns once the connection is
-        closed; never raises for anything the peer did.
-
-        The reader runs in this task, in the body of the connection's nursery
-        (a task of its own would cost an idle connection memory for nothing);
-        a ping is a task of the nursery only until its pong comes.
-        """
+        link = self._link
         try:
+            if link.state is not ConnectionState.CONNECTING:  # closed before it ran
+                return
             async with trio.open_nursery() as nursery:
-                self._nursery = nursery
+                link.nursery = nursery
                 self._cancel_scope = nursery.cancel_scope
-                self._state = ConnectionState.OPEN
-                self._last_activity = trio.current_time()
-                self._start_pinger()
+                link.state = transition(link.state, ConnectionState.OPEN)
+                link.last_activity = trio.current_time()
+                self._pinger.start(nursery)
                 if on_open is not None:
                     nursery.start_soon(self._run_on_open, on_open)
-                self._emitter.emit(
+                link.emitter.emit(
                     "open",
                     OpenEvent(
                         protocol=self.protocol, identity=self.identity, reconnected=reconnected
@@ -539,14 +377,20 @@ class OCPPConnection(HandlerSurface, InboundMixin):
                 # on_open starts as it did beside a reader task of its own:
                 # in the same batch as the reader's first step.
                 await trio.lowlevel.checkpoint()
-                await self._reader()
-                # The reader is done: the peer closed (finished already), or our
-                # close() is closing and finishes (it cancels this scope).
+                closed = await self._dispatcher.read()
+                if closed is not None:  # the peer or the network closed it
+                    self._finish(
+                        closed.code if closed.code is not None else CLOSE_ABNORMAL,
+                        closed.reason,
+                        by_peer=True,
+                    )
+                # Our close() is closing: it finishes (and cancels this scope).
                 await self._closed.wait()
         finally:
-            with trio.CancelScope(shield=True):
-                await self._transport.abort()
+            with trio.CancelScope(shield=True):  # bounded: closes the stream at once
+                await link.transport.abort()
             self._finish(CLOSE_ABNORMAL, "connection task ended", by_peer=False)
+            link.nursery = None
             self._tasks_done.set()
 
     async def _run_on_open(self, on_open: Callable[[OCPPConnection], Awaitable[object]]) -> None:
@@ -554,40 +398,35 @@ class OCPPConnection(HandlerSurface, InboundMixin):
             await on_open(self)
         except Exception as exc:
             log.exception("connection handler for %r raised; closing with 1011", self.identity)
-            self._emitter.emit("error", ErrorEvent(error=exc, context="connection handler"))
+            self._link.emitter.emit("error", ErrorEvent(error=exc, context="connection handler"))
             await self.close(1011, "internal error")
 
-    def _finish(
-        self, code: int, reason: str, *, by_peer: bool, will_reconnect: bool = False
-    ) -> None:
+    def _finish(self, code: int, reason: str, *, by_peer: bool) -> None:
         """Mark CLOSED, fail the waiting calls, stop the connection's tasks (sync)."""
-        if self._state is ConnectionState.CLOSED:
+        link = self._link
+        if link.state is ConnectionState.CLOSED:
             return
-        self._state = ConnectionState.CLOSED
-        self._close_code, self._close_reason = code, reason
-        self._proto_closed()
-        error: BaseException
-        if self._closed_by_us:
-            error = trio.ClosedResourceError(f"connection to {self.identity!r} was closed")
-        else:
-            error = self._closed_error()
-        for waiter in list(self._waiters.values()):
-            waiter.resolve(error)
-        if self._cancel_scope is not None:
-            self._cancel_scope.cancel()
-        self._stop_pinger()
-        self._closed.set()
-        self._idle.set()
-        self._emitter.emit(
-            "close",
-            CloseEvent(code=code, reason=reason, by_peer=by_peer, will_reconnect=will_reconnect),
-        )
-
-    def _proto_closed(self) -> None:
+        link.state = transition(link.state, ConnectionState.CLOSED)
+        link.close_code, link.close_reason = code, reason
         try:
-            self._proto.closed()
+            link.proto.closed()
         except ProtocolStateError:  # pragma: no cover - already closed
             pass
+        error: BaseException
+        if link.closed_by_us:
+            error = trio.ClosedResourceError(f"connection to {self.identity!r} was closed")
+        else:
+            error = link.closed_error()
+        for call in list(link.pending.values()):
+            call.resolve(error)
+        if self._cancel_scope is not None:
+            self._cancel_scope.cancel()
+        self._closed.set()
+        link.idle.set()
+        link.emitter.emit(
+            "close",
+            CloseEvent(code=code, reason=reason, by_peer=by_peer, will_reconnect=False),
+        )
 
     async def wait_closed(self) -> None:
         """Wait until the connection is CLOSED (by anyone) and its tasks have ended."""
@@ -597,8 +436,8 @@ class OCPPConnection(HandlerSurface, InboundMixin):
     async def _wait_tasks_done(self) -> None:
         # The reader, pinger and handler tasks end promptly once cancelled;
         # the bound only guards against a handler that swallows Cancelled.
-        if self._nursery is not None:
-            with trio.move_on_after(self._options.close_timeout):
+        if self._cancel_scope is not None:
+            with trio.move_on_after(self._link.options.close_timeout):
                 await self._tasks_done.wait()
 
     async def close(
@@ -623,132 +462,65 @@ class OCPPConnection(HandlerSurface, InboundMixin):
         ``close()`` starts.  If ``close()`` itself is cancelled the stream is
         still closed (a bounded, shielded step).
         """
-        if self._state is ConnectionState.CLOSED:
+        link = self._link
+        if link.state is ConnectionState.CLOSED:
             return
-        if self._state is ConnectionState.CLOSING:
+        if link.state is ConnectionState.CLOSING:
             if force:
                 await self._abort(code, reason)
             await self.wait_closed()
             return
-        self._state = ConnectionState.CLOSING
-        self._closed_by_us = True
-        self._proto.start_close()
+        link.state = transition(link.state, ConnectionState.CLOSING)
+        link.closed_by_us = True
+        link.proto.start_close()
         reason = cap_reason(reason)
+        transport = link.transport
         try:
             if await_pending and not force:
-                with trio.move_on_after(self._options.call_timeout):
-                    await self._wait_idle()
+                with trio.move_on_after(link.options.call_timeout):
+                    await link.wait_idle()
             if force:
                 await self._abort(code, reason)
             else:
-                with trio.move_on_after(self._options.close_timeout):
-                    await self._transport.aclose(code, reason)
+                with trio.move_on_after(link.options.close_timeout):
+                    await transport.aclose(code, reason)
                 self._finish(
-                    self._transport.close_code or code,
-                    self._transport.close_reason or reason,
-                    by_peer=False,
+                    transport.close_code or code, transport.close_reason or reason, by_peer=False
                 )
         finally:
-            if self._state is not ConnectionState.CLOSED:
+            if link.state is not ConnectionState.CLOSED:
                 await self._abort(code, reason)
         await self._wait_tasks_done()
 
     async def _abort(self, code: int, reason: str, *, by_peer: bool = False) -> None:
-        with trio.CancelScope(shield=True):
-            await self._transport.abort()
+        with trio.CancelScope(shield=True):  # bounded: closes the stream at once
+            await self._link.transport.abort()
         self._finish(code, reason, by_peer=by_peer)
 
-    async def _wait_idle(self) -> None:
-        while self._waiters or self._handlers_running:
-            self._idle = trio.Event()
-            await self._idle.wait()
+    async def _ping_timeout(self) -> None:
+        await self._abort(CLOSE_ABNORMAL, "pong timeout", by_peer=True)
 
-    def _check_idle(self) -> None:
-        if not self._waiters and not self._handlers_running:
-            self._idle.set()
 
-    # --- pings ---------------------------------------------------------------
+async def run_connection(
+    conn: OCPPConnection,
+    on_open: Callable[[OCPPConnection], Awaitable[object]] | None = None,
+    *,
+    reconnected: bool = False,
+    task_status: trio.TaskStatus[OCPPConnection] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run ``conn`` in a nursery of its own until it closes (reader, ping and handler tasks).
 
-    def _start_pinger(self) -> None:
-        """Have this connection pinged, if pings are enabled and it is not yet.
+    For the client's supervisor and the server's per-station task.
+    ``on_open(conn)``, if given, runs as a task of the connection's nursery
+    (the server's per-station handler).  ``task_status.started(conn)`` is
+    called once the connection is OPEN, before the reader takes its first
+    frame.  Returns once the connection is closed and every task in its
+    nursery has ended; never raises for anything the peer did.  Cancelled,
+    it aborts the stream (a bounded, shielded step) and raises.
+    """
+    await conn._run(on_open, reconnected, task_status)
 
-        The ``ping_interval`` counts from now.  There is no task per
-        connection: the run's ping timer (``_pings.py``) calls ``_ping_due``.
-        """
-        if (
-            not self._pinging
-            and self._options.pings_enabled
-            and self._state is ConnectionState.OPEN
-            and self._nursery is not None
-        ):
-            self._pinging = True
-            self._last_ping = trio.current_time()
-            self._schedule_ping()
 
-    def _next_ping(self, options: ConnectionOptions) -> float:
-        due = self._last_ping + options.ping_interval
-        if options.defer_pings_on_activity:
-            due = max(due, self._last_activity + options.ping_interval)
-        return due
-
-    def _schedule_ping(self) -> None:
-        """Put the next ping on the timer (unless pings are off now, or the connection closed)."""
-        if not self._options.pings_enabled or self._state is not ConnectionState.OPEN:
-            self._pinging = False
-            return
-        self._ping_entry = ping_scheduler().schedule(self, self._next_ping(self._options))
-
-    def _stop_pinger(self) -> None:
-        entry, self._ping_entry = self._ping_entry, None
-        if entry is not None:
-            entry.cancel()
-        self._pinging = False
-
-    def _ping_due(self) -> None:
-        """The ping timer: this connection's ping is due (or was, before new activity)."""
-        self._ping_entry = None
-        options = self._options
-        nursery = self._nursery
-        if not options.pings_enabled or self._state is not ConnectionState.OPEN or nursery is None:
-            self._pinging = False
-            return
-        if trio.current_time() < self._next_ping(options):  # messages came meanwhile
-            self._schedule_ping()
-            return
-        self._last_ping = trio.current_time()
-        nursery.start_soon(self._pinger, options)
-
-    async def _pinger(self, options: ConnectionOptions) -> None:
-        """One ping (a short task of the connection's); then the next one is scheduled."""
-        if await self._ping_once(options):
-            self._schedule_ping()
-        else:
-            self._pinging = False
-
-    async def _ping_once(self, options: ConnectionOptions) -> bool:
-        """One ping; False when the connection is gone (closed, or aborted for want of a pong)."""
-        payload = next(_ping_counter).to_bytes(8, "big")
-        self._emitter.emit("ping", PingEvent(payload=payload))
-        started = trio.current_time()
-        with trio.move_on_after(options.pong_timeout) as scope:
-            try:
-                await self._transport.ping(payload)
-            except ConnectionClosed:
-                return False
-        if scope.cancelled_caught:
-            log.warning(
-                "%s: no pong within %s s: the peer is gone, closing",
-                self.identity,
-                options.pong_timeout,
-            )
-            error = ConnectionClosed(
-                f"no pong within {options.pong_timeout} s",
-                code=CLOSE_ABNORMAL,
-                reason="pong timeout",
-            )
-            self._emitter.emit("error", ErrorEvent(error=error, context="ping"))
-            await self._abort(CLOSE_ABNORMAL, "pong timeout", by_peer=True)
-            return False
-        self._last_activity = trio.current_time()
-        self._emitter.emit("pong", PongEvent(payload=payload, rtt=trio.current_time() - started))
-        return True
+def apply_options(conn: OCPPConnection, new: ConnectionOptions) -> None:
+    """Put ``new`` options in force on ``conn`` (its ``reconfigure``, and the client's)."""
+    conn._apply_options(new)

@@ -17,8 +17,9 @@ Every defect in a frame is answered as ``_core/protocol.py``'s table says,
 reported as a ``bad_message`` event and counted; past ``max_bad_messages`` the
 connection closes with 1002.
 
-This is a mixin of :class:`~ocpp_trio.connection.OCPPConnection`, split out to
-keep each file to one idea; it uses the connection's state directly.
+The connection (``connection.py``) owns a :class:`Dispatcher` and runs its
+:meth:`Dispatcher.read` in the connection's own task; the dispatcher works on
+the connection's :class:`~ocpp_trio._rpc.link.Link`.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import logging
 import math
 from collections.abc import Awaitable, Mapping
 from functools import partial
-from typing import TYPE_CHECKING, Any, Literal, cast
+from typing import TYPE_CHECKING, Any
 
 import trio
 
@@ -42,7 +43,6 @@ from .._core.errors import (
     RPCInternalError,
     RPCNotImplementedError,
     RPCNotSupportedError,
-    ValidationError,
     code_for_protocol,
 )
 from .._core.protocol import (
@@ -52,10 +52,9 @@ from .._core.protocol import (
     ErrorReceived,
     LateResponse,
     ResultReceived,
-    RPCProtocol,
     SendReceived,
 )
-from .._core.validation import Validator, get_validator
+from .._core.validation import get_validator
 from .._websocket.driver import WSTransport
 from .._websocket.transport import CLOSE_ABNORMAL, CLOSE_PROTOCOL_ERROR, Transport
 from ..events import (
@@ -67,18 +66,17 @@ from ..events import (
     ErrorEvent,
     EventEmitter,
     LateResponseEvent,
-    LimitEvent,
     MessageEvent,
     PingEvent,
 )
-from ..routing import NOREPLY, Handler, HandlerContext, Router
+from ..routing import NOREPLY, Handler, HandlerContext
+from .link import Link
 from .options import ConnectionOptions
 from .outbound import BUILTIN_PROTOCOLS
 from .state import ConnectionState
 
 if TYPE_CHECKING:
     from .connection import OCPPConnection
-    from .outbound import Waiter
 
 log = logging.getLogger("ocpp_trio.connection")
 
@@ -131,63 +129,44 @@ def _emit_peer_ping(emitter: EventEmitter, payload: bytes) -> None:
         emitter.emit("ping", PingEvent(payload=payload, outbound=False))
 
 
-class InboundMixin:
-    """The reader and handler side of ``OCPPConnection`` (see the module docstring)."""
+class Dispatcher:
+    """The reader and the inbound dispatch of one connection (see the module docstring).
 
-    # Provided by OCPPConnection.
-    identity: str
-    protocol: str
-    _transport: Transport
-    _proto: RPCProtocol
-    _options: ConnectionOptions
-    _router: Router
-    _emitter: EventEmitter
-    _validator: Validator | None
-    _waiters: dict[str, Waiter]
-    _state: ConnectionState
-    _nursery: trio.Nursery | None
-    _handlers_running: int
-    _idle: trio.Event
-    _last_activity: float
-    _bucket: TokenBucket | None
+    It works on the connection's :class:`~ocpp_trio._rpc.link.Link` and knows
+    the public connection object only to hand it to handlers (``ctx.connection``)
+    and to close it when the peer sent too many bad frames.
+    """
 
-    if TYPE_CHECKING:
+    __slots__ = ("_bucket", "_conn", "_link")
 
-        async def _write(self, text: str) -> None: ...
+    def __init__(self, link: Link, conn: OCPPConnection) -> None:
+        self._link = link
+        self._conn = conn
+        self._bucket = make_bucket(link.options)
 
-        def _validate(
-            self,
-            method: str,
-            direction: Literal["request", "response"],
-            payload: Mapping[str, Any],
-            *,
-            outbound: bool,
-            message_id: str | None,
-        ) -> ValidationError | None: ...
+    def options_changed(self, old: ConnectionOptions, new: ConnectionOptions) -> None:
+        """New options: a new rate bucket when the rate limit changed."""
+        if (new.max_inbound_call_rate, new.inbound_call_capacity) != (
+            old.max_inbound_call_rate,
+            old.inbound_call_capacity,
+        ):
+            self._bucket = make_bucket(new)
 
-        def _finish(
-            self, code: int, reason: str, *, by_peer: bool, will_reconnect: bool = False
-        ) -> None: ...
+    async def read(self) -> ConnectionClosed | None:
+        """Read and dispatch messages until the connection closes.
 
-        def _check_idle(self) -> None: ...
-
-        async def close(
-            self,
-            code: int = ...,
-            reason: str = ...,
-            *,
-            await_pending: bool = ...,
-            force: bool = ...,
-        ) -> None: ...
-
-    async def _reader(self) -> None:
-        transport, proto, emitter = self._transport, self._proto, self._emitter
+        Returns how the peer or the network closed it, or None when our own
+        close is under way (``close()`` finishes it).  One message per
+        ``receive()``, which is a checkpoint per message.
+        """
+        link = self._link
+        transport, proto, emitter = link.transport, link.proto, link.emitter
         try:
             while True:
                 message = await transport.receive()
-                self._last_activity = trio.current_time()
+                link.last_activity = trio.current_time()
                 if log.isEnabledFor(logging.DEBUG):
-                    log.debug("%s < %s", self.identity, message)
+                    log.debug("%s < %s", link.identity, message)
                 if emitter.has("message"):
                     text = message if isinstance(message, str) else repr(message)
                     emitter.emit("message", MessageEvent(text=text, outbound=False))
@@ -218,23 +197,23 @@ class InboundMixin:
                             )
         except ConnectionClosed as exc:
             code = exc.code if exc.code is not None else CLOSE_ABNORMAL
-            by_peer = self._state is not ConnectionState.CLOSING
             if code == CLOSE_MESSAGE_TOO_BIG and getattr(transport, "failed_locally", False):
-                self._limit(
+                size = link.options.max_message_size
+                link.limit(
                     "max_message_size",
-                    self._options.max_message_size,
-                    f"a message over max_message_size={self._options.max_message_size} bytes: "
-                    "closed with 1009",
+                    size,
+                    f"a message over max_message_size={size} bytes: closed with 1009",
                 )
-            if by_peer:
-                self._finish(code, exc.reason, by_peer=True)
+            if link.state is ConnectionState.CLOSING:
+                return None
+            return ConnectionClosed(str(exc), code=code, reason=exc.reason)
 
     def _on_result(self, event: ResultReceived) -> None:
-        waiter = self._waiters.pop(event.message_id, None)
+        waiter = self._link.pending.pop(event.message_id, None)
         if waiter is not None:
             waiter.resolve(event.payload)
-        if self._emitter.has("call_result"):
-            self._emitter.emit(
+        if self._link.emitter.has("call_result"):
+            self._link.emitter.emit(
                 "call_result",
                 CallResultEvent(
                     message_id=event.message_id,
@@ -245,13 +224,13 @@ class InboundMixin:
             )
 
     def _on_error(self, event: ErrorReceived) -> None:
-        waiter = self._waiters.pop(event.message_id, None)
+        waiter = self._link.pending.pop(event.message_id, None)
         if waiter is not None:
             waiter.resolve(
                 CallErrorReceived(event.code, event.description, event.details, action=event.action)
             )
-        if self._emitter.has("call_error"):
-            self._emitter.emit(
+        if self._link.emitter.has("call_error"):
+            self._link.emitter.emit(
                 "call_error",
                 CallErrorEvent(
                     message_id=event.message_id,
@@ -263,10 +242,12 @@ class InboundMixin:
             )
 
     def _on_late(self, event: LateResponse, message: str | bytes) -> None:
-        log.info("%s: late answer to %s %s ignored", self.identity, event.action, event.message_id)
-        if self._emitter.has("late_response"):
+        log.info(
+            "%s: late answer to %s %s ignored", self._link.identity, event.action, event.message_id
+        )
+        if self._link.emitter.has("late_response"):
             text = message if isinstance(message, str) else repr(message)
-            self._emitter.emit(
+            self._link.emitter.emit(
                 "late_response",
                 LateResponseEvent(
                     message_id=event.message_id, method=event.action, text=text[:1000]
@@ -274,16 +255,16 @@ class InboundMixin:
             )
 
     async def _on_bad_message(self, event: BadMessage) -> None:
-        code = code_for_protocol(event.error.code, self.protocol)
+        code = code_for_protocol(event.error.code, self._link.protocol)
         log.warning(
             "%s: bad message (%s: %s), %d in a row: %r",
-            self.identity,
+            self._link.identity,
             code,
             event.error.description,
             event.count,
             event.excerpt,
         )
-        self._emitter.emit(
+        self._link.emitter.emit(
             "bad_message",
             BadMessageEvent(
                 excerpt=event.excerpt,
@@ -294,62 +275,63 @@ class InboundMixin:
             ),
         )
         if event.failed_call is not None:
-            waiter = self._waiters.pop(event.failed_call, None)
+            waiter = self._link.pending.pop(event.failed_call, None)
             if waiter is not None:
                 waiter.resolve(
                     MalformedResponseError(event.error, action=event.failed_action or "")
                 )
         if event.reply is not None:
             try:
-                await self._write(event.reply)
+                await self._link.write(event.reply)
             except ConnectionClosed:
                 return
         if event.limit_exceeded:
             log.warning(
                 "%s: %d bad messages in a row, more than max_bad_messages=%s: closing with 1002",
-                self.identity,
+                self._link.identity,
                 event.count,
-                self._options.max_bad_messages,
+                self._link.options.max_bad_messages,
             )
-            assert self._nursery is not None
-            self._nursery.start_soon(self.close, CLOSE_PROTOCOL_ERROR, "too many bad messages")
+            nursery = self._link.nursery
+            assert nursery is not None
+            nursery.start_soon(self._conn.close, CLOSE_PROTOCOL_ERROR, "too many bad messages")
 
     async def _on_call(self, mid: str, action: str, params: dict[str, Any], is_send: bool) -> None:
-        if self._emitter.has("call"):
-            self._emitter.emit(
+        if self._link.emitter.has("call"):
+            self._link.emitter.emit(
                 "call",
                 CallEvent(
                     message_id=mid, method=action, params=params, outbound=False, is_send=is_send
                 ),
             )
-        if self._state is not ConnectionState.OPEN:
+        if not self._link.is_open:
             if not is_send:
                 await self._reply_error(mid, action, RPCGenericError("the connection is closing"))
             return
         bucket = self._bucket
         if bucket is not None and not bucket.take(trio.current_time()):
-            rate = self._options.max_inbound_call_rate
+            rate = self._link.options.max_inbound_call_rate
             text = f"rate limit: at most {rate:g} calls per second"
-            self._limit("max_inbound_call_rate", rate, text, action, mid)
+            self._link.limit("max_inbound_call_rate", rate, text, action, mid)
             if not is_send:
                 await self._reply_error(mid, action, RPCGenericError(text))
             return
-        invalid = self._validate(action, "request", params, outbound=False, message_id=mid)
+        invalid = self._link.validate(action, "request", params, outbound=False, message_id=mid)
         if invalid is not None:
             if not is_send:
                 await self._reply_error(mid, action, invalid.error)
             return
-        entry = self._router.lookup(self.protocol, action)
+        entry = self._link.router.lookup(self._link.protocol, action)
         if entry is None:
             if not is_send:
                 await self._reply_error(mid, action, self._no_handler_error(action))
             return
         ctx = HandlerContext(
             params=params,
-            protocol=self.protocol,
+            protocol=self._link.protocol,
             method=action,
             message_id=mid,
-            connection=cast("OCPPConnection", self),
+            connection=self._conn,
             is_send=is_send,
         )
         if not entry.is_async:
@@ -365,47 +347,28 @@ class InboundMixin:
             coro: Awaitable[Any] = result
         else:
             coro = None  # type: ignore[assignment]
-        if self._handlers_running >= self._options.inbound_call_concurrency:
+        if self._link.handlers_running >= self._link.options.inbound_call_concurrency:
             if coro is not None and inspect.iscoroutine(coro):
                 coro.close()
-            limit = self._options.inbound_call_concurrency
-            text = f"busy: {self._handlers_running} calls in progress, at most {limit} at once"
-            self._limit("inbound_call_concurrency", limit, text, action, mid)
+            limit = self._link.options.inbound_call_concurrency
+            text = f"busy: {self._link.handlers_running} calls in progress, at most {limit} at once"
+            self._link.limit("inbound_call_concurrency", limit, text, action, mid)
             if not is_send:
                 await self._reply_error(mid, action, RPCGenericError(text))
             return
-        self._handlers_running += 1
-        self._idle = trio.Event() if self._idle.is_set() else self._idle
-        assert self._nursery is not None
-        self._nursery.start_soon(self._run_handler, entry.fn, ctx, coro)
-
-    def _limit(
-        self,
-        limit: str,
-        value: float,
-        description: str,
-        method: str | None = None,
-        message_id: str | None = None,
-    ) -> None:
-        log.info("%s: %s reached (%s)", self.identity, limit, description)
-        self._emitter.emit(
-            "limit",
-            LimitEvent(
-                limit=limit,
-                value=value,
-                description=description,
-                method=method,
-                message_id=message_id,
-            ),
-        )
+        link = self._link
+        link.handlers_running += 1
+        link.busy()
+        assert link.nursery is not None
+        link.nursery.start_soon(self._run_handler, entry.fn, ctx, coro)
 
     def _no_handler_error(self, action: str) -> RPCError:
-        validator = self._validator
-        if validator is None and self.protocol in BUILTIN_PROTOCOLS:
-            validator = get_validator(self.protocol)
+        validator = self._link.validator
+        if validator is None and self._link.protocol in BUILTIN_PROTOCOLS:
+            validator = get_validator(self._link.protocol)
         if validator is not None and action in validator.actions:
             return RPCNotSupportedError(f"{action} is not supported here")
-        return RPCNotImplementedError(f"{action} is not a known action of {self.protocol}")
+        return RPCNotImplementedError(f"{action} is not a known action of {self._link.protocol}")
 
     async def _run_handler(
         self, fn: Handler, ctx: HandlerContext, coro: Awaitable[Any] | None
@@ -418,8 +381,8 @@ class InboundMixin:
                 return
             await self._answer(ctx, result)
         finally:
-            self._handlers_running -= 1
-            self._check_idle()
+            self._link.handlers_running -= 1
+            self._link.check_idle()
 
     async def _handler_failed(self, ctx: HandlerContext, exc: Exception) -> None:
         if isinstance(exc, RPCError):
@@ -427,14 +390,16 @@ class InboundMixin:
         else:
             log.error(
                 "%s: handler for %s raised %s",
-                self.identity,
+                self._link.identity,
                 ctx.method,
                 type(exc).__name__,
                 exc_info=exc,
             )
-            self._emitter.emit("error", ErrorEvent(error=exc, context=f"handler for {ctx.method}"))
+            self._link.emitter.emit(
+                "error", ErrorEvent(error=exc, context=f"handler for {ctx.method}")
+            )
             details: dict[str, Any] = {}
-            if self._options.respond_with_detailed_errors:
+            if self._link.options.respond_with_detailed_errors:
                 details = {"type": type(exc).__name__, "message": str(exc)[:200]}
             error = RPCInternalError(f"the handler for {ctx.method} failed", details)
         if ctx.is_send:
@@ -446,14 +411,14 @@ class InboundMixin:
             return
         mid = ctx.message_id
         if result is NOREPLY:
-            self._proto.forget_inbound(mid)
+            self._link.proto.forget_inbound(mid)
             return
         if result is None:
             result = {}
         if not isinstance(result, Mapping):
             log.error(
                 "%s: handler for %s returned %s, not a dict",
-                self.identity,
+                self._link.identity,
                 ctx.method,
                 type(result).__name__,
             )
@@ -463,10 +428,10 @@ class InboundMixin:
                 RPCInternalError(f"the handler for {ctx.method} returned no object"),
             )
             return
-        invalid = self._validate(ctx.method, "response", result, outbound=True, message_id=mid)
+        invalid = self._link.validate(ctx.method, "response", result, outbound=True, message_id=mid)
         if invalid is not None:
             log.error(
-                "%s: handler result for %s is invalid: %s", self.identity, ctx.method, invalid
+                "%s: handler result for %s is invalid: %s", self._link.identity, ctx.method, invalid
             )
             await self._reply_error(
                 mid,
@@ -478,7 +443,7 @@ class InboundMixin:
             )
             return
         try:
-            text = self._proto.send_result(mid, result)
+            text = self._link.proto.send_result(mid, result)
         except ValueError as exc:
             # Not JSON, or a string with a lone surrogate: UTF-8 cannot carry it.
             self._unsendable(f"result of the handler for {ctx.method}", exc)
@@ -493,7 +458,7 @@ class InboundMixin:
         except ProtocolStateError:
             return  # the connection closed meanwhile
         try:
-            await self._write(text)
+            await self._link.write(text)
         except ConnectionClosed:
             return
         except trio.Cancelled:
@@ -506,8 +471,8 @@ class InboundMixin:
         self._emit_result(ctx, result)
 
     def _emit_result(self, ctx: HandlerContext, result: Mapping[str, Any]) -> None:
-        if self._emitter.has("call_result"):
-            self._emitter.emit(
+        if self._link.emitter.has("call_result"):
+            self._link.emitter.emit(
                 "call_result",
                 CallResultEvent(
                     message_id=ctx.message_id, method=ctx.method, result=dict(result), outbound=True
@@ -517,7 +482,7 @@ class InboundMixin:
     async def _reply_error(self, mid: str, action: str, error: RPCError) -> None:
         try:
             try:
-                text = self._proto.send_error(mid, error)
+                text = self._link.proto.send_error(mid, error)
             except ValueError as exc:
                 # The description or details cannot be sent (not JSON, a lone
                 # surrogate): the peer still gets an answer, ours.
@@ -525,11 +490,11 @@ class InboundMixin:
                 error = RPCInternalError(
                     f"the error answer to {action} cannot be sent", {"reason": str(exc)}
                 )
-                text = self._proto.send_error(mid, error)
+                text = self._link.proto.send_error(mid, error)
         except ProtocolStateError:
             return
         try:
-            await self._write(text)
+            await self._link.write(text)
         except ConnectionClosed:
             return
         except trio.Cancelled:
@@ -539,17 +504,17 @@ class InboundMixin:
 
     def _unsendable(self, what: str, exc: ValueError) -> None:
         """Report an answer that cannot be encoded; an InternalError goes out instead."""
-        log.error("%s: the %s cannot be sent: %s", self.identity, what, exc)
-        self._emitter.emit("error", ErrorEvent(error=exc, context=what))
+        log.error("%s: the %s cannot be sent: %s", self._link.identity, what, exc)
+        self._link.emitter.emit("error", ErrorEvent(error=exc, context=what))
 
     def _emit_error(self, mid: str, action: str, error: RPCError) -> None:
-        if self._emitter.has("call_error"):
-            self._emitter.emit(
+        if self._link.emitter.has("call_error"):
+            self._link.emitter.emit(
                 "call_error",
                 CallErrorEvent(
                     message_id=mid,
                     method=action,
-                    code=code_for_protocol(error.code, self.protocol),
+                    code=code_for_protocol(error.code, self._link.protocol),
                     description=error.description,
                     details=dict(error.details),
                     outbound=True,

@@ -1,181 +1,60 @@
-"""The pieces of an outbound call that the connection and the client share.
+"""The outbound call path: one ``call()`` from its FIFO slot to its answer, in one cancel scope.
 
-``call_with_limit`` is the whole life of one ``call()``: a FIFO slot from the
-``call_concurrency`` limiter, an open connection (a client may wait for its
-reconnect here, still holding its place in the queue), the exchange itself;
-all of it within ``timeout`` seconds of the start.  When the time is up the
-call is forgotten by the core (a late answer becomes a ``late_response``
-event) and ``CallTimeout`` is raised.
+Theory of operation (OCPP-J 1.6 §4.1.1, 2.0.1 Part 4 §4.1.1: a sender has at
+most one CALL outstanding by default).  ``call()`` opens one cancel scope that
+ends at the call's deadline (``timeout``, by default ``call_timeout``) and
+does everything inside it, so ``trio.current_effective_deadline()`` there is
+the call's:
 
-Theory of operation.  Most calls find a free slot and an open connection:
-the slot is taken without waiting (``acquire_on_behalf_of_nowait`` refuses
-while anyone is queued, so the queue stays FIFO), the frame is written, and
-the task parks in a :class:`Waiter` until the reader hands it the answer.
-The deadline of a parked call is kept by :class:`CallTimer`, one system task
-per Trio run that sleeps until the earliest deadline of all calls and expires
-what is due, rather than by a cancel scope per call: entering and leaving a
-cancel scope cost more than all the rest of the call's own work (see
-``benchmarks/``).  The waits off that path, for a queued slot and for a
-reconnect, are cancel scopes ending at the same deadline; so is a write that
-has to wait for another one, or on a transport that does not bound its own
-writes (the default one finishes or fails a write it started within its grace
-period, see ``_ws.py``: a deadline passing meanwhile is raised once it is
-done).  A call always waits for its answer, so it is always a checkpoint.
+1. a FIFO slot of the ``call_concurrency`` limiter (a ``trio.CapacityLimiter``:
+   fair, i.e. FIFO, and resizable at run time by ``reconfigure``; a channel of
+   that capacity would need a task to own its receiving end and could not be
+   resized).  A free slot is taken without a schedule point; the nowait form
+   refuses while anyone is queued, so the order stays FIFO;
+2. an open connection (a client may wait for its reconnect here, still
+   holding its place in the queue);
+3. the exchange (:func:`exchange`): validate (strict mode), register the id in
+   the sans-IO core, write, wait for the answer, validate it.
+
+When the deadline passes the scope cancels whatever step is running and
+``CallTimeout`` is raised.  Cancelled from outside at any step, the call
+raises ``Cancelled`` at once.  Either way the id is forgotten (an answer that
+comes later is reported as a ``late_response`` event) and the connection stays
+usable, unless the cancellation cut a frame half-way on the wire: then the
+transport aborts the connection, and its close reason says so.
 """
 
 from __future__ import annotations
 
-import heapq
-import itertools
-import math
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable, Mapping
+from typing import Any, Protocol
 
 import trio
 
-from .._core.errors import CallTimeout
-from .._core.validation import Validator, get_validator
+from .._core.errors import CallTimeout, ProtocolMismatchError
+from .._core.validation import SUPPORTED_PROTOCOLS, Validator, get_validator
+from ..events import CallEvent
 from ..types import Message, SendAction
+from .link import Link, PendingCall
 from .options import ConnectionOptions
 
-if TYPE_CHECKING:
-    from .connection import OCPPConnection
-
 #: Known OCPP protocols with official schemas.
-BUILTIN_PROTOCOLS = ("ocpp1.6", "ocpp2.0.1", "ocpp2.1")
+BUILTIN_PROTOCOLS = SUPPORTED_PROTOCOLS
 
 
-class DeadlineExpired(Exception):
-    """The call's deadline passed (``call_with_limit`` raises ``CallTimeout`` for it)."""
+class CallSource(Protocol):
+    """What :func:`run_call` needs of a connection or a client."""
 
+    @property
+    def options(self) -> ConnectionOptions: ...
 
-class Waiter:
-    """One outbound call waiting for its answer.
+    def open_link(self) -> Link | None:
+        """The open connection's link; None while (re)connecting; raises once closed."""
+        ...
 
-    The calling task parks itself in :meth:`wait`; :meth:`resolve` (from the
-    reader, or from ``_finish`` on close) stores the outcome and reschedules
-    it; :meth:`expire` (from the :class:`CallTimer`) also forgets the call on
-    its connection first, so that an answer arriving now is reported as late.
-    A cancelled wait unparks the task and leaves the outcome to nobody: the
-    caller forgets the call in the core, so a late answer is reported.
-    """
-
-    __slots__ = ("action", "conn", "entry", "message_id", "outcome", "task")
-
-    def __init__(self, action: str, conn: OCPPConnection, message_id: str) -> None:
-        self.action = action
-        self.conn = conn
-        self.message_id = message_id
-        self.outcome: dict[str, Any] | BaseException | None = None
-        self.task: trio.lowlevel.Task | None = None
-        self.entry: list[Any] | None = None  # its entry in the CallTimer, while in there
-
-    def resolve(self, outcome: dict[str, Any] | BaseException) -> None:
-        """Store the first outcome and wake the waiting task; later ones are ignored."""
-        if self.outcome is None:
-            self.outcome = outcome
-            task = self.task
-            if task is not None:
-                self.task = None
-                trio.lowlevel.reschedule(task)
-
-    def expire(self) -> None:
-        """The deadline passed: forget the call on its connection and wake the task."""
-        self.conn._forget_call(self.message_id)
-        self.resolve(DeadlineExpired())
-
-    async def wait(self) -> None:
-        """Return once resolved; a checkpoint either way (raises Cancelled like any)."""
-        if self.outcome is not None:
-            await trio.lowlevel.checkpoint()
-            return
-        self.task = trio.lowlevel.current_task()
-        await trio.lowlevel.wait_task_rescheduled(self._abort)
-
-    def _abort(self, raise_cancel: object) -> trio.lowlevel.Abort:
-        self.task = None
-        return trio.lowlevel.Abort.SUCCEEDED
-
-
-class CallTimer:
-    """The deadlines of the calls in flight, kept by one system task per Trio run.
-
-    A heap of ``[deadline, sequence, waiter]`` entries.  A call that ends
-    first clears the waiter out of its entry, which stays in the heap until
-    it comes to the top or the heap is compacted (when more than half of it
-    is such entries), so adding and removing cost a few list operations.  The
-    task sleeps until the earliest deadline; a new earlier one moves its
-    scope's deadline up.  Expiring a call never raises (a system task must not).
-    """
-
-    __slots__ = ("_cleared", "_heap", "_scope", "_sequence", "_wake_at")
-
-    def __init__(self) -> None:
-        self._heap: list[list[Any]] = []
-        self._cleared = 0
-        self._sequence = itertools.count()
-        self._wake_at = math.inf
-        self._scope: trio.CancelScope | None = None
-
-    def __len__(self) -> int:
-        """The calls waiting for their deadline."""
-        return len(self._heap) - self._cleared
-
-    def add(self, waiter: Waiter, deadline: float) -> None:
-        """Expire ``waiter`` at ``deadline`` unless :meth:`discard` comes first."""
-        entry = [deadline, next(self._sequence), waiter]
-        waiter.entry = entry
-        heapq.heappush(self._heap, entry)
-        if deadline < self._wake_at:
-            self._wake_at = deadline
-            if self._scope is not None:
-                self._scope.deadline = deadline
-
-    def discard(self, waiter: Waiter) -> None:
-        """Forget ``waiter``'s deadline (no-op when it expired or was never added)."""
-        entry = waiter.entry
-        if entry is None:
-            return
-        waiter.entry = None
-        entry[2] = None
-        self._cleared += 1
-        heap = self._heap
-        if self._cleared > 64 and 2 * self._cleared > len(heap):
-            heap[:] = [e for e in heap if e[2] is not None]
-            heapq.heapify(heap)
-            self._cleared = 0
-
-    async def run(self) -> None:
-        """Sleep until the earliest deadline, expire what is due, again (a system task)."""
-        heap = self._heap
-        while True:
-            with trio.CancelScope(deadline=self._wake_at) as scope:
-                self._scope = scope
-                await trio.sleep_forever()
-            self._scope = None
-            now = trio.current_time()
-            while heap and (heap[0][2] is None or heap[0][0] <= now):
-                waiter = heapq.heappop(heap)[2]
-                if waiter is None:
-                    self._cleared -= 1
-                else:
-                    waiter.entry = None
-                    waiter.expire()
-            self._wake_at = heap[0][0] if heap else math.inf
-
-
-_call_timer: trio.lowlevel.RunVar[CallTimer] = trio.lowlevel.RunVar("ocpp_trio.call_timer")
-
-
-def call_timer() -> CallTimer:
-    """This Trio run's :class:`CallTimer`, started on first use."""
-    try:
-        return _call_timer.get()
-    except LookupError:
-        timer = CallTimer()
-        _call_timer.set(timer)
-        trio.lowlevel.spawn_system_task(timer.run, name="ocpp_trio call timer")
-        return timer
+    async def wait_link(self) -> Link:
+        """Wait for an open connection (a client's reconnect)."""
+        ...
 
 
 def parse_call_args(
@@ -240,47 +119,109 @@ def cap_reason(reason: str) -> str:
     return data[:123].decode("utf-8", "ignore")
 
 
-async def call_with_limit(
-    target: Any,
+def validators_for(options: ConnectionOptions, protocols: Iterable[str]) -> list[Validator]:
+    """The validators strict mode will use on any of ``protocols`` (each once)."""
+    found: dict[int, Validator] = {}
+    for protocol in protocols:
+        validator = resolve_validator(options, protocol)
+        if validator is not None:
+            found[id(validator)] = validator
+    return list(found.values())
+
+
+async def prepare_validators(options: ConnectionOptions, protocols: Iterable[str]) -> None:
+    """Compile, in a worker thread, every schema strict mode may use on ``protocols``.
+
+    Called by the client and the server before they report themselves
+    started, so that the reader never compiles a schema (compiling one takes
+    3-30 ms, all of a protocol 0.2-2 s).  Validators are shared by the whole
+    process: a protocol compiled once is ready for every later connection,
+    and then no thread is started.
+
+    Raises:
+        ValueError: a custom validator's schema cannot be compiled.
+    """
+    for validator in validators_for(options, protocols):
+        if not validator.compiled:
+            await trio.to_thread.run_sync(validator.precompile)
+
+
+async def run_call(
+    source: CallSource,
     limiter: trio.CapacityLimiter,
     protocol: str | None,
     method: str,
     params: Mapping[str, Any],
     timeout: float | None,
 ) -> dict[str, Any]:
-    """Run one call: FIFO slot, an open connection, the exchange, all within ``timeout``.
+    """One whole ``call()``: a FIFO slot, an open connection, the exchange, within ``timeout``.
 
-    ``target._open_connection()`` returns the open connection, or None while
-    a client reconnects; ``target._wait_ready()`` then waits for one.  The
-    slot is held across that wait, so FIFO order holds across reconnects.
+    See the module docstring.  Raises ``CallTimeout`` when the deadline
+    passes, ``Cancelled`` when cancelled from outside, and whatever the
+    exchange raises.
     """
     if timeout is None:
-        timeout = float(target.options.call_timeout)
+        timeout = float(source.options.call_timeout)
     if not timeout > 0:
         raise ValueError(f"timeout must be > 0 seconds, got {timeout!r}")
-    await trio.lowlevel.checkpoint_if_cancelled()
-    deadline = trio.current_time() + timeout
-    token = object()
-    try:
-        limiter.acquire_on_behalf_of_nowait(token)
-    except trio.WouldBlock:
-        with trio.move_on_at(deadline) as scope:
+    await trio.lowlevel.checkpoint_if_cancelled()  # nothing is sent by a call cancelled already
+    with trio.move_on_at(trio.current_time() + timeout):
+        token = object()
+        try:
+            limiter.acquire_on_behalf_of_nowait(token)
+        except trio.WouldBlock:
             await limiter.acquire_on_behalf_of(token)
-        if scope.cancelled_caught:
-            raise _timed_out(method, timeout) from None
+        try:
+            link = source.open_link()
+            if link is None:
+                link = await source.wait_link()
+            return await exchange(link, protocol, method, params)
+        finally:
+            limiter.release_on_behalf_of(token)
+    raise CallTimeout(f"{method}: no answer within {timeout:g} s") from None
+
+
+async def exchange(
+    link: Link, protocol: str | None, method: str, params: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Send one CALL on an open connection and return its result payload.
+
+    Runs within the caller's scopes (``run_call``'s deadline).  However it
+    ends, the id is forgotten unless answered.
+    """
+    if protocol is not None and protocol != link.protocol:
+        raise ProtocolMismatchError(
+            f"{method} is called as an action of {protocol!r}, "
+            f"but the connection speaks {link.protocol!r}"
+        )
+    link.check_open()
+    invalid = link.validate(method, "request", params, outbound=True, message_id=None)
+    if invalid is not None:
+        raise invalid
+    mid, text = link.proto.send_call(method, params)
+    call = PendingCall(method)
+    link.pending[mid] = call  # wait_idle() sees it: no idle event to reset here
     try:
-        conn: OCPPConnection | None = target._open_connection()
-        if conn is None:
-            with trio.move_on_at(deadline) as scope:
-                conn = await target._wait_ready()
-            if conn is None or scope.cancelled_caught:
-                raise _timed_out(method, timeout) from None
-        return await conn._call_open(protocol, method, params, deadline)
-    except DeadlineExpired:
-        raise _timed_out(method, timeout) from None
+        await link.write(text)
+        if link.emitter.has("call"):
+            link.emitter.emit(
+                "call",
+                CallEvent(message_id=mid, method=method, params=dict(params), outbound=True),
+            )
+        await call.event.wait()
     finally:
-        limiter.release_on_behalf_of(token)
-
-
-def _timed_out(method: str, timeout: float) -> CallTimeout:
-    return CallTimeout(f"{method}: no answer within {timeout:g} s")
+        link.forget_call(mid)
+        link.check_idle()
+    outcome, call.outcome = call.outcome, None
+    if isinstance(outcome, BaseException):
+        try:
+            raise outcome
+        finally:
+            outcome = None  # no cycle: traceback -> this frame -> the exception
+    assert outcome is not None
+    invalid = link.validate(method, "response", outcome, outbound=False, message_id=mid)
+    if invalid is not None:
+        if link.proto.supports_send and link.is_open:
+            await link.send_call_result_error(mid, invalid.error)
+        raise invalid
+    return outcome

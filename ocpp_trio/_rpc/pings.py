@@ -1,143 +1,121 @@
-"""When connections are due a WebSocket ping: one timer task for all of them.
+"""The ping task of one connection: WebSocket pings, deferred on activity, a pong deadline.
 
-A task per connection that sleeps until its next ping costs an idle
-connection about 2.7 KiB (the task, its stack of coroutines, its cancel
-scope); a CSMS holding 10,000 stations with pings on (the default) would
-spend some 27 MB on sleeping.  Instead, every connection of a Trio run with
-pings enabled has one entry in a heap here, ``[due, seq, connection]``, and
-one task sleeps until the earliest entry is due.  Then it tells the
-connection (``PingClient._ping_due``), which either pings (in a short task of
-its own nursery, for as long as the ping waits for its pong) and is
-scheduled again after the pong, or, its due time having moved meanwhile
-(``defer_pings_on_activity``), is scheduled again at once.
+RFC 6455 §5.5.2/§5.5.3: a ping must be answered by a pong; a peer that does
+not answer within ``pong_timeout`` is gone (a half-open TCP connection, a
+station that lost power), and the connection is aborted with 1006 ("pong
+timeout").  The task lives in the connection's nursery, beside the reader and
+the handler tasks, and ends with it.
 
-Removing an entry only forgets its connection (the heap keeps the small list
-until it comes up): a closed connection is never kept alive by the heap.
-
-The timer task is a Trio system task, started when the first entry comes
-and ending when no connection is scheduled any more; it only keeps the heap
-and calls ``_ping_due`` (which does not raise), so it has nothing to report
-to anybody.  The pings themselves run in the connections' own nurseries.
+It sleeps until the next ping is due: ``ping_interval`` after the last
+ping, or, with ``defer_pings_on_activity``, after the last message received,
+whichever is later (messages prove the peer alive).  The sleep is a cancel
+scope ending at the due time; ``reconfigure`` (new interval, pings off or on)
+wakes it by cancelling that scope, and it works the due time out again.  The
+wait for the pong is a cancel scope ending at the pong deadline.
 """
 
 from __future__ import annotations
 
-import heapq
 import itertools
 import logging
-from typing import Protocol
+import math
+from collections.abc import Awaitable, Callable
 
 import trio
 
+from .._core.errors import ConnectionClosed
+from .._websocket.transport import CLOSE_ABNORMAL
+from ..events import ErrorEvent, PingEvent, PongEvent
+from .link import Link
+
 log = logging.getLogger("ocpp_trio.connection")
 
-
-class PingClient(Protocol):
-    """What a connection offers the scheduler."""
-
-    def _ping_due(self) -> None:
-        """The connection's entry came up: ping now, or schedule again."""
-        ...
+_payloads = itertools.count(1)
 
 
-class PingEntry:
-    """One scheduled connection: ``cancel()`` forgets it."""
+class Pinger:
+    """When the next ping is due, and the task that sends it (see the module docstring)."""
 
-    __slots__ = ("client", "due", "scheduler", "seq")
+    __slots__ = ("_link", "_on_dead", "_sleep", "last_ping", "running")
 
-    def __init__(self, scheduler: PingScheduler, due: float, seq: int, client: PingClient) -> None:
-        self.scheduler = scheduler
-        self.due = due
-        self.seq = seq
-        self.client: PingClient | None = client
+    def __init__(self, link: Link, on_dead: Callable[[], Awaitable[object]]) -> None:
+        self._link = link
+        self._on_dead = on_dead
+        self._sleep: trio.CancelScope | None = None
+        #: Whether the task runs (it ends when pings are turned off).
+        self.running = False
+        #: When the last ping went out (or the count started).
+        self.last_ping = 0.0
 
-    def __lt__(self, other: PingEntry) -> bool:
-        return (self.due, self.seq) < (other.due, other.seq)
+    def start(self, nursery: trio.Nursery) -> None:
+        """Start the ping task in ``nursery`` (the connection's) if pings are on and it is not running."""
+        if not self.running and self._link.options.pings_enabled:
+            self.running = True
+            self.last_ping = trio.current_time()
+            nursery.start_soon(self.run)
 
-    def cancel(self) -> None:
-        """Forget this entry (idempotent); the connection is not told."""
-        self.scheduler.cancel(self)
+    def wake(self, *, restart: bool = False) -> None:
+        """The options changed: work the next due time out again.
 
-
-class PingScheduler:
-    """The heap of due times of one Trio run (see the module docstring)."""
-
-    __slots__ = ("_heap", "_live", "_running", "_seq", "_sleep")
-
-    def __init__(self) -> None:
-        self._heap: list[PingEntry] = []
-        self._seq = itertools.count()
-        self._live = 0  # entries not cancelled
-        self._running = False
-        self._sleep: trio.CancelScope | None = None  # the timer's sleep, to wake it early
-
-    def schedule(self, client: PingClient, due: float) -> PingEntry:
-        """Call ``client._ping_due()`` at ``due`` (unless the entry is cancelled first)."""
-        entry = PingEntry(self, due, next(self._seq), client)
-        heap = self._heap
-        heapq.heappush(heap, entry)
-        self._live += 1
-        if not self._running:
-            self._running = True
-            trio.lowlevel.spawn_system_task(self._run, name="ocpp_trio ping timer")
-        elif heap[0] is entry and self._sleep is not None:
-            self._sleep.cancel()  # earlier than the timer's wake-up
-        return entry
-
-    def cancel(self, entry: PingEntry) -> None:
-        """Forget ``entry`` (idempotent); the timer ends when nothing is left."""
-        if entry.client is None:
-            return
-        entry.client = None
-        self._live -= 1
-        if not self._live and self._sleep is not None:
+        ``restart``: pings were off and are on again, so the interval counts from now.
+        """
+        if restart:
+            self.last_ping = trio.current_time()
+        if self._sleep is not None:
             self._sleep.cancel()
 
-    @property
-    def scheduled(self) -> int:
-        """Connections waiting for their next ping."""
-        return self._live
+    def _due(self) -> float:
+        options = self._link.options
+        if not options.pings_enabled:
+            return math.inf
+        due = self.last_ping + options.ping_interval
+        if options.defer_pings_on_activity:
+            due = max(due, self._link.last_activity + options.ping_interval)
+        return due
 
-    async def _run(self) -> None:
-        heap = self._heap
+    async def run(self) -> None:
+        """Ping until the connection ends (or pings are turned off)."""
+        link = self._link
         try:
-            while self._live:
-                while heap[0].client is None:
-                    heapq.heappop(heap)
-                now = trio.current_time()
-                if heap[0].due > now:
-                    with trio.CancelScope(deadline=heap[0].due) as self._sleep:
+            while link.is_open:
+                due = self._due()
+                if due == math.inf:
+                    return
+                if trio.current_time() < due:
+                    with trio.CancelScope(deadline=due) as self._sleep:
                         await trio.sleep_forever()
                     self._sleep = None
-                    continue
-                while heap and heap[0].due <= now:
-                    entry = heapq.heappop(heap)
-                    client = entry.client
-                    if client is None:
-                        continue
-                    entry.client = None
-                    self._live -= 1
-                    try:
-                        client._ping_due()
-                    except Exception:  # pragma: no cover - ping_due does not raise
-                        log.exception("ping timer: %r failed", client)
-        finally:  # nothing is scheduled any more, or the run is ending
-            self._running = False
+                    continue  # due now, or moved by activity or new options: look again
+                self.last_ping = trio.current_time()
+                if not await self._ping_once():
+                    return
+        finally:
             self._sleep = None
-            for entry in heap:
-                entry.client = None
-            heap.clear()
-            self._live = 0
+            self.running = False
 
-
-_SCHEDULER: trio.lowlevel.RunVar[PingScheduler] = trio.lowlevel.RunVar("ocpp_trio_pings")
-
-
-def ping_scheduler() -> PingScheduler:
-    """The scheduler of the current Trio run."""
-    try:
-        return _SCHEDULER.get()
-    except LookupError:
-        scheduler = PingScheduler()
-        _SCHEDULER.set(scheduler)
-        return scheduler
+    async def _ping_once(self) -> bool:
+        """One ping; False when the connection is gone (closed, or aborted for want of a pong)."""
+        link = self._link
+        pong_timeout = link.options.pong_timeout
+        payload = next(_payloads).to_bytes(8, "big")
+        link.emitter.emit("ping", PingEvent(payload=payload))
+        started = trio.current_time()
+        with trio.move_on_after(pong_timeout) as scope:
+            try:
+                await link.transport.ping(payload)
+            except ConnectionClosed:
+                return False
+        if scope.cancelled_caught:
+            log.warning(
+                "%s: no pong within %s s: the peer is gone, closing", link.identity, pong_timeout
+            )
+            error = ConnectionClosed(
+                f"no pong within {pong_timeout} s", code=CLOSE_ABNORMAL, reason="pong timeout"
+            )
+            link.emitter.emit("error", ErrorEvent(error=error, context="ping"))
+            await self._on_dead()
+            return False
+        now = trio.current_time()
+        link.last_activity = now
+        link.emitter.emit("pong", PongEvent(payload=payload, rtt=now - started))
+        return True

@@ -22,10 +22,11 @@ Res = TypeVar("Res")
 class HandlerSurface:
     """``handle``, ``remove_handler``, ``remove_all_handlers``, ``on`` and ``off``."""
 
-    __slots__ = ()
+    __slots__ = ("_emitter", "_router")
 
-    _router: Router
-    _emitter: EventEmitter
+    def __init__(self, router: Router, emitter: EventEmitter) -> None:
+        self._router = router
+        self._emitter = emitter
 
     @overload
     def handle(

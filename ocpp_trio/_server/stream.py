@@ -12,24 +12,22 @@ from __future__ import annotations
 
 import logging
 import ssl
+import sys
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any, Final, Literal, cast
 
 import trio
-import trio_websocket
 
 from .._core.protocol import Role
-from .._rpc.connection import OCPPConnection
+from .._rpc.connection import OCPPConnection, run_connection
 from .._rpc.flag import Flag
 from .._rpc.options import ConnectionOptions
 from .._websocket.driver import HandshakeFailed, ServerHandshake, server_handshake
 from .._websocket.transport import (
     CLOSE_PROTOCOL_ERROR,
-    AnswerStream,
     Transport,
-    TrioWebsocketTransport,
     WebSocketBackend,
 )
 from ..security import SecurityProfile
@@ -55,6 +53,7 @@ from .admission import (
 )
 
 if TYPE_CHECKING:
+    from .._websocket import trio_websocket as tws
     from ..cluster._server_glue import ClusterGlue
     from .admission import AuthCallback
 
@@ -93,6 +92,12 @@ class Upgrade:
     phase: Callable[[], trio.CancelScope] = trio.CancelScope
     options: ConnectionOptions | None = None
     refusal: Refusal | None = None
+
+
+def _tws_closed() -> tuple[type[Exception], ...]:
+    """trio-websocket's ConnectionClosed, if that backend is loaded (else nothing to catch)."""
+    module = sys.modules.get("trio_websocket")
+    return (module.ConnectionClosed,) if module is not None else ()
 
 
 class _Peer:
@@ -265,7 +270,7 @@ class StreamHandling:
         """
         gate = Gate()
         request: UpgradeRequest | None = None
-        answered: AnswerStream | None = None  # trio-websocket's own HTTP error, if any
+        answered: tws.AnswerStream | None = None  # trio-websocket's own HTTP error, if any
         deadline = trio.current_time() + self.handshake_timeout
         with trio.move_on_at(deadline) as timeout, gate.scope():
             if isinstance(stream, trio.SSLStream):
@@ -285,9 +290,11 @@ class StreamHandling:
                     self._rejected(peer, exc.status, f"bad upgrade request: {exc}")
                     return None
             else:
+                from .._websocket import trio_websocket as tws  # only when selected
+
                 assert nursery is not None
-                answered = AnswerStream(stream)
-                request = await trio_websocket.wrap_server_stream(
+                answered = tws.AnswerStream(stream)
+                request = await tws.trio_websocket.wrap_server_stream(
                     ReaderNursery(nursery, gate.reader_done),  # type: ignore[arg-type]
                     answered,
                     max_message_size=self.options.max_message_size,
@@ -308,15 +315,17 @@ class StreamHandling:
                 if isinstance(request, ServerHandshake):
                     transport: Transport = await request.accept(protocol)
                 else:
-                    tws_request = cast(trio_websocket.WebSocketRequest, request)
-                    transport = TrioWebsocketTransport(
+                    from .._websocket import trio_websocket as tws
+
+                    tws_request = cast(tws.trio_websocket.WebSocketRequest, request)
+                    transport = tws.TrioWebsocketTransport(
                         await tws_request.accept(subprotocol=protocol), stream
                     )
             except HandshakeFailed as exc:
                 if exc.status is not None:
                     raise  # answered with an HTTP error: _admit reports it
                 return None
-            except (trio_websocket.ConnectionClosed, trio.BrokenResourceError):
+            except (trio.BrokenResourceError, *_tws_closed()):
                 return None
             gate.accepted = True
             return transport
@@ -404,7 +413,7 @@ class StreamHandling:
         with trio.move_on_after(self.handshake_timeout):
             try:
                 await request.reject(status, extra_headers=encode_headers(headers))
-            except (trio_websocket.ConnectionClosed, trio.BrokenResourceError, HandshakeFailed):
+            except (trio.BrokenResourceError, HandshakeFailed, *_tws_closed()):
                 pass
 
     async def _decide(
@@ -494,5 +503,5 @@ class StreamHandling:
         peer.conn = conn
         self._clients[identity] = conn
         log.info("%s connected from %s (%s)", identity, peer.remote, conn.protocol)
-        await conn._run(self.handler, task_status=_ClientEvent(self._events, conn))
+        await run_connection(conn, self.handler, task_status=_ClientEvent(self._events, conn))
         log.info("%s disconnected (%s)", identity, conn.close_code)

@@ -20,9 +20,11 @@ order.  On a plain TCP stream (POSIX) a frame is first handed to the
 non-blocking socket directly, with no task switch; only what the kernel does
 not take at once goes through the stream's ``send_all`` (the common case
 costs one system call: this halved the CPU time of a write, see
-``benchmarks/``).  :meth:`WSTransport.aclose` sends the close frame and waits for the
-peer's (reading the stream itself when no task is in ``receive()``); callers
-bound it, and :meth:`WSTransport.abort` closes the stream in all cases.
+``benchmarks/``).  Writes are bounded by their callers' cancel scopes, never
+shielded: a write cancelled before its frame's first byte leaves the queue
+whole, one cancelled half-way aborts the connection (see ``_flush``).
+:meth:`WSTransport.aclose` sends the close frame and waits for the peer's
+(reading the stream itself when no task is in ``receive()``); callers bound it, and :meth:`WSTransport.abort` closes the stream in all cases.
 
 Handshakes: :func:`server_handshake` reads one HTTP upgrade request and gives a
 :class:`ServerHandshake` to accept (101, with the subprotocol the caller
@@ -91,9 +93,8 @@ _TEXT, _BINARY, _CONT, _PING, _PONG = (
 _OPEN = State.OPEN
 
 
-#: Seconds a started frame write may take before the connection is failed (the
-#: peer is not reading); only reached when the peer's receive window stays full.
-WRITE_GRACE = 10.0
+#: The close reason of a connection whose frame write was cancelled half-way.
+HALF_WRITTEN: Final = "a frame write was cancelled half-way: the connection is aborted"
 
 #: Whether a plain TCP stream's socket can be written with ``os.write``.
 _DIRECT_WRITES: Final = os.name == "posix"
@@ -183,11 +184,6 @@ class WSTransport:
     def compression(self) -> bool:
         """Whether permessage-deflate was negotiated."""
         return bool(self._proto.extensions)
-
-    @property
-    def sending(self) -> bool:
-        """Whether a write is in progress: a ``send()`` now would wait for it first."""
-        return self._send_lock.locked()
 
     # --- receiving ---------------------------------------------------------------
 
@@ -296,13 +292,17 @@ class WSTransport:
         if not pings:
             self._pings = None
 
-    def _set_closed(self) -> None:
+    def _set_closed(self, failure: str = "") -> None:
+        """Closed: by the peer's close frame, our protocol error, or ``failure`` (1006)."""
         if self._closed is not None:
             return
         received = self._proto.close_rcvd
         if received is None and self._proto.parser_exc is not None:
             received = self._proto.close_sent  # we failed the connection: our code tells why
-        code, reason = (received.code, received.reason) if received else (CLOSE_ABNORMAL, "")
+        if received is not None and not failure:
+            code, reason = received.code, received.reason
+        else:
+            code, reason = CLOSE_ABNORMAL, failure
         what = f"{code}: {reason}" if reason else str(code)
         self._closed = ConnectionClosed(f"connection closed ({what})", code=code, reason=reason)
         self._closed_event.set()
@@ -331,9 +331,17 @@ class WSTransport:
         chunks up to its own are written, even when a later chunk (another
         caller's) then fails, and raises ``ConnectionClosed`` only when its own
         were not written.  A ``send()`` that returned means the frame reached
-        the kernel; one that raised means it did not (found by the soak: an
-        answer written by a task that then failed on the next caller's chunk
-        was reported as not sent, though the station had it).
+        the kernel; one that raised means it did not.
+
+        Cancellation (Trio's rule for a stream whose ``send_all`` was
+        cancelled: its state is unknown).  A caller cancelled while it waits
+        for the lock, or before the first byte of the chunk at the head of the
+        queue is written, leaves the queue whole: its frame goes out with the
+        next write (the holder of the lock writes everything queued, so
+        nothing is stranded behind it).  A caller cancelled once a chunk is on
+        its way has left a frame half-written: the connection is aborted at
+        once (no later frame could be parsed by the peer), with that reason.
+        No write is shielded; the caller's own cancel scopes bound it.
         """
         upto = self._take()
         # A free lock is taken without the schedule point acquire() adds (the
@@ -346,33 +354,38 @@ class WSTransport:
             await lock.acquire()
         try:
             out = self._out
-            while self._written < upto:
+            # Everything queued, not only up to our own chunk: a writer
+            # cancelled while waiting for the lock has left its frame here.
+            while self._written < self._queued:
                 if self._failed is not None:
-                    raise ConnectionClosed(self._failed, code=CLOSE_ABNORMAL)
+                    break
                 chunk = out[0]
-                # A chunk once started is finished even if this caller is
-                # cancelled meanwhile: a frame cut short (or dropped, with
-                # permessage-deflate's shared context) would garble every
-                # later one.  A write the peer does not take within
-                # WRITE_GRACE seconds, or an abort(), fails the connection.
                 sent = self._write_now(chunk)
                 if sent < len(chunk):
-                    deadline = trio.current_time() + WRITE_GRACE
-                    with trio.CancelScope(shield=True, deadline=deadline) as scope:
-                        try:
-                            await self._stream.send_all(memoryview(chunk)[sent:])
-                        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-                            self._failed = (
-                                f"connection lost while sending: {exc or type(exc).__name__}"
-                            )
-                    if scope.cancelled_caught:
-                        self._failed = f"the peer took no data for {WRITE_GRACE:g} s"
+                    if not sent:
+                        # Nothing of it is on the wire yet: a cancellation
+                        # here leaves the queue whole.
+                        await trio.lowlevel.checkpoint_if_cancelled()
+                    try:
+                        await self._stream.send_all(memoryview(chunk)[sent:])
+                    except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                        self._failed = f"connection lost while sending: {exc or type(exc).__name__}"
+                    except trio.Cancelled:
+                        self._failed = HALF_WRITTEN
+                        out.clear()
+                        self._set_closed(HALF_WRITTEN)
+                        with trio.CancelScope(shield=True):  # bounded: closes at once
+                            await self.abort()
+                        raise
                 if self._failed is not None:
-                    out.clear()
-                    self._set_closed()
-                    raise ConnectionClosed(self._failed, code=CLOSE_ABNORMAL)
+                    break
                 del out[0]
                 self._written += 1
+            if self._written < upto:
+                assert self._failed is not None
+                out.clear()
+                self._set_closed(self._failed)
+                raise ConnectionClosed(self._failed, code=CLOSE_ABNORMAL, reason=self._failed)
         finally:
             lock.release()
 

@@ -31,17 +31,16 @@ import trio_websocket
 
 from .._core.errors import ConnectionClosed
 from .._core.protocol import Role
-from .._rpc.connection import OCPPConnection
+from .._rpc.connection import OCPPConnection, run_connection
 from .._rpc.options import ConnectionOptions, split_options
 from .._websocket.driver import HandshakeFailed, WSTransport, client_handshake, server_handshake
 from .._websocket.transport import (
     CLOSE_ABNORMAL,
     CLOSE_NORMAL,
-    GuardedNursery,
     HandshakeInfo,
     Transport,
-    TrioWebsocketTransport,
 )
+from .._websocket.trio_websocket import GuardedNursery, TrioWebsocketTransport
 
 __all__ = ["MemoryPair", "RawPair", "RawPeer", "open_memory_pair", "open_raw_peer"]
 
@@ -300,8 +299,8 @@ async def open_memory_pair(
                 options=csms_opts,
             )
             try:
-                await nursery.start(csms._run, _on_open(csms_handler))
-                await nursery.start(station._run, _on_open(station_handler))
+                await nursery.start(run_connection, csms, _on_open(csms_handler))
+                await nursery.start(run_connection, station, _on_open(station_handler))
                 yield MemoryPair(station, csms)
             finally:
                 await _shutdown(nursery, station, csms)
@@ -480,7 +479,7 @@ async def open_raw_peer(
             )
             try:
                 nursery.start_soon(peer._read)
-                await nursery.start(conn._run, _on_open(handler))
+                await nursery.start(run_connection, conn, _on_open(handler))
                 yield RawPair(peer, conn)
             finally:
                 await _shutdown(nursery, conn)
