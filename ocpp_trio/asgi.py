@@ -4,7 +4,7 @@
 runs on Trio (Hypercorn's Trio worker is the reference; Starlette mounts it
 and runs on Trio through AnyIO).  Everything after the upgrade request is the
 very code of :class:`~ocpp_trio.server.OCPPServer`'s own listeners
-(``_serve_stream.StreamHandling._upgrade``): the identity from the path,
+(``OCPPServer.serve_upgrade``): the identity from the path,
 ``max_connections``, the security profile's credentials, ``auth``, the
 duplicate policy, ``server.clients``, the server events and the cluster
 adapter behave the same.  Only the WebSocket underneath is the ASGI server's.
@@ -19,7 +19,7 @@ Per ``websocket`` scope (ASGI 3, spec 2.3+):
    reason); an ASGI server without it gets ``websocket.close`` before
    ``websocket.accept``, which ASGI turns into 403.
 3. ``websocket.accept`` with the chosen subprotocol; then an
-   :class:`AsgiTransport` carries the connection: ``websocket.receive`` in,
+   :class:`AsgiTransport` (``_websocket/asgi.py``) carries the connection: ``websocket.receive`` in,
    ``websocket.send`` out, ``websocket.close`` / ``websocket.disconnect``.
 
 What an ASGI server does not give, and what to do instead:
@@ -55,7 +55,7 @@ Only Trio: called under asyncio (or any other loop) the app raises
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, MutableMapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, MutableMapping, Sequence
 from contextlib import asynccontextmanager
 from http import HTTPStatus
 from typing import Any, Final, TypeAlias, final
@@ -63,16 +63,10 @@ from urllib.parse import quote
 
 import trio
 
-from ._core.errors import ConnectionClosed
 from ._server.admission import Refusal, header_map
-from ._server.stream import Upgrade, _Peer
-from ._websocket.transport import (
-    CLOSE_ABNORMAL,
-    CLOSE_GOING_AWAY,
-    CLOSE_MESSAGE_TOO_BIG,
-    CLOSE_NORMAL,
-    Transport,
-)
+from ._server.stream import Upgrade
+from ._websocket.asgi import ABORT_TIMEOUT, AsgiTransport, Receive, Send
+from ._websocket.transport import Transport
 from .server import OCPPServer
 
 __all__ = ["AsgiTransport", "ClientCertificate", "OCPPASGIApp"]
@@ -80,16 +74,11 @@ __all__ = ["AsgiTransport", "ClientCertificate", "OCPPASGIApp"]
 log = logging.getLogger("ocpp_trio.server")
 
 Scope: TypeAlias = MutableMapping[str, Any]
-Message: TypeAlias = MutableMapping[str, Any]
-Receive: TypeAlias = Callable[[], Awaitable[Message]]
-Send: TypeAlias = Callable[[Message], Awaitable[None]]
 #: ``client_certificate(headers)``: the verified client certificate a trusted
 #: TLS proxy passed in the (lower-cased) request headers, in the dict form of
 #: ``ssl.SSLSocket.getpeercert()``, or None when there is none.
 ClientCertificate: TypeAlias = Callable[[Mapping[str, str]], Mapping[str, Any] | None]
 
-#: Bound on sending the close frame when a connection is dropped.
-_ABORT_TIMEOUT: Final = 1.0
 _HTTP_BODY: Final = (
     b"This is an OCPP-J WebSocket endpoint: connect with a WebSocket client "
     b"(Upgrade: websocket) and an OCPP subprotocol.\n"
@@ -104,144 +93,6 @@ def _require_trio() -> None:
             "ocpp_trio.asgi runs only under Trio: serve it with Hypercorn's Trio worker "
             "(hypercorn.trio.serve, or `hypercorn --worker-class trio`), not under asyncio"
         ) from None
-
-
-@final
-class AsgiTransport:
-    """A :class:`~ocpp_trio._transport.Transport` over one accepted ASGI WebSocket.
-
-    ``ping()`` returns at once (ASGI has no ping); ``abort()`` sends
-    ``websocket.close`` 1001 if the WebSocket is still open (bounded), since
-    an ASGI application cannot drop the TCP connection itself.
-    """
-
-    __slots__ = (
-        "_closed",
-        "_closed_event",
-        "_lock",
-        "_max_size",
-        "_reading",
-        "_receive",
-        "_send",
-        "_sent_close",
-        "_subprotocol",
-    )
-
-    def __init__(
-        self, receive: Receive, send: Send, *, subprotocol: str | None, max_message_size: int
-    ) -> None:
-        self._receive = receive
-        self._send = send
-        self._subprotocol = subprotocol
-        self._max_size = max_message_size
-        self._lock = trio.StrictFIFOLock()
-        self._closed: ConnectionClosed | None = None
-        self._closed_event = trio.Event()
-        self._reading = False
-        self._sent_close: tuple[int, str] | None = None
-
-    @property
-    def subprotocol(self) -> str | None:
-        return self._subprotocol
-
-    @property
-    def close_code(self) -> int | None:
-        return self._closed.code if self._closed is not None else None
-
-    @property
-    def close_reason(self) -> str:
-        return self._closed.reason if self._closed is not None else ""
-
-    def _set_closed(self, code: int, reason: str) -> ConnectionClosed:
-        if self._closed is None:
-            if self._sent_close is not None:  # our close: report what we sent
-                code, reason = self._sent_close
-            what = f"{code}: {reason}" if reason else str(code)
-            self._closed = ConnectionClosed(f"connection closed ({what})", code=code, reason=reason)
-            self._closed_event.set()
-        return self._closed
-
-    async def _send_event(self, event: Message) -> None:
-        async with self._lock:
-            try:
-                await self._send(event)
-            except OSError as exc:  # ASGI: sending on a closed connection
-                raise self._set_closed(CLOSE_ABNORMAL, "") from exc
-
-    async def receive(self) -> str | bytes:
-        while True:
-            if self._closed is not None:
-                raise self._closed
-            self._reading = True
-            try:
-                event = await self._receive()
-            finally:
-                self._reading = False
-            kind = event.get("type")
-            if kind == "websocket.receive":
-                text = event.get("text")
-                if text is not None:
-                    if len(text) * 4 > self._max_size and len(text.encode()) > self._max_size:
-                        await self._too_big()
-                    return str(text)
-                data = bytes(event.get("bytes") or b"")
-                if len(data) > self._max_size:
-                    await self._too_big()
-                return data
-            if kind == "websocket.disconnect":
-                code = event.get("code")
-                raise self._set_closed(
-                    int(code) if code is not None else 1005, str(event.get("reason") or "")
-                )
-
-    async def _too_big(self) -> None:
-        reason = f"message larger than {self._max_size} bytes"
-        await self.aclose(CLOSE_MESSAGE_TOO_BIG, reason)
-        raise self._set_closed(CLOSE_MESSAGE_TOO_BIG, reason)
-
-    async def send(self, text: str) -> None:
-        if self._closed is not None:
-            raise self._closed
-        if self._sent_close is not None:
-            raise ConnectionClosed("connection is closing", code=self._sent_close[0])
-        await self._send_event({"type": "websocket.send", "text": text})
-
-    async def ping(self, payload: bytes) -> None:
-        if self._closed is not None:
-            raise self._closed
-
-    async def aclose(self, code: int = CLOSE_NORMAL, reason: str = "") -> None:
-        try:
-            if self._closed is None and self._sent_close is None:
-                self._sent_close = (code, reason)
-                try:
-                    await self._send_event(
-                        {"type": "websocket.close", "code": code, "reason": reason}
-                    )
-                except ConnectionClosed:
-                    return
-            while self._closed is None:
-                if self._reading:  # the reader task sees the disconnect
-                    await self._closed_event.wait()
-                else:
-                    try:
-                        await self.receive()
-                    except ConnectionClosed:
-                        return
-        finally:
-            await self.abort()
-
-    async def abort(self) -> None:
-        if self._closed is None and self._sent_close is None:
-            self._sent_close = (CLOSE_GOING_AWAY, "connection aborted")
-            with trio.move_on_after(_ABORT_TIMEOUT):
-                try:
-                    await self._send_event(
-                        {"type": "websocket.close", "code": CLOSE_GOING_AWAY, "reason": ""}
-                    )
-                except ConnectionClosed:
-                    pass
-        self._set_closed(CLOSE_ABNORMAL, "")
 
 
 class _AsgiRequest:
@@ -365,19 +216,8 @@ class OCPPASGIApp:
         Raises:
             RuntimeError: the server is already serving, or closed.
         """
-        server = self.server
-        if server._serving or server._closing:
-            raise RuntimeError("this server is already serving or closed; create a new one")
-        server._serving = True
-        async with trio.open_nursery() as nursery:
-            # Always run the cluster glue (a LocalAdapter unless one was set):
-            # call_station() creates it on first use, and closing a glue that
-            # never ran would wait for its release queue in vain.
-            await nursery.start(server._glue().run)
-            try:
-                yield server
-            finally:
-                await server.close()
+        async with self.server.hosted():
+            yield self.server
 
     @asynccontextmanager
     async def lifespan(self, app: object) -> AsyncIterator[None]:
@@ -430,8 +270,6 @@ class OCPPASGIApp:
             return  # disconnected already
         server = self.server
         deadline = trio.current_time() + server.handshake_timeout
-        peer = _Peer()
-        peer.remote = _remote(scope)
         request = _AsgiRequest(scope, send)
         transport: AsgiTransport | None = None
         refusal: Refusal | None = None
@@ -461,24 +299,18 @@ class OCPPASGIApp:
             )
             return transport
 
-        async def body() -> None:
-            await server._upgrade(
-                peer,
-                request,
-                Upgrade(
-                    peercert=peercert,
-                    accept=accept,
-                    deadline=deadline,
-                    options=self._options,
-                    refusal=refusal,
-                ),
-            )
-
         async def cleanup() -> None:
             if transport is not None:
                 await transport.abort()
             elif not request.rejected:  # e.g. cancelled during auth: refuse, bounded
-                with trio.move_on_after(_ABORT_TIMEOUT):
+                with trio.move_on_after(ABORT_TIMEOUT):
                     await request.reject(503)
 
-        await server._guarded(peer, body, cleanup)
+        upgrade = Upgrade(
+            peercert=peercert,
+            accept=accept,
+            deadline=deadline,
+            options=self._options,
+            refusal=refusal,
+        )
+        await server.serve_upgrade(request, upgrade, remote=_remote(scope), cleanup=cleanup)

@@ -518,9 +518,6 @@ class OCPPClient(HandlerSurface):
         started = False
         protocols: Sequence[str] = self._protocols
         connections = 0
-        # Strict mode's validators, for every protocol we may negotiate, are
-        # built (in a worker thread) before the first connection.
-        await prepare_validators(self._options, self._protocols)
         while not self._closing:
             self._state = ConnectionState.CONNECTING
             self._emitter.emit("connecting", ConnectingEvent(url=self.url, attempt=attempt + 1))
@@ -529,6 +526,14 @@ class OCPPClient(HandlerSurface):
             try:
                 async with trio.open_nursery() as nursery:
                     conn = await self._open(nursery, protocols)
+                    # Strict mode's validators for the negotiated protocol are
+                    # built (in a worker thread, once per process) before the
+                    # connection runs: its reader never compiles a schema.
+                    try:
+                        await prepare_validators(self._options, [conn.protocol])
+                    except BaseException:
+                        await conn.close(force=True)
+                        raise
                     opened_at = trio.current_time()
                     self.protocol = conn.protocol
                     protocols = [conn.protocol]

@@ -10,8 +10,8 @@ loop or another station.  Per stream:
    request (trio-websocket's ``wrap_server_stream``; its reader task runs in
    a stand-in nursery that swallows what it raises and ends the handshake at
    once when the peer goes away or sends garbage), then the decisions of
-   ``_handshake.py`` (identity -> 400, capacity -> 503, profile credentials
-   -> 401), then the user's ``auth`` callback (an exception there -> 500;
+   ``_server/admission.py`` (identity -> 400, capacity -> 503, profile
+   credentials -> 401), then the user's ``auth`` callback (an exception there -> 500;
    nothing of it is sent).
 2. The same identity twice (``duplicate_policy``): ``"replace"`` closes the
    older connection with 4000 ("replaced by a new connection") and waits
@@ -39,8 +39,8 @@ reported as the server event ``"handshake_rejected"``.  Passwords and
 station with 1001 (optionally letting calls in flight finish), within a
 bound, then forcibly.
 
-Compression: with the default WebSocket backend (``_ws.py``, websockets'
-Sans-I/O core) the server accepts permessage-deflate (RFC 7692) when a
+Compression: with the default WebSocket backend (``_websocket/driver.py``,
+websockets' Sans-I/O core) the server accepts permessage-deflate (RFC 7692) when a
 station offers it, as OCPP 2.0.1 Part 4 §3.3 requires of a CSMS
 (``compression=False`` turns it off).  The trio-websocket backend cannot
 negotiate extensions; there offers are ignored, which RFC 7692 §5 allows.
@@ -51,7 +51,8 @@ from __future__ import annotations
 import logging
 import math
 import ssl
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
+from contextlib import asynccontextmanager
 from functools import partial
 from types import MappingProxyType
 from typing import Any, Final, final
@@ -60,6 +61,7 @@ import trio
 
 from ._rpc.connection import OCPPConnection
 from ._rpc.options import ConnectionOptions
+from ._rpc.outbound import prepare_validators
 from ._server.admission import (
     AuthAccept,
     AuthCallback,
@@ -68,14 +70,16 @@ from ._server.admission import (
     HandshakeRequest,
     ServerEvents,
     StationHandshake,
+    UpgradeRequest,
     check_server_options,
 )
 from ._server.stream import (
     CLOSE_REPLACED,
     DuplicatePolicy,
     Handler,
-    StreamHandling,
-    _Peer,
+    ServerSettings,
+    StreamRunner,
+    Upgrade,
 )
 from ._websocket.transport import (
     CLOSE_GOING_AWAY,
@@ -104,7 +108,7 @@ DEFAULT_PROTOCOLS: Final = ("ocpp2.1", "ocpp2.0.1", "ocpp1.6")
 
 
 @final
-class OCPPServer(StreamHandling):
+class OCPPServer:
     """A CSMS: accepts station connections and runs each as an ``OCPPConnection``.
 
     Args:
@@ -160,7 +164,8 @@ class OCPPServer(StreamHandling):
                 f"websocket_backend must be 'websockets' or 'trio-websocket', got {websocket_backend!r}"
             )
         base = options or ConnectionOptions()
-        self.options = base.replace(**connection_options) if connection_options else base
+        if connection_options:
+            base = base.replace(**connection_options)
         profile = SecurityProfile(security_profile)
         check_server_options(
             protocols=protocols,
@@ -171,42 +176,93 @@ class OCPPServer(StreamHandling):
             handshake_timeout=handshake_timeout,
             duplicate_policy=duplicate_policy,
         )
-        self.handler = handler
-        self.protocols = tuple(protocols)
-        self.auth = auth
-        self.security_profile = profile
-        self.ssl_context = ssl_context
-        self.max_connections = max_connections
-        self.handshake_timeout = handshake_timeout
-        self.duplicate_policy: DuplicatePolicy = duplicate_policy
-        self.compression = compression
-        self.websocket_backend: WebSocketBackend = websocket_backend
-        self._clients: dict[str, OCPPConnection] = {}
-        self._stations: dict[str, _Peer] = {}
-        self._peers: set[_Peer] = set()
-        self._slots = 0
-        self._idle = trio.Event()
-        self._idle.set()
+        self._settings = ServerSettings(
+            handler=handler,
+            protocols=tuple(protocols),
+            auth=auth,
+            security_profile=profile,
+            ssl_context=ssl_context,
+            max_connections=max_connections,
+            handshake_timeout=handshake_timeout,
+            duplicate_policy=duplicate_policy,
+            compression=compression,
+            websocket_backend=websocket_backend,
+            options=base,
+        )
         self._events = ServerEvents()
+        self._streams = StreamRunner(self._settings, self._events)
         self._listeners: list[trio.abc.Listener[Any]] = []
         self._accept_scope: trio.CancelScope | None = None
         self._serving = False
-        self._closing = False
-        self._cluster: ClusterGlue | None = None
 
     def __repr__(self) -> str:
         port = self._port_or_none()
         return (
             f"<OCPPServer port={port} profile={int(self.security_profile)} "
-            f"clients={len(self._clients)}>"
+            f"clients={len(self._streams.clients)}>"
         )
 
     # --- public surface --------------------------------------------------------
 
     @property
+    def handler(self) -> Handler | None:
+        """The handler run per station connection (read-only)."""
+        return self._settings.handler
+
+    @property
+    def protocols(self) -> tuple[str, ...]:
+        """The subprotocols spoken, in order of preference (read-only)."""
+        return self._settings.protocols
+
+    @property
+    def auth(self) -> AuthCallback | None:
+        """The ``auth`` callback (read-only)."""
+        return self._settings.auth
+
+    @property
+    def security_profile(self) -> SecurityProfile:
+        """The security profile (read-only)."""
+        return self._settings.security_profile
+
+    @property
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """The server TLS context plain listeners are wrapped with (read-only)."""
+        return self._settings.ssl_context
+
+    @property
+    def max_connections(self) -> float:
+        """Connections open or being opened at once, at most (read-only)."""
+        return self._settings.max_connections
+
+    @property
+    def handshake_timeout(self) -> float:
+        """The bound on TLS handshake + upgrade request + auth (read-only)."""
+        return self._settings.handshake_timeout
+
+    @property
+    def duplicate_policy(self) -> DuplicatePolicy:
+        """What a second connection of an identity does (read-only)."""
+        return self._settings.duplicate_policy
+
+    @property
+    def compression(self) -> bool:
+        """Whether permessage-deflate is accepted when offered (read-only)."""
+        return self._settings.compression
+
+    @property
+    def websocket_backend(self) -> WebSocketBackend:
+        """The WebSocket implementation of the server's own listeners (read-only)."""
+        return self._settings.websocket_backend
+
+    @property
+    def options(self) -> ConnectionOptions:
+        """The options of every station connection (read-only)."""
+        return self._settings.options
+
+    @property
     def clients(self) -> Mapping[str, OCPPConnection]:
         """The connected stations by identity (a read-only live view)."""
-        return MappingProxyType(self._clients)
+        return MappingProxyType(self._streams.clients)
 
     @property
     def listeners(self) -> Sequence[trio.abc.Listener[Any]]:
@@ -259,9 +315,9 @@ class OCPPServer(StreamHandling):
         Raises:
             RuntimeError: the server is already serving.
         """
-        if self._serving or self._closing:
+        if self._serving or self._streams.closing:
             raise RuntimeError("set_adapter() must be called before the server serves")
-        self._cluster = ClusterGlue(self, adapter)
+        self._streams.cluster = ClusterGlue(self._streams, adapter)
 
     @property
     def adapter(self) -> ClusterAdapter:
@@ -269,11 +325,12 @@ class OCPPServer(StreamHandling):
         return self._glue().adapter
 
     def _glue(self) -> ClusterGlue:
-        if self._cluster is None:
+        glue = self._streams.cluster
+        if glue is None:
             from .cluster._local import LocalAdapter
 
-            self._cluster = ClusterGlue(self, LocalAdapter())
-        return self._cluster
+            glue = self._streams.cluster = ClusterGlue(self._streams, LocalAdapter())
+        return glue
 
     async def call_station(
         self, identity: str, *args: Any, timeout: float | None = None
@@ -352,8 +409,7 @@ class OCPPServer(StreamHandling):
 
         Returns after :meth:`close` (or when cancelled).
         """
-        if self._serving or self._closing:
-            raise RuntimeError("this server is already serving or closed; create a new one")
+        self._check_unused()
         listeners = await trio.open_tcp_listeners(port, host=host)
         await self.serve_listeners(
             listeners, handler_nursery=handler_nursery, task_status=task_status
@@ -375,9 +431,11 @@ class OCPPServer(StreamHandling):
         Raises:
             RuntimeError: the server is already serving, or closed.
         """
-        if self._serving or self._closing:
-            raise RuntimeError("this server is already serving or closed; create a new one")
-        self._serving = True
+        self._start_serving()
+        # Strict mode's validators for every protocol we speak, built in a
+        # worker thread before we report ourselves started: the reader of a
+        # connection never compiles a schema.
+        await prepare_validators(self.options, self.protocols)
         accept_scope = trio.CancelScope()
         async with trio.open_nursery() as nursery:
             tasks = handler_nursery if handler_nursery is not None else nursery
@@ -387,7 +445,7 @@ class OCPPServer(StreamHandling):
             ) -> None:
                 with accept_scope:
                     await trio.serve_listeners(
-                        self._handle_stream,
+                        self._streams.handle_stream,
                         list(listeners),
                         handler_nursery=tasks,
                         task_status=task_status,
@@ -395,8 +453,8 @@ class OCPPServer(StreamHandling):
 
             self._listeners = list(listeners)
             self._accept_scope = accept_scope
-            if self._cluster is not None:
-                await nursery.start(self._cluster.run)
+            if self._streams.cluster is not None:
+                await nursery.start(self._streams.cluster.run)
             await nursery.start(accept_loop)
             log.info("OCPP server listening on port %s", self._port_or_none())
             task_status.started(self)
@@ -416,34 +474,89 @@ class OCPPServer(StreamHandling):
         bound is closed forcibly.  Returns when every station task is gone.
         If cancelled, the stations are closed forcibly before it returns.
         """
-        self._closing = True
+        self._streams.stop()
         if self._accept_scope is not None:
             self._accept_scope.cancel()
-        for peer in list(self._peers):
-            if peer.conn is None:
-                peer.scope.cancel()
         bound = self.options.close_timeout + 1.0
         if await_pending:
             bound += self.options.call_timeout
         try:
             with trio.move_on_after(bound):
                 async with trio.open_nursery() as nursery:
-                    for conn in list(self._clients.values()):
+                    for conn in list(self._streams.clients.values()):
                         nursery.start_soon(
                             partial(
                                 conn.close, CLOSE_GOING_AWAY, reason, await_pending=await_pending
                             )
                         )
         finally:
-            for peer in list(self._peers):
-                peer.scope.cancel()
-            with trio.CancelScope(shield=True), trio.move_on_after(5.0) as stuck:
-                await self._idle.wait()
-            if stuck.cancelled_caught:  # pragma: no cover - a task ignores cancellation
-                log.warning("%d station task(s) still running after close()", len(self._peers))
-            if self._cluster is not None:
+            await self._streams.cancel_all()
+            if self._streams.cluster is not None:
                 with trio.CancelScope(shield=True):
-                    await self._cluster.aclose()
+                    await self._streams.cluster.aclose()
+
+    # --- for the package's other front ends (ocpp_trio.asgi, ocpp_trio.testing) -------
+    #
+    # Not public API: what a front end that accepts streams or upgrade
+    # requests itself needs from the server, so that everything after the
+    # accept is the very code of the server's own listeners.
+
+    def serve_stream(self, stream: trio.abc.Stream) -> Coroutine[Any, Any, None]:
+        """For the package: serve one already-accepted stream as an accepted socket.
+
+        The coroutine to await (``nursery.start_soon(server.serve_stream,
+        stream)``): the handshake under ``handshake_timeout``, ``auth``, the
+        duplicate policy, the connection and the handler.  Never raises what
+        the station caused; the stream is closed at the end.
+        """
+        return self._streams.handle_stream(stream)
+
+    async def serve_upgrade(
+        self,
+        request: UpgradeRequest,
+        upgrade: Upgrade,
+        *,
+        remote: tuple[str, int] | None,
+        cleanup: Callable[[], Awaitable[None]],
+    ) -> None:
+        """For the package: serve one upgrade request a front end parsed (``ocpp_trio.asgi``).
+
+        As for our own streams: the decisions, ``auth``, the duplicate
+        policy, then the station's connection until it ends, in a task that
+        ``close()`` counts and cancels.  ``cleanup`` runs shielded at the end,
+        whatever happened.  Never raises what the station caused.
+        """
+        await self._streams.serve_upgrade(request, upgrade, remote=remote, cleanup=cleanup)
+
+    @asynccontextmanager
+    async def hosted(self) -> AsyncIterator[None]:
+        """For the package: serve, for the body, through a front end other than our listeners.
+
+        Runs the server's background tasks (the cluster glue; a
+        ``LocalAdapter`` unless ``set_adapter`` gave one) and closes the
+        server on exit (also when cancelled).
+
+        Raises:
+            RuntimeError: the server is already serving, or closed.
+        """
+        self._start_serving()
+        async with trio.open_nursery() as nursery:
+            # Always run the cluster glue: call_station() creates it on first
+            # use, and closing a glue that never ran would wait for its
+            # release queue in vain.
+            await nursery.start(self._glue().run)
+            try:
+                yield
+            finally:
+                await self.close()
+
+    def _check_unused(self) -> None:
+        if self._serving or self._streams.closing:
+            raise RuntimeError("this server is already serving or closed; create a new one")
+
+    def _start_serving(self) -> None:
+        self._check_unused()
+        self._serving = True
 
 
 async def serve_ocpp(

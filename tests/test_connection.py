@@ -582,7 +582,9 @@ async def test_each_connection_pings_from_a_task_of_its_own_nursery(
         tasks = _tasks_named("Pinger.run")
         assert len(tasks) == 4
         assert not any(t.parent_nursery is None for t in tasks)
-        assert all(t.parent_nursery.parent_task is not trio.lowlevel.current_root_task() for t in tasks)  # type: ignore[union-attr]
+        assert all(
+            t.parent_nursery.parent_task is not trio.lowlevel.current_root_task() for t in tasks
+        )  # type: ignore[union-attr]
         await trio.sleep(20)
         assert times == [110, 120]
         for conn in (station, csms, station2, csms2):

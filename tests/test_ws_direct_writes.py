@@ -73,16 +73,28 @@ async def test_a_frame_over_the_socket_buffer_is_finished_whole_and_in_order(
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(read_later)
-        # Cancelled while the rest of the frame waits for the peer: the frame
-        # is finished all the same (a frame cut short garbles what follows).
-        with trio.move_on_after(1) as scope:
-            await server.send(big)
-        assert scope.cancel_called
+        await server.send(big)  # the rest of the frame waits for the peer
         assert trio.current_time() >= 5
         await server.send('[3,"next",{}]')
     assert received == [big, '[3,"next",{}]']
     await client.abort()
     await server.abort()
+
+
+async def test_a_frame_over_the_socket_buffer_cut_by_a_cancel_aborts_the_connection(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    client, server = await socket_ws_pair()
+    big = '[3,"big",{"data":"' + "x" * BIG + '"}]'
+    with trio.move_on_after(1) as scope:
+        await server.send(big)  # the kernel took part of it; the rest waits for the peer
+    assert scope.cancelled_caught
+    assert trio.current_time() == 1
+    assert server.close_code == 1006
+    assert "half-way" in server.close_reason
+    with pytest.raises(ConnectionClosed):
+        await client.receive()  # the peer sees the connection end, not a garbled frame
+    await client.abort()
 
 
 async def test_a_closed_socket_is_never_written() -> None:

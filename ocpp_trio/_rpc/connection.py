@@ -391,6 +391,12 @@ class OCPPConnection(HandlerSurface):
                 await link.transport.abort()
             self._finish(CLOSE_ABNORMAL, "connection task ended", by_peer=False)
             link.nursery = None
+            self._cancel_scope = None
+            # The parts' references back to this object are cycles: undone
+            # here, so a closed connection is freed by reference counting (a
+            # server's full garbage collections stall its event loop).
+            self._dispatcher.detach()
+            self._pinger.detach()
             self._tasks_done.set()
 
     async def _run_on_open(self, on_open: Callable[[OCPPConnection], Awaitable[object]]) -> None:

@@ -141,8 +141,12 @@ class Dispatcher:
 
     def __init__(self, link: Link, conn: OCPPConnection) -> None:
         self._link = link
-        self._conn = conn
+        self._conn: OCPPConnection | None = conn
         self._bucket = make_bucket(link.options)
+
+    def detach(self) -> None:
+        """The connection has ended: forget it (no reference cycle)."""
+        self._conn = None
 
     def options_changed(self, old: ConnectionOptions, new: ConnectionOptions) -> None:
         """New options: a new rate bucket when the rate limit changed."""
@@ -294,7 +298,9 @@ class Dispatcher:
             )
             nursery = self._link.nursery
             assert nursery is not None
-            nursery.start_soon(self._conn.close, CLOSE_PROTOCOL_ERROR, "too many bad messages")
+            conn = self._conn
+            if conn is not None:
+                nursery.start_soon(conn.close, CLOSE_PROTOCOL_ERROR, "too many bad messages")
 
     async def _on_call(self, mid: str, action: str, params: dict[str, Any], is_send: bool) -> None:
         if self._link.emitter.has("call"):
@@ -326,12 +332,14 @@ class Dispatcher:
             if not is_send:
                 await self._reply_error(mid, action, self._no_handler_error(action))
             return
+        conn = self._conn
+        assert conn is not None  # detached only once the reader has ended
         ctx = HandlerContext(
             params=params,
             protocol=self._link.protocol,
             method=action,
             message_id=mid,
-            connection=self._conn,
+            connection=conn,
             is_send=is_send,
         )
         if not entry.is_async:

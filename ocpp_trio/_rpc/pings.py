@@ -33,6 +33,10 @@ log = logging.getLogger("ocpp_trio.connection")
 _payloads = itertools.count(1)
 
 
+async def _nothing() -> None:
+    pass
+
+
 class Pinger:
     """When the next ping is due, and the task that sends it (see the module docstring)."""
 
@@ -63,6 +67,10 @@ class Pinger:
             self.last_ping = trio.current_time()
         if self._sleep is not None:
             self._sleep.cancel()
+
+    def detach(self) -> None:
+        """The connection has ended: forget its callback (no reference cycle)."""
+        self._on_dead = _nothing
 
     def _due(self) -> float:
         options = self._link.options

@@ -6,6 +6,13 @@ server module keeps the public surface, listening and shutdown; this one runs
 one stream from its TLS handshake to its close.  Nothing a station does here
 escapes its own task: every failure path logs, reports a
 ``handshake_rejected`` event and closes the stream.
+
+``OCPPServer`` holds one :class:`StreamRunner`, given the server's
+:class:`ServerSettings` and its events; the runner owns the tables of
+stations, connections and streams.  The front ends reach it through the
+server: its own listeners (``handle_stream``), ``ocpp_trio.asgi``
+(``serve_upgrade``) and ``ocpp_trio.testing``; the cluster glue through
+``clients``, ``settings`` and ``evict``.
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ import sys
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING, Any, Final, Literal, cast
+from typing import TYPE_CHECKING, Any, Final, Literal, cast, final
 
 import trio
 
@@ -24,6 +31,7 @@ from .._core.protocol import Role
 from .._rpc.connection import OCPPConnection, run_connection
 from .._rpc.flag import Flag
 from .._rpc.options import ConnectionOptions
+from .._rpc.outbound import prepare_validators
 from .._websocket.driver import HandshakeFailed, ServerHandshake, server_handshake
 from .._websocket.transport import (
     CLOSE_PROTOCOL_ERROR,
@@ -53,6 +61,8 @@ from .admission import (
 )
 
 if TYPE_CHECKING:
+    import trio_websocket
+
     from .._websocket import trio_websocket as tws
     from ..cluster._server_glue import ClusterGlue
     from .admission import AuthCallback
@@ -63,14 +73,33 @@ log = logging.getLogger("ocpp_trio.server")
 #: (RFC 6455 §7.4.2: 4000-4999 are for private use).
 CLOSE_REPLACED: Final = 4000
 REPLACED_REASON: Final = "replaced by a new connection"
+#: Bound on waiting, after ``close()`` cancelled them, for the streams' tasks to end.
+_STUCK_TIMEOUT: Final = 5.0
 
 Handler = Callable[[OCPPConnection], Awaitable[object]]
 DuplicatePolicy = Literal["replace", "reject"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ServerSettings:
+    """What a server decides with, fixed when it is made (see ``OCPPServer``'s arguments)."""
+
+    handler: Handler | None
+    protocols: tuple[str, ...]
+    auth: AuthCallback | None
+    security_profile: SecurityProfile
+    ssl_context: ssl.SSLContext | None
+    max_connections: float
+    handshake_timeout: float
+    duplicate_policy: DuplicatePolicy
+    compression: bool
+    websocket_backend: WebSocketBackend
+    options: ConnectionOptions
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Upgrade:
-    """What a front end gives the shared handshake (``StreamHandling._upgrade``).
+    """What a front end gives the shared handshake (:meth:`StreamRunner.serve_upgrade`).
 
     Attributes:
         peercert: the verified TLS client certificate (``getpeercert()`` form).
@@ -94,22 +123,26 @@ class Upgrade:
     refusal: Refusal | None = None
 
 
-def _tws_closed() -> tuple[type[Exception], ...]:
-    """trio-websocket's ConnectionClosed, if that backend is loaded (else nothing to catch)."""
+def _or_tws_closed(*errors: type[Exception]) -> tuple[type[Exception], ...]:
+    """``errors`` and trio-websocket's ConnectionClosed, if that backend is loaded."""
     module = sys.modules.get("trio_websocket")
-    return (module.ConnectionClosed,) if module is not None else ()
+    return (*errors, module.ConnectionClosed) if module is not None else errors
 
 
-class _Peer:
-    """One accepted stream, from the TLS handshake until the stream is closed."""
+class Peer:
+    """One accepted stream, from the TLS handshake until the stream is closed.
+
+    For the package: the cluster glue keeps the peers it claimed presence
+    for, and hands them back to :meth:`StreamRunner.evict`.
+    """
 
     __slots__ = ("conn", "done", "identity", "remote", "scope", "slot")
 
-    def __init__(self) -> None:
+    def __init__(self, remote: tuple[str, int] | None = None) -> None:
         self.scope = trio.CancelScope()
         self.done = Flag()
         self.identity: str | None = None
-        self.remote: tuple[str, int] | None = None
+        self.remote = remote
         self.conn: OCPPConnection | None = None
         self.slot = False
 
@@ -132,45 +165,117 @@ class _ClientEvent:
         self._events.emit("client", self._conn)
 
 
-class StreamHandling:
-    """What the server does with one accepted stream (a mixin of ``OCPPServer``)."""
+@final
+class StreamRunner:
+    """What a server does with its accepted streams, and the tables of its stations.
 
-    # Provided by OCPPServer.
-    handler: Handler | None
-    protocols: tuple[str, ...]
-    auth: AuthCallback | None
-    security_profile: SecurityProfile
-    ssl_context: ssl.SSLContext | None
-    max_connections: float
-    handshake_timeout: float
-    duplicate_policy: DuplicatePolicy
-    compression: bool
-    websocket_backend: WebSocketBackend
-    options: ConnectionOptions
-    _clients: dict[str, OCPPConnection]
-    _stations: dict[str, _Peer]
-    _peers: set[_Peer]
-    _slots: int
-    _idle: trio.Event
-    _events: ServerEvents
-    _closing: bool
-    _cluster: ClusterGlue | None
+    For the package: ``OCPPServer`` makes one with its settings and events,
+    gives it its cluster glue (:attr:`cluster`) once there is one, and
+    delegates to it.  Never raises what a station caused.
 
-    def _handle_stream(self, stream: trio.abc.Stream) -> Coroutine[Any, Any, None]:
+    Attributes:
+        settings: the server's settings.
+        events: the server's events (``client``, ``handshake_rejected``).
+        cluster: the server's cluster glue, or None (a cluster of one).
+        clients: the open station connections by identity (the server's
+            ``clients``; read by the cluster glue).
+    """
+
+    __slots__ = (
+        "_closing",
+        "_idle",
+        "_peers",
+        "_slots",
+        "_stations",
+        "clients",
+        "cluster",
+        "events",
+        "settings",
+    )
+
+    def __init__(self, settings: ServerSettings, events: ServerEvents) -> None:
+        self.settings = settings
+        self.events = events
+        self.cluster: ClusterGlue | None = None
+        self.clients: dict[str, OCPPConnection] = {}
+        self._stations: dict[str, Peer] = {}
+        self._peers: set[Peer] = set()
+        self._slots = 0
+        self._idle = trio.Event()
+        self._idle.set()
+        self._closing = False
+
+    # --- for the server and its front ends ----------------------------------------
+
+    @property
+    def closing(self) -> bool:
+        """True once :meth:`stop` was called: handshakes are refused with 503."""
+        return self._closing
+
+    def handle_stream(self, stream: trio.abc.Stream) -> Coroutine[Any, Any, None]:
         """The task of one accepted stream: never raises what a station caused.
 
-        Not a coroutine function itself: it returns the one to await, which
-        spares every connection's task a level of its stack.
+        What ``trio.serve_listeners`` runs per accepted stream: the handshake
+        under ``handshake_timeout``, the decisions, the connection and the
+        handler; the stream is closed at the end.  Not a coroutine function
+        itself: it returns the one to await, which spares every connection's
+        task a level of its stack.
         """
-        peer = _Peer()
-        peer.remote = remote_of(stream)
+        peer = Peer(remote_of(stream))
         return self._guarded(
             peer, partial(self._serve_peer, peer, stream), partial(trio.aclose_forcefully, stream)
         )
 
+    async def serve_upgrade(
+        self,
+        request: UpgradeRequest,
+        upgrade: Upgrade,
+        *,
+        remote: tuple[str, int] | None,
+        cleanup: Callable[[], Awaitable[None]],
+    ) -> None:
+        """Serve one upgrade request that a front end (``ocpp_trio.asgi``) parsed.
+
+        As for our own streams: the decisions, ``auth``, the duplicate policy,
+        then the station's connection until it ends, in a task counted (and
+        cancelled by ``close()``) like theirs.  ``cleanup`` runs shielded at
+        the end, whatever happened.  Never raises what the station caused.
+        """
+        peer = Peer(remote)
+        await self._guarded(peer, partial(self._upgrade, peer, request, upgrade), cleanup)
+
+    async def evict(self, old: Peer) -> None:
+        """Close ``old``'s connection (4000, replaced) and wait until its task is gone (bounded)."""
+        if old.conn is not None:
+            with trio.move_on_after(self.settings.options.close_timeout + 1.0):
+                await old.conn.close(CLOSE_REPLACED, REPLACED_REASON)
+        old.scope.cancel()
+        with trio.move_on_after(self.settings.options.close_timeout):
+            await old.done.wait()
+        if old.identity is not None and self._stations.get(old.identity) is old:
+            del self._stations[old.identity]  # pragma: no cover - its task is stuck
+
+    def stop(self) -> None:
+        """Refuse handshakes from now on (503) and drop those not finished yet."""
+        self._closing = True
+        for peer in list(self._peers):
+            if peer.conn is None:
+                peer.scope.cancel()
+
+    async def cancel_all(self) -> None:
+        """Cancel every stream's task; wait until all are gone (shielded, bounded)."""
+        for peer in list(self._peers):
+            peer.scope.cancel()
+        with trio.CancelScope(shield=True), trio.move_on_after(_STUCK_TIMEOUT) as stuck:
+            await self._idle.wait()
+        if stuck.cancelled_caught:  # pragma: no cover - a task ignores cancellation
+            log.warning("%d station task(s) still running after close()", len(self._peers))
+
+    # --- one stream -----------------------------------------------------------------
+
     async def _guarded(
         self,
-        peer: _Peer,
+        peer: Peer,
         body: Callable[[], Awaitable[None]],
         cleanup: Callable[[], Awaitable[None]],
     ) -> None:
@@ -204,7 +309,7 @@ class StreamHandling:
                 await cleanup()
             self._release(peer)
 
-    def _release(self, peer: _Peer) -> None:
+    def _release(self, peer: Peer) -> None:
         if peer.slot:
             peer.slot = False
             self._slots -= 1
@@ -212,16 +317,16 @@ class StreamHandling:
         if ident is not None:
             if self._stations.get(ident) is peer:
                 del self._stations[ident]
-            if peer.conn is not None and self._clients.get(ident) is peer.conn:
-                del self._clients[ident]
-            if self._cluster is not None:
-                self._cluster.released(ident, peer)
+            if peer.conn is not None and self.clients.get(ident) is peer.conn:
+                del self.clients[ident]
+            if self.cluster is not None:
+                self.cluster.released(ident, peer)
         self._peers.discard(peer)
         peer.done.set()
         if not self._peers:
             self._idle.set()
 
-    def _rejected(self, peer: _Peer, status: int | None, reason: str) -> None:
+    def _rejected(self, peer: Peer, status: int | None, reason: str) -> None:
         # A 5xx is the server's trouble (capacity, a slow auth); 505 answers
         # the peer's own HTTP version.
         level = logging.WARNING if status is not None and 500 <= status != 505 else logging.INFO
@@ -233,22 +338,22 @@ class StreamHandling:
             f" with HTTP {status}" if status is not None else "",
             reason,
         )
-        self._events.emit(
+        self.events.emit(
             "handshake_rejected",
             HandshakeRejectedEvent(
                 remote=peer.remote, identity=peer.identity, status=status, reason=reason
             ),
         )
 
-    async def _serve_peer(self, peer: _Peer, stream: trio.abc.Stream) -> None:
-        if self.ssl_context is not None and not isinstance(stream, trio.SSLStream):
+    async def _serve_peer(self, peer: Peer, stream: trio.abc.Stream) -> None:
+        if self.settings.ssl_context is not None and not isinstance(stream, trio.SSLStream):
             stream = trio.SSLStream(
-                stream, self.ssl_context, server_side=True, https_compatible=True
+                stream, self.settings.ssl_context, server_side=True, https_compatible=True
             )
         # The handshake's objects (the request, its headers, the decisions)
         # are gone once _open returns: an idle connection keeps only what
         # its OCPPConnection holds, under a shallow stack of coroutines.
-        if self.websocket_backend == "websockets":
+        if self.settings.websocket_backend == "websockets":
             conn = await self._open(peer, stream, None)  # no background task to host
             if conn is not None:
                 await self._run_station(peer, conn)
@@ -262,7 +367,7 @@ class StreamHandling:
                 nursery.cancel_scope.cancel()  # trio-websocket's reader
 
     async def _open(
-        self, peer: _Peer, stream: trio.abc.Stream, nursery: trio.Nursery | None
+        self, peer: Peer, stream: trio.abc.Stream, nursery: trio.Nursery | None
     ) -> OCPPConnection | None:
         """The handshake on our own listeners: the station's connection (not running yet), or None.
 
@@ -271,7 +376,7 @@ class StreamHandling:
         gate = Gate()
         request: UpgradeRequest | None = None
         answered: tws.AnswerStream | None = None  # trio-websocket's own HTTP error, if any
-        deadline = trio.current_time() + self.handshake_timeout
+        deadline = trio.current_time() + self.settings.handshake_timeout
         with trio.move_on_at(deadline) as timeout, gate.scope():
             if isinstance(stream, trio.SSLStream):
                 try:
@@ -279,25 +384,27 @@ class StreamHandling:
                 except trio.BrokenResourceError as exc:
                     self._rejected(peer, None, f"TLS handshake failed: {tls_reason(exc)}")
                     return None
-            if self.websocket_backend == "websockets":
+            if self.settings.websocket_backend == "websockets":
                 try:
                     request = await server_handshake(
                         stream,
-                        max_message_size=self.options.max_message_size,
-                        compression=self.compression,
+                        max_message_size=self.settings.options.max_message_size,
+                        compression=self.settings.compression,
                     )
                 except HandshakeFailed as exc:
                     self._rejected(peer, exc.status, f"bad upgrade request: {exc}")
                     return None
             else:
-                from .._websocket import trio_websocket as tws  # only when selected
+                import trio_websocket  # only when selected
+
+                from .._websocket import trio_websocket as tws
 
                 assert nursery is not None
                 answered = tws.AnswerStream(stream)
-                request = await tws.trio_websocket.wrap_server_stream(
+                request = await trio_websocket.wrap_server_stream(
                     ReaderNursery(nursery, gate.reader_done),  # type: ignore[arg-type]
                     answered,
-                    max_message_size=self.options.max_message_size,
+                    max_message_size=self.settings.options.max_message_size,
                 )
         if request is None:
             if answered is not None and answered.status is not None:
@@ -317,7 +424,7 @@ class StreamHandling:
                 else:
                     from .._websocket import trio_websocket as tws
 
-                    tws_request = cast(tws.trio_websocket.WebSocketRequest, request)
+                    tws_request = cast("trio_websocket.WebSocketRequest", request)
                     transport = tws.TrioWebsocketTransport(
                         await tws_request.accept(subprotocol=protocol), stream
                     )
@@ -325,7 +432,7 @@ class StreamHandling:
                 if exc.status is not None:
                     raise  # answered with an HTTP error: _admit reports it
                 return None
-            except (trio.BrokenResourceError, *_tws_closed()):
+            except _or_tws_closed(trio.BrokenResourceError):
                 return None
             gate.accepted = True
             return transport
@@ -337,19 +444,19 @@ class StreamHandling:
             Upgrade(peercert=peercert, accept=accept, deadline=deadline, phase=gate.scope),
         )
 
-    async def _upgrade(self, peer: _Peer, request: UpgradeRequest, upgrade: Upgrade) -> None:
+    async def _upgrade(self, peer: Peer, request: UpgradeRequest, upgrade: Upgrade) -> None:
         """From a parsed upgrade request to the station's connection, and its end.
 
-        Shared by every front end (our own listeners, ``ocpp_trio.asgi``):
-        :meth:`_admit`, then the connection runs.  Never raises what the
-        station caused.
+        The body of :meth:`serve_upgrade` (``ocpp_trio.asgi``; our own
+        listeners run the same two steps in ``_serve_peer``): :meth:`_admit`,
+        then the connection runs.  Never raises what the station caused.
         """
         conn = await self._admit(peer, request, upgrade)
         if conn is not None:
             await self._run_station(peer, conn)
 
     async def _admit(
-        self, peer: _Peer, request: UpgradeRequest, upgrade: Upgrade
+        self, peer: Peer, request: UpgradeRequest, upgrade: Upgrade
     ) -> OCPPConnection | None:
         """The station's connection, not running yet, or None when it was turned away.
 
@@ -378,7 +485,7 @@ class StreamHandling:
         if not await self._claim(peer, identity, request):
             return None
         transport: Transport | None = None
-        with trio.move_on_after(self.handshake_timeout), upgrade.phase():
+        with trio.move_on_after(self.settings.handshake_timeout), upgrade.phase():
             try:
                 transport = await upgrade.accept(protocol)
             except HandshakeFailed as exc:  # not a valid upgrade: answered with exc.status
@@ -387,7 +494,10 @@ class StreamHandling:
         if transport is None:
             self._rejected(peer, None, "the peer went away during the handshake")
             return None
-        options = upgrade.options or self.options
+        options = upgrade.options or self.settings.options
+        # A no-op once built (serve_listeners builds the server's at start);
+        # front ends that start no listener (ASGI, in-memory) build here.
+        await prepare_validators(options, [protocol] if protocol is not None else [])
         if protocol is None:
             self._rejected(peer, None, "no subprotocol in common; closed with 1002")
             with trio.move_on_after(options.close_timeout):
@@ -410,28 +520,28 @@ class StreamHandling:
         headers: Sequence[tuple[str, str]] = (),
     ) -> None:
         """Send an HTTP error answer, within a bound; the peer may be gone already."""
-        with trio.move_on_after(self.handshake_timeout):
+        with trio.move_on_after(self.settings.handshake_timeout):
             try:
                 await request.reject(status, extra_headers=encode_headers(headers))
-            except (trio.BrokenResourceError, HandshakeFailed, *_tws_closed()):
+            except _or_tws_closed(trio.BrokenResourceError, HandshakeFailed):
                 pass
 
     async def _decide(
-        self, peer: _Peer, request: UpgradeRequest, peercert: Mapping[str, Any] | None
+        self, peer: Peer, request: UpgradeRequest, peercert: Mapping[str, Any] | None
     ) -> tuple[str, str | None, Mapping[str, Any], StationHandshake]:
         """Everything between the upgrade request and ``101``; raises ``Refusal``."""
         target = parse_target(request.path)
         identity = peer.identity = target.identity
-        replacing = self.duplicate_policy == "replace" and identity in self._stations
+        replacing = self.settings.duplicate_policy == "replace" and identity in self._stations
         if self._closing:
             raise Refusal(503, "the server is closing")
-        if self._slots - int(replacing) >= self.max_connections:
-            raise Refusal(503, f"max_connections={self.max_connections} reached")
+        if self._slots - int(replacing) >= self.settings.max_connections:
+            raise Refusal(503, f"max_connections={self.settings.max_connections} reached")
         peer.slot = True
         self._slots += 1
         headers = header_map(request.headers)
         password, certificate = check_credentials(
-            self.security_profile, identity, headers, peercert
+            self.settings.security_profile, identity, headers, peercert
         )
         offered = tuple(request.proposed_subprotocols)
         hs_request = HandshakeRequest(
@@ -444,13 +554,15 @@ class StreamHandling:
             protocols=offered,
             password=password,
             certificate=certificate,
-            security_profile=self.security_profile,
+            security_profile=self.settings.security_profile,
         )
-        protocol = select_protocol(self.protocols, offered)
+        protocol = select_protocol(self.settings.protocols, offered)
         session: Mapping[str, Any] = {}
-        if self.auth is not None:
-            result = await run_auth(self.auth, hs_request)
-            session, protocol = auth_decision(result, offered, protocol, self.security_profile)
+        if self.settings.auth is not None:
+            result = await run_auth(self.settings.auth, hs_request)
+            session, protocol = auth_decision(
+                result, offered, protocol, self.settings.security_profile
+            )
         info = StationHandshake(
             path=request.path,
             subprotocol=protocol,
@@ -462,24 +574,24 @@ class StreamHandling:
             query=target.query,
             offered_protocols=offered,
             certificate=certificate,
-            security_profile=self.security_profile,
+            security_profile=self.settings.security_profile,
         )
         return identity, protocol, session, info
 
-    async def _claim(self, peer: _Peer, identity: str, request: UpgradeRequest) -> bool:
+    async def _claim(self, peer: Peer, identity: str, request: UpgradeRequest) -> bool:
         """Make ``peer`` the connection of ``identity``, per ``duplicate_policy``."""
         while (old := self._stations.get(identity)) is not None and old is not peer:
-            if self.duplicate_policy == "reject":
+            if self.settings.duplicate_policy == "reject":
                 self._rejected(peer, 409, "a connection with this identity is open")
                 await self._refuse(request, 409)
                 return False
             log.info("%s: a new connection from %s replaces the open one", identity, peer.remote)
-            await self._evict(old)
+            await self.evict(old)
         self._stations[identity] = peer
-        if self._cluster is not None and self._cluster.running:
+        if self.cluster is not None and self.cluster.running:
             # The other instances, after this one: a newer local connection
             # that comes in meanwhile finds this one and applies the policy.
-            refusal = await self._cluster.claim(identity, peer)
+            refusal = await self.cluster.claim(identity, peer)
             if refusal is not None:
                 if self._stations.get(identity) is peer:
                     del self._stations[identity]
@@ -488,20 +600,12 @@ class StreamHandling:
                 return False
         return True
 
-    async def _evict(self, old: _Peer) -> None:
-        if old.conn is not None:
-            with trio.move_on_after(self.options.close_timeout + 1.0):
-                await old.conn.close(CLOSE_REPLACED, REPLACED_REASON)
-        old.scope.cancel()
-        with trio.move_on_after(self.options.close_timeout):
-            await old.done.wait()
-        if old.identity is not None and self._stations.get(old.identity) is old:
-            del self._stations[old.identity]  # pragma: no cover - its task is stuck
-
-    async def _run_station(self, peer: _Peer, conn: OCPPConnection) -> None:
+    async def _run_station(self, peer: Peer, conn: OCPPConnection) -> None:
         identity = conn.identity
         peer.conn = conn
-        self._clients[identity] = conn
+        self.clients[identity] = conn
         log.info("%s connected from %s (%s)", identity, peer.remote, conn.protocol)
-        await run_connection(conn, self.handler, task_status=_ClientEvent(self._events, conn))
+        await run_connection(
+            conn, self.settings.handler, task_status=_ClientEvent(self.events, conn)
+        )
         log.info("%s disconnected (%s)", identity, conn.close_code)

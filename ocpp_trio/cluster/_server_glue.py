@@ -1,7 +1,9 @@
 """The server's side of a cluster: presence of its stations, routed calls, broadcasts.
 
-``OCPPServer`` calls into :class:`ClusterGlue` at a few points and knows the
-adapter only through ``ClusterAdapter``:
+The server's stream runner (``_server/stream.py``) calls into
+:class:`ClusterGlue` at a few points and knows the adapter only through
+``ClusterAdapter``; the glue knows the runner only through what it offers
+the package (``settings``, ``clients``, ``evict``):
 
 - ``claim`` (handshake, after the local duplicate check): registers the
   connection's presence.  ``duplicate_policy="reject"``: a station held by a
@@ -37,8 +39,7 @@ from ._interface import ClusterAdapter, Subscriber
 from ._wire import decode, encode_error, ok
 
 if TYPE_CHECKING:
-    from .._server.stream import _Peer
-    from ..server import OCPPServer
+    from .._server.stream import Peer, StreamRunner
 
 log = logging.getLogger("ocpp_trio.cluster")
 
@@ -48,12 +49,12 @@ _RELEASE_QUEUE: Final = 100_000
 
 
 class ClusterGlue:
-    """Cluster features of one ``OCPPServer`` over one adapter."""
+    """Cluster features of one ``OCPPServer`` (its stream runner) over one adapter."""
 
-    def __init__(self, server: OCPPServer, adapter: ClusterAdapter) -> None:
-        self._server = server
+    def __init__(self, streams: StreamRunner, adapter: ClusterAdapter) -> None:
+        self._streams = streams
         self.adapter = adapter
-        self._held: dict[str, tuple[_Peer, str]] = {}  # identity -> (peer, token)
+        self._held: dict[str, tuple[Peer, str]] = {}  # identity -> (peer, token)
         self._nursery: trio.Nursery | None = None
         self._scope = trio.CancelScope()
         self._release_send, self._release_receive = trio.open_memory_channel[tuple[str, str]](
@@ -85,10 +86,10 @@ class ClusterGlue:
 
     # --- presence -------------------------------------------------------------
 
-    async def claim(self, identity: str, peer: _Peer) -> str | None:
+    async def claim(self, identity: str, peer: Peer) -> str | None:
         """Register ``peer`` as ``identity``'s connection; a refusal reason, or None."""
         token = str(next(_tokens))
-        replace = self._server.duplicate_policy == "replace"
+        replace = self._streams.settings.duplicate_policy == "replace"
         self._held[identity] = (peer, token)
         try:
             result = await self.adapter.claim(identity, token, replace=replace)
@@ -104,7 +105,7 @@ class ClusterGlue:
             return f"a connection with this identity is open on instance {where!r}"
         if previous is not None and previous.instance != me:
             log.info("%s: replacing its connection on instance %s", identity, previous.instance)
-            bound = self._server.options.close_timeout + 1.0
+            bound = self._streams.settings.options.close_timeout + 1.0
             try:
                 with trio.move_on_after(bound):
                     await self.adapter.request(
@@ -117,7 +118,7 @@ class ClusterGlue:
                 log.info("%s: instance %s did not confirm the close: %s", identity, previous, exc)
         return None
 
-    def released(self, identity: str, peer: _Peer) -> None:
+    def released(self, identity: str, peer: Peer) -> None:
         """``peer``'s stream is gone: queue the release of its claim (never blocks)."""
         entry = self._held.get(identity)
         if entry is None or entry[0] is not peer:
@@ -145,7 +146,7 @@ class ClusterGlue:
             return
         del self._held[identity]
         log.info("%s: its presence moved to another instance; closing here", identity)
-        self._nursery.start_soon(self._server._evict, entry[0])
+        self._nursery.start_soon(self._streams.evict, entry[0])
 
     # --- requests from other instances (ClusterNode) --------------------------
 
@@ -158,11 +159,11 @@ class ClusterGlue:
             if entry is None or entry[1] != body.get("token"):
                 return ok(False)
             del self._held[identity]
-            await self._server._evict(entry[0])
+            await self._streams.evict(entry[0])
             return ok(True)
         if kind != "call":
             return {"error": {"type": "remote", "kind": "ValueError", "message": f"kind {kind!r}"}}
-        conn = self._server.clients.get(identity)
+        conn = self._streams.clients.get(identity)
         if conn is None:
             return encode_error(StationOffline(identity))
         protocol = body.get("protocol")
@@ -180,12 +181,12 @@ class ClusterGlue:
     async def call_station(
         self, identity: str, args: tuple[Any, ...], timeout: float | None
     ) -> Any:
-        conn = self._server.clients.get(identity)
+        conn = self._streams.clients.get(identity)
         if conn is not None:
             return await conn.call(*args, timeout=timeout)
         protocol, method, params = parse_call_args(args)
         if timeout is None:
-            timeout = self._server.options.call_timeout
+            timeout = self._streams.settings.options.call_timeout
         if not timeout > 0:
             raise ValueError(f"timeout must be > 0 seconds, got {timeout!r}")
         body = {
@@ -203,7 +204,7 @@ class ClusterGlue:
                     if holder is None or holder.instance in tried:
                         raise StationOffline(identity)
                     if holder.instance == self.adapter.instance_id:
-                        conn = self._server.clients.get(identity)
+                        conn = self._streams.clients.get(identity)
                         if conn is None:
                             raise StationOffline(identity)
                         remaining = max(deadline - trio.current_time(), 1e-3)
@@ -229,7 +230,7 @@ class ClusterGlue:
         self.adapter.unsubscribe(channel, callback)
 
     async def locate(self, identity: str) -> str | None:
-        if identity in self._server.clients:
+        if identity in self._streams.clients:
             return self.adapter.instance_id
         holder = await self.adapter.locate(identity)
         return None if holder is None else holder.instance

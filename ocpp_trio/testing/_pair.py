@@ -4,7 +4,7 @@ Both ends of :func:`open_memory_pair` are real
 :class:`~ocpp_trio.connection.OCPPConnection` objects with the same handlers,
 strict mode, errors and timeouts as over a network; the WebSocket handshake and
 framing really run, on the transport the client and the server use by default
-(``_ws.py``) over ``trio.testing.memory_stream_pair``, so tests run under
+(``_websocket/driver.py``) over ``trio.testing.memory_stream_pair``, so tests run under
 Trio's ``MockClock``/``autojump_clock`` with exact virtual times and no
 sockets.
 
@@ -12,7 +12,7 @@ sockets.
 receives WebSocket text exactly as given, without any OCPP-J machinery, which
 is what framing-level tests (``malformed_frames()``) and replays need: a
 real connection would answer, count or reject what the test wants to see raw.
-Both its ends run on trio-websocket.
+Both its ends run on trio-websocket, imported only when a raw peer is opened.
 """
 
 from __future__ import annotations
@@ -23,11 +23,10 @@ import math
 import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
-from typing import Any, Final, Literal, NamedTuple, final
+from typing import TYPE_CHECKING, Any, Final, Literal, NamedTuple, final
 
 import trio
 import trio.testing
-import trio_websocket
 
 from .._core.errors import ConnectionClosed
 from .._core.protocol import Role
@@ -40,7 +39,9 @@ from .._websocket.transport import (
     HandshakeInfo,
     Transport,
 )
-from .._websocket.trio_websocket import GuardedNursery, TrioWebsocketTransport
+
+if TYPE_CHECKING:
+    import trio_websocket
 
 __all__ = ["MemoryPair", "RawPair", "RawPeer", "open_memory_pair", "open_raw_peer"]
 
@@ -110,6 +111,10 @@ async def _open_websockets(
     trio-websocket's reader tasks run in ``nursery``, guarded so that what
     they raise (a close race) stays with them.
     """
+    import trio_websocket
+
+    from .._websocket.trio_websocket import GuardedNursery
+
     client_stream, server_stream = factory()
     guard = GuardedNursery(nursery, _ignore_error)
     accepted: list[trio_websocket.WebSocketConnection] = []
@@ -206,8 +211,10 @@ def _connection(
 
 
 @contextmanager
-def _single_errors() -> Iterator[None]:
+def single_errors() -> Iterator[None]:
     """Let one failure out of a nursery as itself, not inside an ExceptionGroup.
+
+    For the package (``open_memory_pair``, ``open_raw_peer``, ``open_memory_server``).
 
     The body's own failure (a test's ``assert``) reaches pytest unwrapped; a
     group of several real failures stays a group.
@@ -276,7 +283,7 @@ async def open_memory_pair(
     csms_extra = options.pop("csms_options", {})
     station_opts = _split(options, station_extra)
     csms_opts = _split(options, csms_extra)
-    with _single_errors():
+    with single_errors():
         async with trio.open_nursery() as nursery:
             client, server = await _open_transports(
                 protocol,
@@ -322,9 +329,12 @@ class RawPeer:
     def __init__(
         self, ws: trio_websocket.WebSocketConnection, *, protocol: str, role: Role
     ) -> None:
+        import trio_websocket  # loaded already: ``ws`` is one of its connections
+
         self.protocol = protocol
         self.role = role
         self._ws = ws
+        self._ws_closed: type[trio_websocket.ConnectionClosed] = trio_websocket.ConnectionClosed
         self._send, self._received = trio.open_memory_channel[str | bytes](math.inf)
         self._close_code: int | None = None
         self._close_reason = ""
@@ -343,7 +353,7 @@ class RawPeer:
             while True:
                 message = await self._ws.get_message()
                 self._send.send_nowait(message)
-        except trio_websocket.ConnectionClosed as exc:
+        except self._ws_closed as exc:
             reason = exc.reason
             self._close_code = reason.code if reason is not None else CLOSE_ABNORMAL
             self._close_reason = (reason.reason or "") if reason is not None else ""
@@ -358,11 +368,7 @@ class RawPeer:
         """
         try:
             await self._ws.send_message(message)
-        except (
-            trio_websocket.ConnectionClosed,
-            trio.BrokenResourceError,
-            trio.ClosedResourceError,
-        ):
+        except (self._ws_closed, trio.BrokenResourceError, trio.ClosedResourceError):
             raise ConnectionClosed(
                 "the connection under test is closed", code=self._close_code or CLOSE_ABNORMAL
             ) from None
@@ -453,9 +459,11 @@ async def open_raw_peer(
     """
     if under_test not in ("csms", "station"):
         raise ValueError(f"under_test must be 'csms' or 'station', got {under_test!r}")
+    from .._websocket.trio_websocket import TrioWebsocketTransport  # only for raw peers
+
     opts = _split(options, {})
     conn_is_server = under_test == "csms"
-    with _single_errors():
+    with single_errors():
         async with trio.open_nursery() as nursery:
             sizes = (
                 (2**31, opts.max_message_size) if conn_is_server else (opts.max_message_size, 2**31)

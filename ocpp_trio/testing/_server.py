@@ -6,7 +6,7 @@ handler in the connection's nursery); only the listener is replaced: each
 station's ``open_stream`` hook (an ``open_ocpp_client`` option) makes a
 ``trio.testing.memory_stream_pair`` and hands the server's end to the
 server's per-stream task, just as ``trio.serve_listeners`` would hand it an
-accepted socket.  Everything runs in virtual time under ``autojump_clock``.
+accepted socket (``OCPPServer.serve_stream``).  Everything runs in virtual time under ``autojump_clock``.
 """
 
 from __future__ import annotations
@@ -22,31 +22,12 @@ from .._rpc.connection import OCPPConnection
 from .._server.stream import Handler
 from ..client import OCPPClient, open_ocpp_client
 from ..server import DEFAULT_PROTOCOLS, OCPPServer
-from ._pair import StreamPairFactory, _single_errors
+from ._pair import StreamPairFactory, single_errors
 
 __all__ = ["MemoryServer", "open_memory_server"]
 
 #: The endpoint in-memory stations "connect" to; nothing resolves it.
 MEMORY_ENDPOINT: Final = "ws://csms.invalid/ocpp"
-
-
-async def _serve_stream(server: OCPPServer, stream: trio.abc.Stream) -> None:
-    """Serve one already-accepted stream as ``server`` serves each accepted socket.
-
-    This stands in for a public hook that ``OCPPServer`` does not have yet:
-
-        async def serve_stream(self, stream: trio.abc.Stream) -> None:
-            '''Run the handshake and the station connection over ``stream``.'''
-            await self._handle_stream(stream)
-
-    ``_handle_stream`` is exactly what ``serve_listeners`` runs per accepted
-    stream (the handshake under ``handshake_timeout``, auth, the duplicate
-    policy, the connection and the handler; never raises what the station
-    caused; closes the stream at the end), so going through it keeps the
-    in-memory server honest.  Replace this with ``server.serve_stream`` once
-    that exists.
-    """
-    await server._handle_stream(stream)
 
 
 @final
@@ -91,7 +72,7 @@ class MemoryServer:
         server's nursery, as an accepted socket would be.
         """
         station_end, server_end = self._factory()
-        self._nursery.start_soon(_serve_stream, self.server, server_end)
+        self._nursery.start_soon(self.server.serve_stream, server_end)
         return station_end
 
     @asynccontextmanager
@@ -177,7 +158,7 @@ async def open_memory_server(
     """
     server_options.setdefault("ping_interval", 0)
     server = OCPPServer(handler, protocols=protocols, **server_options)
-    with _single_errors():
+    with single_errors():
         async with trio.open_nursery() as nursery:
             memory = MemoryServer(
                 server,
