@@ -279,6 +279,11 @@ class EventEmitter:
         if callbacks and callback in callbacks:
             callbacks.remove(callback)
 
+    def peer_ping(self, payload: bytes) -> None:
+        """A transport's hook: the peer pinged (and was answered): a ``ping`` event, inbound."""
+        if self.has("ping"):
+            self.emit("ping", PingEvent(payload=payload, outbound=False))
+
     def has(self, name: str) -> bool:
         """Whether anybody listens to ``name`` (checked before building costly payloads)."""
         return bool(self._callbacks.get(name))

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any, TypeVar, overload
 
 import trio
@@ -507,13 +507,13 @@ class OCPPConnection(HandlerSurface):
         await self._abort(CLOSE_ABNORMAL, "pong timeout", by_peer=True)
 
 
-async def run_connection(
+def run_connection(
     conn: OCPPConnection,
     on_open: Callable[[OCPPConnection], Awaitable[object]] | None = None,
     *,
     reconnected: bool = False,
     task_status: trio.TaskStatus[OCPPConnection] = trio.TASK_STATUS_IGNORED,
-) -> None:
+) -> Coroutine[Any, Any, None]:
     """Run ``conn`` in a nursery of its own until it closes (reader, ping and handler tasks).
 
     For the client's supervisor and the server's per-station task.
@@ -523,8 +523,22 @@ async def run_connection(
     frame.  Returns once the connection is closed and every task in its
     nursery has ended; never raises for anything the peer did.  Cancelled,
     it aborts the stream (a bounded, shielded step) and raises.
+
+    Not a coroutine function itself: it returns the one to await, which
+    spares every connection's task a level of its stack.
     """
-    await conn._run(on_open, reconnected, task_status)
+    return conn._run(on_open, reconnected, task_status)
+
+
+def cancel_connection(conn: OCPPConnection) -> None:
+    """Cancel everything ``conn``'s nursery runs (a server's forced shutdown or eviction).
+
+    Its run then aborts the stream and ends promptly; nothing happens when
+    it is not running.
+    """
+    scope = conn._cancel_scope
+    if scope is not None:
+        scope.cancel()
 
 
 def apply_options(conn: OCPPConnection, new: ConnectionOptions) -> None:

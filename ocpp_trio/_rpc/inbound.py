@@ -28,7 +28,6 @@ import inspect
 import logging
 import math
 from collections.abc import Awaitable, Mapping
-from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -67,7 +66,6 @@ from ..events import (
     EventEmitter,
     LateResponseEvent,
     MessageEvent,
-    PingEvent,
 )
 from ..routing import NOREPLY, Handler, HandlerContext
 from .link import Link
@@ -121,12 +119,7 @@ def report_peer_pings(transport: Transport, emitter: EventEmitter) -> None:
     telling.  The hook holds the emitter, not the connection: no cycle.
     """
     if isinstance(transport, WSTransport):
-        transport.on_ping = partial(_emit_peer_ping, emitter)
-
-
-def _emit_peer_ping(emitter: EventEmitter, payload: bytes) -> None:
-    if emitter.has("ping"):
-        emitter.emit("ping", PingEvent(payload=payload, outbound=False))
+        transport.on_ping = emitter
 
 
 class Dispatcher:

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal, cast, final
 import trio
 
 from .._core.protocol import Role
-from .._rpc.connection import OCPPConnection, run_connection
+from .._rpc.connection import OCPPConnection, cancel_connection, run_connection
 from .._rpc.flag import Flag
 from .._rpc.options import ConnectionOptions
 from .._rpc.outbound import prepare_validators
@@ -139,12 +139,21 @@ class Peer:
     __slots__ = ("conn", "done", "identity", "remote", "scope", "slot")
 
     def __init__(self, remote: tuple[str, int] | None = None) -> None:
-        self.scope = trio.CancelScope()
+        #: The scope of the handshake (and, for front ends, of the whole
+        #: task); None once the station's connection runs on its own.
+        self.scope: trio.CancelScope | None = trio.CancelScope()
         self.done = Flag()
         self.identity: str | None = None
         self.remote = remote
         self.conn: OCPPConnection | None = None
         self.slot = False
+
+    def cancel(self) -> None:
+        """Cancel this stream's task: its handshake, or its running connection."""
+        if self.scope is not None:
+            self.scope.cancel()
+        if self.conn is not None:
+            cancel_connection(self.conn)
 
 
 class _ClientEvent:
@@ -221,10 +230,7 @@ class StreamRunner:
         itself: it returns the one to await, which spares every connection's
         task a level of its stack.
         """
-        peer = Peer(remote_of(stream))
-        return self._guarded(
-            peer, partial(self._serve_peer, peer, stream), partial(trio.aclose_forcefully, stream)
-        )
+        return self._serve_stream(Peer(remote_of(stream)), stream)
 
     async def serve_upgrade(
         self,
@@ -249,7 +255,7 @@ class StreamRunner:
         if old.conn is not None:
             with trio.move_on_after(self.settings.options.close_timeout + 1.0):
                 await old.conn.close(CLOSE_REPLACED, REPLACED_REASON)
-        old.scope.cancel()
+        old.cancel()
         with trio.move_on_after(self.settings.options.close_timeout):
             await old.done.wait()
         if old.identity is not None and self._stations.get(old.identity) is old:
@@ -260,12 +266,12 @@ class StreamRunner:
         self._closing = True
         for peer in list(self._peers):
             if peer.conn is None:
-                peer.scope.cancel()
+                peer.cancel()
 
     async def cancel_all(self) -> None:
         """Cancel every stream's task; wait until all are gone (shielded, bounded)."""
         for peer in list(self._peers):
-            peer.scope.cancel()
+            peer.cancel()
         with trio.CancelScope(shield=True), trio.move_on_after(_STUCK_TIMEOUT) as stuck:
             await self._idle.wait()
         if stuck.cancelled_caught:  # pragma: no cover - a task ignores cancellation
@@ -284,30 +290,90 @@ class StreamRunner:
         What ``body`` raises stays here (logged), except a cancellation from
         outside; ``cleanup`` runs shielded, then the peer is released.
         """
-        self._peers.add(peer)
-        self._idle = trio.Event() if self._idle.is_set() else self._idle
+        self._enter(peer)
         try:
+            assert peer.scope is not None
             with peer.scope:
                 await body()
         except BaseException as exc:
-            # A bug (ours or trio-websocket's) stays with this stream; only a
-            # cancellation from outside goes on.
-            if isinstance(exc, trio.Cancelled):
-                raise
-            cancelled: BaseException | None = None
-            failure: BaseException | None = exc
-            if isinstance(exc, BaseExceptionGroup):
-                cancelled, failure = exc.split(trio.Cancelled)
-            if failure is not None:
-                if not isinstance(failure, Exception):
-                    raise
-                log.warning("connection from %s failed: %r", peer.remote, failure, exc_info=failure)
-            if cancelled is not None:
-                raise cancelled from None
+            passed = self._contain(peer, exc)
+            if passed is not None:
+                raise passed from None
         finally:
-            with trio.CancelScope(shield=True):
+            with trio.CancelScope(shield=True):  # bounded: closing the stream
                 await cleanup()
             self._release(peer)
+
+    async def _serve_stream(self, peer: Peer, stream: trio.abc.Stream) -> None:
+        """``_guarded`` for one of our own accepted streams, written out.
+
+        The same steps, with no closures and no extra levels of coroutines:
+        this task is the station's for the life of its connection, and every
+        frame of its stack is memory that an idle station holds.
+        """
+        self._enter(peer)
+        try:
+            conn: OCPPConnection | None = None
+            assert peer.scope is not None
+            with peer.scope:
+                if self.settings.ssl_context is not None and not isinstance(stream, trio.SSLStream):
+                    stream = trio.SSLStream(
+                        stream, self.settings.ssl_context, server_side=True, https_compatible=True
+                    )
+                # The handshake's objects (the request, its headers, the
+                # decisions) are gone once _open returns: an idle connection
+                # keeps only what its OCPPConnection holds.
+                if self.settings.websocket_backend == "websockets":
+                    conn = await self._open(peer, stream, None)  # no background task to host
+                else:
+                    async with trio.open_nursery() as nursery:
+                        try:
+                            conn = await self._open(peer, stream, nursery)
+                            if conn is not None:
+                                await self._station(peer, conn)
+                                log.info("%s disconnected (%s)", conn.identity, conn.close_code)
+                        finally:
+                            nursery.cancel_scope.cancel()  # trio-websocket's reader
+                    conn = None  # it ran, in the reader's nursery
+            # The station's connection runs outside the peer's scope: its own
+            # nursery's scope is what cancels it (``Peer.cancel``), and an
+            # idle station keeps no second one (about 700 bytes).
+            if peer.scope.cancel_called:  # stop() came during the handshake
+                conn = None
+            peer.scope = None
+            if conn is not None:
+                await self._station(peer, conn)
+                log.info("%s disconnected (%s)", conn.identity, conn.close_code)
+        except BaseException as exc:
+            passed = self._contain(peer, exc)
+            if passed is not None:
+                raise passed from None
+        finally:
+            with trio.CancelScope(shield=True):  # bounded: closing the stream
+                await trio.aclose_forcefully(stream)
+            self._release(peer)
+
+    def _enter(self, peer: Peer) -> None:
+        self._peers.add(peer)
+        self._idle = trio.Event() if self._idle.is_set() else self._idle
+
+    def _contain(self, peer: Peer, exc: BaseException) -> BaseException | None:
+        """What a stream's task raised: logged and kept here, unless it must go on.
+
+        A bug (ours or trio-websocket's) stays with this stream; only a
+        cancellation from outside (returned, for the caller to raise) goes on.
+        """
+        if isinstance(exc, trio.Cancelled):
+            return exc
+        cancelled: BaseException | None = None
+        failure: BaseException | None = exc
+        if isinstance(exc, BaseExceptionGroup):
+            cancelled, failure = exc.split(trio.Cancelled)
+        if failure is not None:
+            if not isinstance(failure, Exception):
+                return exc
+            log.warning("connection from %s failed: %r", peer.remote, failure, exc_info=failure)
+        return cancelled
 
     def _release(self, peer: Peer) -> None:
         if peer.slot:
@@ -344,27 +410,6 @@ class StreamRunner:
                 remote=peer.remote, identity=peer.identity, status=status, reason=reason
             ),
         )
-
-    async def _serve_peer(self, peer: Peer, stream: trio.abc.Stream) -> None:
-        if self.settings.ssl_context is not None and not isinstance(stream, trio.SSLStream):
-            stream = trio.SSLStream(
-                stream, self.settings.ssl_context, server_side=True, https_compatible=True
-            )
-        # The handshake's objects (the request, its headers, the decisions)
-        # are gone once _open returns: an idle connection keeps only what
-        # its OCPPConnection holds, under a shallow stack of coroutines.
-        if self.settings.websocket_backend == "websockets":
-            conn = await self._open(peer, stream, None)  # no background task to host
-            if conn is not None:
-                await self._run_station(peer, conn)
-            return
-        async with trio.open_nursery() as nursery:
-            try:
-                conn = await self._open(peer, stream, nursery)
-                if conn is not None:
-                    await self._run_station(peer, conn)
-            finally:
-                nursery.cancel_scope.cancel()  # trio-websocket's reader
 
     async def _open(
         self, peer: Peer, stream: trio.abc.Stream, nursery: trio.Nursery | None
@@ -453,7 +498,8 @@ class StreamRunner:
         """
         conn = await self._admit(peer, request, upgrade)
         if conn is not None:
-            await self._run_station(peer, conn)
+            await self._station(peer, conn)
+            log.info("%s disconnected (%s)", conn.identity, conn.close_code)
 
     async def _admit(
         self, peer: Peer, request: UpgradeRequest, upgrade: Upgrade
@@ -600,12 +646,12 @@ class StreamRunner:
                 return False
         return True
 
-    async def _run_station(self, peer: Peer, conn: OCPPConnection) -> None:
+    def _station(self, peer: Peer, conn: OCPPConnection) -> Coroutine[Any, Any, None]:
+        """Make ``conn`` the station's and return its run to await (no frame of its own)."""
         identity = conn.identity
         peer.conn = conn
         self.clients[identity] = conn
         log.info("%s connected from %s (%s)", identity, peer.remote, conn.protocol)
-        await run_connection(
+        return run_connection(
             conn, self.settings.handler, task_status=_ClientEvent(self.events, conn)
         )
-        log.info("%s disconnected (%s)", identity, conn.close_code)

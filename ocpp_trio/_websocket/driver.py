@@ -37,8 +37,9 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, Final
+from typing import Protocol as Interface
 
 import trio
 from websockets.client import ClientProtocol
@@ -96,8 +97,14 @@ _OPEN = State.OPEN
 #: The close reason of a connection whose frame write was cancelled half-way.
 HALF_WRITTEN: Final = "a frame write was cancelled half-way: the connection is aborted"
 
-#: Whether a plain TCP stream's socket can be written with ``os.write``.
-_DIRECT_WRITES: Final = os.name == "posix"
+#: Whether a plain TCP stream's socket can be read and written with ``os.read``/``os.write``.
+_DIRECT_IO: Final = os.name == "posix"
+
+
+class PingListener(Interface):
+    """Told of each ping the peer sends (it is answered already)."""
+
+    def peer_ping(self, payload: bytes) -> None: ...
 
 
 class HandshakeFailed(Exception):
@@ -155,7 +162,7 @@ class WSTransport:
         self._aborted = False
         self._read_waiter: trio.Event | None = None
         #: Called with the payload of each ping the peer sends (it is answered already).
-        self.on_ping: Callable[[bytes], object] | None = None
+        self.on_ping: PingListener | None = None
         self._on_events()  # frames that arrived together with the handshake
 
     # --- facts -------------------------------------------------------------------
@@ -230,7 +237,12 @@ class WSTransport:
         try:
             self._reading = True
             try:
-                data = await self._stream.receive_some(RECEIVE_SIZE)
+                stream = self._stream
+                data: bytes | bytearray
+                if _DIRECT_IO and type(stream) is trio.SocketStream:
+                    data = await _read_socket(stream.socket)
+                else:
+                    data = await stream.receive_some(RECEIVE_SIZE)
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 data = b""
             finally:
@@ -276,7 +288,7 @@ class WSTransport:
                     self._parts = None
             elif opcode is _PING:
                 if self.on_ping is not None:
-                    self.on_ping(bytes(frame.data))
+                    self.on_ping.peer_ping(bytes(frame.data))
             elif opcode is _PONG:
                 self._wake_pings(bytes(frame.data))
 
@@ -399,7 +411,7 @@ class WSTransport:
         closed, so a file descriptor number reused since is never written.
         """
         stream = self._stream
-        if not _DIRECT_WRITES or type(stream) is not trio.SocketStream:
+        if not _DIRECT_IO or type(stream) is not trio.SocketStream:
             return 0
         fd = stream.socket.fileno()
         if fd < 0:
@@ -461,6 +473,43 @@ class WSTransport:
         self._aborted = True
         _release(self._proto)
         await trio.aclose_forcefully(self._stream)
+
+
+async def _read_socket(sock: trio.socket.SocketType) -> bytes:
+    """Read what a plain TCP socket has (at most ``RECEIVE_SIZE`` bytes); b"" at EOF or error.
+
+    What ``SocketStream.receive_some`` does, without its layers of coroutines
+    and context managers: an idle connection's reader waits in here, and each
+    level of its stack is memory every idle station holds (about 1 KiB).  A
+    checkpoint either way, as ``receive_some`` is.  Raises
+    ``trio.ClosedResourceError`` when the socket is closed meanwhile
+    (``abort()``).
+    """
+    fd = sock.fileno()
+    if fd < 0:  # closed (a descriptor number reused since is never read)
+        await trio.lowlevel.checkpoint()
+        return b""
+    try:
+        data = os.read(fd, RECEIVE_SIZE)
+    except BlockingIOError:
+        pass
+    except OSError:  # reset by the peer, or the like: the end of this stream
+        await trio.lowlevel.checkpoint()
+        return b""
+    else:
+        await trio.lowlevel.checkpoint()
+        return data
+    while True:
+        await trio.lowlevel.wait_readable(sock)
+        fd = sock.fileno()
+        if fd < 0:
+            return b""
+        try:
+            return os.read(fd, RECEIVE_SIZE)
+        except BlockingIOError:
+            continue
+        except OSError:
+            return b""
 
 
 def _release(proto: Protocol) -> None:
