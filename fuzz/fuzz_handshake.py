@@ -1,7 +1,7 @@
 """Fuzz target: the server's reading of an HTTP upgrade request, without sockets.
 
 The bytes go through what the server runs on a real stream: websockets'
-Sans-I/O ``ServerProtocol`` (configured as ``ocpp_trio._websocket.driver.server_handshake``
+Sans-I/O ``ServerProtocol`` (configured as ``ocpp_trio._websocket.handshake.server_handshake``
 configures it), then ``ocpp_trio._server.admission``'s decisions (identity from the
 path, Basic Auth for profiles 0 and 1, subprotocol choice), then the 101 or
 the HTTP error.  The property: nothing raises but a ``Refusal`` with a
@@ -44,7 +44,7 @@ with instrumented():  # coverage for atheris; nothing otherwise
         parse_target,
         select_protocol,
     )
-    from ocpp_trio._websocket.driver import _offered_subprotocols, send_response
+    from ocpp_trio._websocket.handshake import _offered_subprotocols, send_response
     from ocpp_trio.security import SecurityProfile
     from ocpp_trio.server import DEFAULT_PROTOCOLS
 

@@ -54,7 +54,7 @@ from ._rpc.outbound import parse_call_args, prepare_validators, run_call
 from ._rpc.state import ConnectionState
 from ._rpc.surface import HandlerSurface
 from ._version import package_ident
-from ._websocket.driver import HandshakeFailed, HandshakeRejectedStatus, client_handshake
+from ._websocket.handshake import HandshakeFailed, HandshakeRejectedStatus, client_handshake
 from ._websocket.transport import (
     CLOSE_NORMAL,
     HandshakeInfo,

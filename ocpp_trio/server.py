@@ -428,14 +428,25 @@ class OCPPServer:
         after :meth:`close` (once every station task is done, when they run
         in this call's nursery) or when cancelled; the listeners are closed.
 
+        With strict mode on, every validator of ``protocols`` is built (in a
+        worker thread, once per process) before the server reports itself
+        started: a connection's reader never compiles a schema.
+
         Raises:
             RuntimeError: the server is already serving, or closed.
+            ValueError: a custom validator's schema cannot be compiled.
         """
         self._start_serving()
         # Strict mode's validators for every protocol we speak, built in a
         # worker thread before we report ourselves started: the reader of a
         # connection never compiles a schema.
-        await prepare_validators(self.options, self.protocols)
+        try:
+            await prepare_validators(self.options, self.protocols)
+        except BaseException:
+            self._serving = False
+            for listener in listeners:
+                await trio.aclose_forcefully(listener)
+            raise
         accept_scope = trio.CancelScope()
         async with trio.open_nursery() as nursery:
             tasks = handler_nursery if handler_nursery is not None else nursery

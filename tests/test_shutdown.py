@@ -170,7 +170,7 @@ async def _ws_pair() -> tuple[Any, Any]:
     """A client and a server ``WSTransport`` over a memory stream pair."""
     from trio.testing import memory_stream_pair
 
-    from ocpp_trio._websocket.driver import client_handshake, server_handshake
+    from ocpp_trio._websocket.handshake import client_handshake, server_handshake
 
     client_stream, server_stream = memory_stream_pair()
     accepted: list[Any] = []

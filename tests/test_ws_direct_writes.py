@@ -16,7 +16,8 @@ import trio
 import trio.testing
 
 from ocpp_trio._core.errors import ConnectionClosed
-from ocpp_trio._websocket.driver import WSTransport, client_handshake, server_handshake
+from ocpp_trio._websocket.driver import WSTransport
+from ocpp_trio._websocket.handshake import client_handshake, server_handshake
 
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="direct writes are POSIX only")
 

@@ -146,6 +146,18 @@ async def prepare_validators(options: ConnectionOptions, protocols: Iterable[str
             await trio.to_thread.run_sync(validator.precompile)
 
 
+def prepare_validators_now(options: ConnectionOptions, protocols: Iterable[str]) -> None:
+    """:func:`prepare_validators` in the calling task, blocking (for ``ocpp_trio.testing``).
+
+    Under a mock clock a worker thread would let virtual time jump while it
+    compiles; the in-memory helpers, which run under one in tests, compile
+    here instead, before anything runs.
+    """
+    for validator in validators_for(options, protocols):
+        if not validator.compiled:
+            validator.precompile()
+
+
 async def run_call(
     source: CallSource,
     limiter: trio.CapacityLimiter,

@@ -32,7 +32,7 @@ from .._rpc.connection import OCPPConnection, cancel_connection, run_connection
 from .._rpc.flag import Flag
 from .._rpc.options import ConnectionOptions
 from .._rpc.outbound import prepare_validators
-from .._websocket.driver import HandshakeFailed, ServerHandshake, server_handshake
+from .._websocket.handshake import HandshakeFailed, ServerHandshake, server_handshake
 from .._websocket.transport import (
     CLOSE_PROTOCOL_ERROR,
     Transport,

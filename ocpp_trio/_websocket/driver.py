@@ -26,35 +26,19 @@ whole, one cancelled half-way aborts the connection (see ``_flush``).
 :meth:`WSTransport.aclose` sends the close frame and waits for the peer's
 (reading the stream itself when no task is in ``receive()``); callers bound it, and :meth:`WSTransport.abort` closes the stream in all cases.
 
-Handshakes: :func:`server_handshake` reads one HTTP upgrade request and gives a
-:class:`ServerHandshake` to accept (101, with the subprotocol the caller
-chose) or reject (an HTTP status); :func:`client_handshake` sends the request
-and checks the answer.  Malformed requests get websockets' own HTTP error
-answer (400, 414...).  Callers bound both with cancel scopes.
+The opening handshakes are in ``handshake.py``.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
 from typing import Any, Final
 from typing import Protocol as Interface
 
 import trio
-from websockets.client import ClientProtocol
-from websockets.datastructures import Headers
-from websockets.exceptions import InvalidHandshake, InvalidStatus
-from websockets.extensions.permessage_deflate import (
-    ClientPerMessageDeflateFactory,
-    ServerPerMessageDeflateFactory,
-)
 from websockets.frames import Frame, Opcode
-from websockets.http11 import Request, Response
 from websockets.protocol import Protocol, State
-from websockets.server import ServerProtocol
-from websockets.typing import Subprotocol
-from websockets.uri import parse_uri
 
 from .._core.errors import ConnectionClosed
 from .._rpc.flag import Flag
@@ -79,7 +63,8 @@ class _QuietLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
             super().log(level, msg, *args, **kwargs)
 
 
-_ws_logger = _QuietLogger(log, {})
+#: The logger handed to websockets' protocol objects.
+quiet_logger = _QuietLogger(log, {})
 
 #: Bytes asked of the stream per read.
 RECEIVE_SIZE: Final = 65536
@@ -105,19 +90,6 @@ class PingListener(Interface):
     """Told of each ping the peer sends (it is answered already)."""
 
     def peer_ping(self, payload: bytes) -> None: ...
-
-
-class HandshakeFailed(Exception):
-    """The opening handshake could not complete (garbage, EOF, a bad answer).
-
-    Attributes:
-        status: the HTTP status of the answer to the upgrade request, when
-            there was one (a server's error answer, sent or received); else None.
-    """
-
-    def __init__(self, reason: str, status: int | None = None) -> None:
-        super().__init__(reason)
-        self.status = status
 
 
 class WSTransport:
@@ -471,7 +443,7 @@ class WSTransport:
     async def abort(self) -> None:
         self._set_closed()
         self._aborted = True
-        _release(self._proto)
+        release(self._proto)
         await trio.aclose_forcefully(self._stream)
 
 
@@ -512,7 +484,7 @@ async def _read_socket(sock: trio.socket.SocketType) -> bytes:
             return b""
 
 
-def _release(proto: Protocol) -> None:
+def release(proto: Protocol) -> None:
     """Break the reference cycles of a websockets protocol that is done with.
 
     Its parser is a generator that refers to the protocol, a server's
@@ -536,10 +508,6 @@ def _fresh(exc: ConnectionClosed) -> ConnectionClosed:
     return ConnectionClosed(str(exc), code=exc.code, reason=exc.reason)
 
 
-def _text(value: str | bytes) -> str:
-    return value.decode("latin-1") if isinstance(value, bytes) else value
-
-
 def _message(data: bytes | bytearray | memoryview, text: bool) -> str | bytes:
     raw = bytes(data)
     if text:
@@ -548,241 +516,3 @@ def _message(data: bytes | bytearray | memoryview, text: bool) -> str | bytes:
         except UnicodeDecodeError:
             return raw  # the RPC core reports it as not valid UTF-8
     return raw
-
-
-async def _feed_until_event(proto: Protocol, stream: trio.abc.Stream) -> Any:
-    """Read until the parser yields its first event (the request or the response)."""
-    while True:
-        events = proto.events_received()
-        if events:
-            first = events[0]
-            proto.events = events[1:] + proto.events  # frames that came along stay queued
-            return first
-        if proto.writes:  # the parser answered on its own: a malformed handshake
-            status = _status_of(proto.writes[0])
-            await _send_writes(proto, stream)
-            raise HandshakeFailed(str(proto.handshake_exc or "malformed handshake"), status)
-        if proto.handshake_exc is not None:
-            raise HandshakeFailed(str(proto.handshake_exc))
-        try:
-            data = await stream.receive_some(RECEIVE_SIZE)
-        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-            raise HandshakeFailed(
-                f"connection lost during the handshake ({type(exc).__name__})"
-            ) from exc
-        if not data:
-            proto.receive_eof()
-            raise HandshakeFailed("the peer closed the connection during the handshake")
-        proto.receive_data(data)
-
-
-def _status_of(chunk: bytes) -> int | None:
-    """The status code of an HTTP answer the parser queued, or None (e.g. only an EOF)."""
-    head = chunk[:13]  # b"HTTP/1.1 400 "
-    if head.startswith(b"HTTP/1.1 ") and head[9:12].isdigit():
-        return int(head[9:12])
-    return None
-
-
-async def _send_writes(proto: Protocol, stream: trio.abc.Stream) -> None:
-    try:
-        for chunk in proto.data_to_send():
-            if chunk:
-                await stream.send_all(chunk)
-    except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-        raise HandshakeFailed(
-            f"connection lost during the handshake ({type(exc).__name__})"
-        ) from exc
-
-
-def _offered_subprotocols(headers: Headers) -> tuple[str, ...]:
-    offered: list[str] = []
-    for value in headers.get_all("Sec-WebSocket-Protocol"):
-        offered.extend(p.strip() for p in value.split(",") if p.strip())
-    return tuple(offered)
-
-
-class ServerHandshake:
-    """A station's upgrade request, read and waiting to be accepted or rejected."""
-
-    def __init__(self, proto: ServerProtocol, stream: trio.abc.Stream, request: Request) -> None:
-        self._proto = proto
-        self._stream = stream
-        self._request = request
-        self._chosen: str | None = None
-
-    @property
-    def path(self) -> str:
-        """The request target (path and query) as sent."""
-        return self._request.path
-
-    @property
-    def headers(self) -> list[tuple[bytes, bytes]]:
-        """The request headers as sent, as (name, value) byte pairs."""
-        return [
-            (k.encode("latin-1"), v.encode("latin-1")) for k, v in self._request.headers.raw_items()
-        ]
-
-    @property
-    def proposed_subprotocols(self) -> tuple[str, ...]:
-        """The subprotocols the client offered, in its order."""
-        return _offered_subprotocols(self._request.headers)
-
-    async def accept(
-        self, subprotocol: str | None, extra_headers: Sequence[tuple[str, str]] = ()
-    ) -> WSTransport:
-        """Answer 101 with ``subprotocol`` (None: no Sec-WebSocket-Protocol header).
-
-        Raises:
-            HandshakeFailed: the request is not a valid WebSocket upgrade (it
-                was answered with an HTTP error: the exception's ``status``),
-                or the peer went away (``status`` None).
-        """
-        self._chosen = subprotocol
-        proto = self._proto
-        proto._ocpp_handshake = self  # type: ignore[attr-defined]  # for _select, just now
-        try:
-            response = proto.accept(self._request)
-        finally:
-            del proto._ocpp_handshake  # type: ignore[attr-defined]  # no cycle, no request kept
-        for name, value in extra_headers:
-            response.headers[name] = value
-        send_response(self._proto, response)
-        await _send_writes(self._proto, self._stream)
-        if response.status_code != 101:
-            _release(self._proto)
-            raise HandshakeFailed(
-                f"not a valid WebSocket upgrade: {self._proto.handshake_exc}",
-                response.status_code,
-            )
-        # websockets' parser keeps the request for the connection's life (a
-        # local of its suspended generator); its headers are not needed now.
-        self._request.headers.clear()
-        return WSTransport(self._proto, self._stream)
-
-    async def reject(
-        self,
-        status: int,
-        extra_headers: Sequence[tuple[str | bytes, str | bytes]] = (),
-        body: str = "",
-    ) -> None:
-        """Answer with an HTTP error status; the stream is to be closed afterwards."""
-        response = self._proto.reject(status, body)
-        for name, value in extra_headers:
-            response.headers[_text(name)] = _text(value)
-        send_response(self._proto, response)
-        try:
-            await _send_writes(self._proto, self._stream)
-        finally:
-            _release(self._proto)
-
-
-def send_response(proto: ServerProtocol, response: Response) -> None:
-    """``proto.send_response(response)``, also after the parser failed on what followed the request.
-
-    Bytes pipelined after the upgrade request are parsed as frames; when they
-    are not valid frames websockets fails the connection, which marks the
-    end of our output as sent, and its ``send_response`` then trips on an
-    assertion for any answer but 101.  The HTTP error is still owed: it is
-    queued as is, and the stream is closed after it anyway.
-    """
-    if proto.eof_sent and response.status_code != 101:
-        proto.writes.append(response.serialize())
-        return
-    proto.send_response(response)
-
-
-def _select(proto: ServerProtocol, offered: Sequence[Subprotocol]) -> Subprotocol | None:
-    # Our server picks the subprotocol itself before accepting (in its own
-    # order of preference, and None when there is none in common, which
-    # OCPP-J answers with a 101 without the header and a close).
-    handshake = getattr(proto, "_ocpp_handshake", None)
-    chosen = handshake._chosen if handshake is not None else None
-    return Subprotocol(chosen) if chosen is not None else None
-
-
-#: permessage-deflate as the server accepts it.  One factory for every
-#: connection: it holds settings only (each negotiation makes an extension of
-#: its own), and nothing changes it.
-_SERVER_EXTENSIONS: Final = (
-    ServerPerMessageDeflateFactory(
-        server_max_window_bits=12,
-        client_max_window_bits=12,
-        compress_settings={"memLevel": 5},
-    ),
-)
-
-
-async def server_handshake(
-    stream: trio.abc.Stream, *, max_message_size: int, compression: bool = True
-) -> ServerHandshake:
-    """Read one HTTP upgrade request from ``stream`` (callers bound the wait).
-
-    Raises:
-        HandshakeFailed: garbage (answered with an HTTP error, the exception's
-            ``status``, or dropped), EOF, or a lost stream.
-    """
-    proto = ServerProtocol(
-        extensions=_SERVER_EXTENSIONS if compression else None,
-        select_subprotocol=_select,
-        max_size=max_message_size,
-        logger=_ws_logger,
-    )
-    try:
-        request = await _feed_until_event(proto, stream)
-    except BaseException:
-        _release(proto)
-        raise
-    if not isinstance(request, Request):  # pragma: no cover - the server parser yields a Request
-        raise HandshakeFailed("expected an HTTP request")
-    return ServerHandshake(proto, stream, request)
-
-
-class HandshakeRejectedStatus(HandshakeFailed):
-    """The server answered the upgrade with an HTTP status other than 101."""
-
-    status: int
-
-    def __init__(self, status: int) -> None:
-        super().__init__(f"server answered HTTP {status}", status)
-
-
-async def client_handshake(
-    stream: trio.abc.Stream,
-    url: str,
-    *,
-    subprotocols: Sequence[str],
-    headers: Sequence[tuple[str, str]],
-    max_message_size: int,
-    compression: bool = True,
-) -> tuple[WSTransport, Response]:
-    """Send the upgrade request for ``url`` and check the answer (callers bound the wait).
-
-    Raises:
-        HandshakeRejectedStatus: the server answered with an HTTP error status.
-        HandshakeFailed: anything else that stopped the handshake.
-    """
-    proto = ClientProtocol(
-        parse_uri(url),
-        extensions=[ClientPerMessageDeflateFactory(compress_settings={"memLevel": 5})]
-        if compression
-        else None,
-        subprotocols=[Subprotocol(p) for p in subprotocols] or None,
-        max_size=max_message_size,
-        logger=_ws_logger,
-    )
-    request = proto.connect()
-    for name, value in headers:
-        request.headers[name] = value
-    proto.send_request(request)
-    await _send_writes(proto, stream)
-    response = await _feed_until_event(proto, stream)
-    exc = proto.handshake_exc
-    if exc is not None:
-        if isinstance(exc, InvalidStatus):
-            raise HandshakeRejectedStatus(exc.response.status_code)
-        if isinstance(exc, InvalidHandshake):
-            raise HandshakeFailed(str(exc)) from exc
-        raise HandshakeFailed(str(exc)) from exc
-    assert isinstance(response, Response)
-    return WSTransport(proto, stream), response

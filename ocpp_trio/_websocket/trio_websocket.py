@@ -26,7 +26,7 @@ import trio
 import trio_websocket
 
 from .._core.errors import ConnectionClosed
-from .driver import HandshakeFailed, HandshakeRejectedStatus
+from .handshake import HandshakeFailed, HandshakeRejectedStatus
 from .transport import CLOSE_ABNORMAL, CLOSE_NORMAL, Transport
 
 log = logging.getLogger("ocpp_trio.transport")

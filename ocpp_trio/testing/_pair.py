@@ -32,7 +32,9 @@ from .._core.errors import ConnectionClosed
 from .._core.protocol import Role
 from .._rpc.connection import OCPPConnection, run_connection
 from .._rpc.options import ConnectionOptions, split_options
-from .._websocket.driver import HandshakeFailed, WSTransport, client_handshake, server_handshake
+from .._rpc.outbound import prepare_validators_now
+from .._websocket.driver import WSTransport
+from .._websocket.handshake import HandshakeFailed, client_handshake, server_handshake
 from .._websocket.transport import (
     CLOSE_ABNORMAL,
     CLOSE_NORMAL,
@@ -200,6 +202,7 @@ def _connection(
     options: ConnectionOptions,
 ) -> OCPPConnection:
     path = f"/ocpp/{identity}"
+    prepare_validators_now(options, [protocol])  # the reader never compiles a schema
     return OCPPConnection(
         transport,
         identity=identity,

@@ -19,6 +19,7 @@ import trio
 import trio.testing
 
 from .._rpc.connection import OCPPConnection
+from .._rpc.outbound import prepare_validators_now
 from .._server.stream import Handler
 from ..client import OCPPClient, open_ocpp_client
 from ..server import DEFAULT_PROTOCOLS, OCPPServer
@@ -158,6 +159,8 @@ async def open_memory_server(
     """
     server_options.setdefault("ping_interval", 0)
     server = OCPPServer(handler, protocols=protocols, **server_options)
+    # Built here, not in a worker thread: virtual time must not jump meanwhile.
+    prepare_validators_now(server.options, server.protocols)
     with single_errors():
         async with trio.open_nursery() as nursery:
             memory = MemoryServer(
