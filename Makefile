@@ -44,13 +44,17 @@ test: lint typecheck pytest
 demo: $(STAMP)
 	$(BIN)/python -m ocpp_trio.cli demo
 
+# `make bench BASELINE=<git revision>` also measures that revision, side by side in the same run.
+BASELINE ?=
+BENCH_BASELINE := $(if $(BASELINE),--baseline $(BASELINE),)
+
 bench: $(STAMP) node-deps
-	$(BIN)/python benchmarks/run.py --out benchmarks/RESULTS.md
-	$(BIN)/python benchmarks/run.py --workloads idle --idle 10000 --strict off --runs 1 --out benchmarks/RESULTS-idle-10000.md
+	$(BIN)/python benchmarks/run.py $(BENCH_BASELINE) --out benchmarks/RESULTS.md
+	$(BIN)/python benchmarks/run.py --workloads idle --idle 10000 --strict off --runs 1 $(BENCH_BASELINE) --out benchmarks/RESULTS-idle-10000.md
 	printf '\n## (e) Validation, microseconds per validation\n\n' >> benchmarks/RESULTS.md
 	$(BIN)/python benchmarks/validation_vs_jsonschema.py >> benchmarks/RESULTS.md
 	printf '\n## (f) Start-up (fresh interpreter)\n\n' >> benchmarks/RESULTS.md
-	$(BIN)/python benchmarks/startup.py >> benchmarks/RESULTS.md
+	$(BIN)/python benchmarks/startup.py $(BENCH_BASELINE) >> benchmarks/RESULTS.md
 
 SOAK_ARGS ?= --stations 2000 --processes 4 --duration 180 --pace 20 --csms-pace 20
 soak: $(STAMP)

@@ -1,9 +1,12 @@
-"""(f) Start-up: import time of ``ocpp_trio`` and the latency of the first call with strict mode.
+"""(f) Start-up: import time, time to a started strict server and a connected client, first calls.
 
 Each figure comes from a fresh interpreter (median of several), so it includes
-what a freshly started CSMS or station pays: imports, then the first strict
-call over an in-memory pair (compiling the schemas of that message on first
-use).  Compiled bytecode is kept in a temporary ``PYTHONPYCACHEPREFIX`` (one
+what a freshly started CSMS or station pays: imports; ``serve_ocpp`` with
+strict mode until it reports itself started (it builds every validator of its
+protocol first); ``open_ocpp_client`` with strict mode until connected, on
+loopback (its validators are the server's, built already: one process); then
+the first and second BootNotification (the first used to compile its schemas;
+it no longer does).  Compiled bytecode is kept in a temporary ``PYTHONPYCACHEPREFIX`` (one
 warm-up run first), as an installed package has it, whether or not the source
 tree has ``__pycache__`` folders.  Prints a Markdown table; asserts nothing.
 
@@ -36,27 +39,43 @@ ROOT = Path(__file__).resolve().parent.parent
 CHILD = textwrap.dedent(
     """
     import json, sys, time
+    from functools import partial
     sys.path.insert(0, {root!r})
     t0 = time.perf_counter()
     import ocpp_trio
     import_ms = (time.perf_counter() - t0) * 1e3
     import trio
-    from ocpp_trio.testing import open_memory_pair
+    from ocpp_trio import open_ocpp_client, serve_ocpp
+
+    async def on_station(conn):
+        conn.handle("BootNotification", lambda ctx: {result!r})
 
     async def main():
-        async with open_memory_pair({protocol!r}, strict_mode=True) as (station, csms):
-            csms.handle("BootNotification", lambda ctx: {result!r})
+        async with trio.open_nursery() as nursery:
             t1 = time.perf_counter()
-            await station.call("BootNotification", {params!r})
-            first = (time.perf_counter() - t1) * 1e3
+            server = await nursery.start(partial(
+                serve_ocpp, on_station, 0, host="127.0.0.1", protocols=[{protocol!r}],
+                strict_mode=True, ping_interval=0))
+            server_ms = (time.perf_counter() - t1) * 1e3
             t2 = time.perf_counter()
-            await station.call("BootNotification", {params!r})
-            second = (time.perf_counter() - t2) * 1e3
-        return first, second
+            async with open_ocpp_client(
+                f"ws://127.0.0.1:{{server.port}}/ocpp", identity="CP1",
+                protocols=[{protocol!r}], strict_mode=True, ping_interval=0,
+            ) as client:
+                client_ms = (time.perf_counter() - t2) * 1e3
+                t3 = time.perf_counter()
+                await client.call("BootNotification", {params!r})
+                first = (time.perf_counter() - t3) * 1e3
+                t4 = time.perf_counter()
+                await client.call("BootNotification", {params!r})
+                second = (time.perf_counter() - t4) * 1e3
+            await server.close()
+            nursery.cancel_scope.cancel()
+        return server_ms, client_ms, first, second
 
-    first, second = trio.run(main)
-    print(json.dumps({{"import_ms": import_ms, "first_ms": first, "second_ms": second,
-                      "file": ocpp_trio.__file__}}))
+    server_ms, client_ms, first, second = trio.run(main)
+    print(json.dumps({{"import_ms": import_ms, "server_ms": server_ms, "client_ms": client_ms,
+                      "first_ms": first, "second_ms": second, "file": ocpp_trio.__file__}}))
     """
 )
 
@@ -66,6 +85,10 @@ CASES = {
         {"status": "Accepted", "currentTime": "2024-01-01T00:00:00Z", "interval": 300},
     ),
     "ocpp2.0.1": (
+        {"chargingStation": {"vendorName": "V", "model": "M"}, "reason": "PowerUp"},
+        {"status": "Accepted", "currentTime": "2024-01-01T00:00:00Z", "interval": 300},
+    ),
+    "ocpp2.1": (
         {"chargingStation": {"vendorName": "V", "model": "M"}, "reason": "PowerUp"},
         {"status": "Accepted", "currentTime": "2024-01-01T00:00:00Z", "interval": 300},
     ),
@@ -123,9 +146,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 measure(root, cache, first_case[0], *first_case[1])
         tree_head = "| tree " if opts.baseline else ""
         print(
-            f"| protocol {tree_head}| import ocpp_trio ms | first strict call ms | second call ms |"
+            f"| protocol {tree_head}| import ocpp_trio ms | server started ms "
+            "| client connected ms | first strict call ms | second call ms |"
         )
-        print("|" + " --- |" * (5 if opts.baseline else 4))
+        print("|" + " --- |" * (7 if opts.baseline else 6))
         for protocol, (params, result) in CASES.items():
             rows: dict[str, list[dict[str, float]]] = {label: [] for label, _ in trees}
             errors: dict[str, str] = {}
@@ -141,12 +165,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 tree = f"| {label} " if opts.baseline else ""
                 if label in errors:
                     failed = True
-                    print(f"| {protocol} {tree}| failed: {errors[label]} | — | — |")
+                    print(f"| {protocol} {tree}| failed: {errors[label]} | — | — | — | — |")
                     continue
                 med = {k: statistics.median(r[k] for r in rows[label]) for k in rows[label][0]}
                 print(
-                    f"| {protocol} {tree}| {med['import_ms']:.0f} | {med['first_ms']:.1f} "
-                    f"| {med['second_ms']:.2f} |"
+                    f"| {protocol} {tree}| {med['import_ms']:.0f} | {med['server_ms']:.1f} "
+                    f"| {med['client_ms']:.1f} | {med['first_ms']:.1f} | {med['second_ms']:.2f} |"
                 )
     return 1 if failed else 0
 
