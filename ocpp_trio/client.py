@@ -107,7 +107,7 @@ class OCPPClient(HandlerSurface):
     """A charging station's OCPP-J client; stays the same object across reconnects.
 
     Get one from :func:`open_ocpp_client`.  Its ``call``/``send``/``handle``/``on``
-    work like :class:`~ocpp_trio.connection.OCPPConnection`'s.
+    work like :class:`~ocpp_trio.OCPPConnection`'s.
     """
 
     def __init__(

@@ -18,7 +18,7 @@ loop or another station.  Per stream:
    until its tasks, the handler included, are gone; ``"reject"`` answers the
    newcomer HTTP 409.
 3. ``101 Switching Protocols`` with the negotiated subprotocol, and an
-   :class:`~ocpp_trio.connection.OCPPConnection` runs in the stream's task;
+   :class:`~ocpp_trio.OCPPConnection` runs in the stream's task;
    the user's ``handler(conn)`` runs in the connection's nursery.  Returning
    from it keeps the connection; raising closes it with 1011.
 

@@ -21,17 +21,20 @@ The OCA publishes one JSON schema per message and direction (``schemas/``):
   §4.4), which has no response: it is filed as a *request* and listed in
   :attr:`Validator.send_only_actions`.
 
-Each file is compiled by fastjsonschema into a plain Python function, lazily on
-the first payload of its (action, direction) and cached for the life of the
-:class:`Validator`.  We measured (``benchmarks/validation_startup.py``):
-compiling every schema of a protocol eagerly costs 0.1 s (1.6) to 0.6 s
-(2.0.1), nearly all of it Python compiling the generated source, while one
-schema costs 3 ms (BootNotification) to 28 ms (TransactionEvent) on its first
-payload; so schemas are compiled lazily and start-up stays near 20 ms.
-:meth:`Validator.precompile` is there for a server that prefers to pay up
-front.  A validation then costs 1 to 13 µs (BootNotification, TransactionEvent).
-Generating the code ahead of time (``compile_to_code``) would remove the first
-compile too, at the price of ~3 MB of generated source per two protocols.
+Each file is compiled by fastjsonschema into a plain Python function and
+cached for the life of the :class:`Validator` (built-in validators are shared
+by the whole process).  Compiling costs 3 ms (BootNotification) to 28 ms
+(TransactionEvent) a schema, 0.1 s (1.6) to about 1 s (2.1) a protocol,
+nearly all of it Python compiling the generated source
+(``benchmarks/validation_startup.py``), and it blocks whoever runs it.  So the
+runtime never compiles on a message: a client or server calls
+:meth:`Validator.precompile` in a worker thread before it reports itself
+started (``ocpp_trio._rpc.outbound.prepare_validators``), and
+:attr:`Validator.compiled` says whether anything is left.  Used on its own, a
+validator still compiles a schema on its first payload.  A validation then
+costs 1 to 13 µs (BootNotification, TransactionEvent).  Generating the code
+ahead of time (``compile_to_code``) would remove the start-up compile too, at
+the price of about 8.5 MB of generated source for the three protocols.
 
 The error code is chosen by the rule that failed (:data:`RULE_ERRORS`):
 
@@ -388,6 +391,7 @@ class Validator:
         "_compiled",
         "_known",
         "_lock",
+        "_precompiling",
         "_sources",
         "actions",
         "check_formats",
@@ -414,6 +418,7 @@ class Validator:
         self.check_formats = check_formats
         self._compiled: dict[_Key, _CompiledFn] = {}
         self._lock = threading.Lock()
+        self._precompiling = threading.Lock()  # one precompile() at a time; the others wait
 
     def __repr__(self) -> str:
         return (
@@ -439,9 +444,16 @@ class Validator:
         return len(self._compiled) == len(self._sources)
 
     def precompile(self) -> None:
-        """Compile every schema now instead of on first use (a server's warm-up)."""
-        for key in self._sources:
-            self._compile(key)
+        """Compile every schema now instead of on first use (a client's or server's start).
+
+        Safe from several threads at once: one compiles, the others wait for
+        it and find everything done (a station process starting many clients
+        at once compiles each protocol once).
+        """
+        with self._precompiling:
+            for key in self._sources:
+                if key not in self._compiled:
+                    self._compile(key)
 
     def validate(self, action: str, direction: Direction, payload: Any) -> None:
         """Check ``payload`` against the schema of ``action`` in ``direction``.

@@ -114,7 +114,7 @@ def make_bucket(options: ConnectionOptions) -> TokenBucket | None:
 def report_peer_pings(transport: Transport, emitter: EventEmitter) -> None:
     """Have ``transport`` report the peer's pings as ``"ping"`` events, if it can.
 
-    The default transport (``_ws.py``) answers a ping while reading and then
+    The default transport (``_websocket/driver.py``) answers a ping while reading and then
     calls its ``on_ping`` hook; trio-websocket and ASGI answer pings without
     telling.  The hook holds the emitter, not the connection: no cycle.
     """

@@ -16,7 +16,7 @@ from typing import Any, Literal, Protocol
 log = logging.getLogger("ocpp_trio.transport")
 
 #: The WebSocket implementations behind the seam: our driver over websockets'
-#: Sans-I/O core (``_ws.py``, the default) or trio-websocket (this module).
+#: Sans-I/O core (``driver.py``, the default) or trio-websocket (``trio_websocket.py``).
 WebSocketBackend = Literal["websockets", "trio-websocket"]
 
 #: RFC 6455 §7.4.1 close codes used by the runtime.

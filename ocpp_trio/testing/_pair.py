@@ -1,7 +1,7 @@
 """In-memory connections: a station and a CSMS, or one of them and a raw peer.
 
 Both ends of :func:`open_memory_pair` are real
-:class:`~ocpp_trio.connection.OCPPConnection` objects with the same handlers,
+:class:`~ocpp_trio.OCPPConnection` objects with the same handlers,
 strict mode, errors and timeouts as over a network; the WebSocket handshake and
 framing really run, on the transport the client and the server use by default
 (``_websocket/driver.py``) over ``trio.testing.memory_stream_pair``, so tests run under
