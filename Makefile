@@ -7,7 +7,7 @@ NODE_DIR := tests/interop/node
 NODE_STAMP := $(NODE_DIR)/node_modules/.installed-stamp
 SRC := ocpp_trio tests tools benchmarks examples fuzz soak
 
-.PHONY: test lint typecheck pytest demo generate setup node-deps bench soak fuzz clean
+.PHONY: test lint typecheck pytest demo generate setup node-deps bench soak fuzz conformance clean
 
 setup: $(STAMP)
 
@@ -51,6 +51,7 @@ BENCH_BASELINE := $(if $(BASELINE),--baseline $(BASELINE),)
 bench: $(STAMP) node-deps
 	$(BIN)/python benchmarks/run.py $(BENCH_BASELINE) --out benchmarks/RESULTS.md
 	$(BIN)/python benchmarks/run.py --workloads idle --idle 10000 --strict off --runs 1 $(BENCH_BASELINE) --out benchmarks/RESULTS-idle-10000.md
+	$(BIN)/python benchmarks/run.py --matrix $(BENCH_BASELINE) --out benchmarks/RESULTS-matrix.md
 	printf '\n## (e) Validation, microseconds per validation\n\n' >> benchmarks/RESULTS.md
 	$(BIN)/python benchmarks/validation_vs_jsonschema.py >> benchmarks/RESULTS.md
 	printf '\n## (f) Start-up (fresh interpreter)\n\n' >> benchmarks/RESULTS.md
@@ -63,6 +64,11 @@ soak: $(STAMP)
 fuzz: $(STAMP)
 	$(BIN)/python fuzz/fuzz_frames.py --hypothesis --examples 100000
 	$(BIN)/python fuzz/fuzz_handshake.py --hypothesis --examples 100000
+
+# The Autobahn|Testsuite against the WebSocket transports (server and client);
+# installs the suite into conformance/.venv27 (Python 2.7), or says why it cannot.
+conformance: $(STAMP)
+	$(BIN)/python conformance/run.py $(CONFORMANCE_ARGS)
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache .mypy_cache .ruff_cache $(NODE_DIR)/node_modules

@@ -4,6 +4,7 @@
                              [--idle 1000[,10000]] [--connect 1000] [--connect-concurrency 50]
                              [--workloads calls,idle,connect]
                              [--only ours,mobilityhouse] [--baseline REV]
+                             [--client ocpp-ws-io[,ocpp_trio-nodeflate...] | --matrix]
                              [--out benchmarks/RESULTS.md]
 
 Each system is a CSMS process and a station process (separate processes, on
@@ -34,9 +35,21 @@ all S stations, and at (b) it is the busier of the two processes).
 Systems: ocpp_trio (default transport, and the trio-websocket transport),
 mobilityhouse ``ocpp`` 2.1.0 with its defaults (asyncio + websockets), the raw
 trio-websocket floor (JSON in, JSON out, no OCPP library), and ``ocpp-rpc``
-2.2.1 under node when node and the package are there.  Runs are interleaved
-(system after system, round after round) and medians reported, with ratios
-computed pair by pair within a round.  Nothing here is asserted anywhere.
+2.2.1 and ``ocpp-ws-io`` 2.3.2 under node when node and the packages are there.
+Runs are interleaved (system after system, round after round) and medians
+reported, with ratios computed pair by pair within a round.  Nothing here is
+asserted anywhere.
+
+By default each system's stations are its own library's client.  ``--client
+NAME`` drives every system's server with one common client instead (see
+``CLIENTS``: ``ocpp-ws-io`` and ``ocpp-rpc`` offer permessage-deflate, as ws
+clients do by default; ``ocpp_trio`` offers it, ``ocpp_trio-nodeflate`` does
+not; ``own`` is the default), for every workload; a comma-separated list gives
+one set of tables per client, all interleaved in the same rounds.  ``--matrix``
+is ``--client ocpp-ws-io,ocpp_trio-nodeflate``: the servers under a client that
+offers permessage-deflate and under one that does not.  Each client reports the
+extensions the server accepted; the first answer per system and client is
+logged (stderr) and summed up under each table.
 
 ``--baseline REV`` adds the system ``ocpp_trio @<short hash of REV>``: the same
 peer scripts (this tree's) and transport as ``ocpp_trio``, importing the
@@ -60,7 +73,7 @@ import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -84,6 +97,85 @@ class System:
     env: dict[str, str] = field(default_factory=dict)
     strict_flag: bool = True  # whether --strict means anything for it
     tls: bool = True  # whether its server takes --tls-cert (for (d) over TLS)
+    #: The client's environment when it is not the system's own (a common client).
+    client_env: dict[str, str] | None = None
+    #: Whether the client gets --strict in strict mode (None: as ``strict_flag``).
+    client_strict: bool | None = None
+
+    def client_flag(self, strict: bool) -> list[str]:
+        """``--strict`` for the client, when strict mode applies to it."""
+        applies = self.strict_flag if self.client_strict is None else self.client_strict
+        return ["--strict"] if strict and applies else []
+
+    def client_environ(self) -> dict[str, str]:
+        return _env(self.env if self.client_env is None else self.client_env)
+
+
+@dataclass(frozen=True)
+class Client:
+    """A common client: drives every system's server in place of the system's own."""
+
+    key: str  # the --client name
+    label: str  # for the report
+    command: list[str]
+    env: dict[str, str] = field(default_factory=dict)
+    offers_deflate: bool = False
+
+
+#: The ``--client`` names; ``own`` is each system's own client (the default).
+CLIENT_KEYS = ["own", "ocpp-ws-io", "ocpp-rpc", "ocpp_trio", "ocpp_trio-nodeflate"]
+MATRIX = ["ocpp-ws-io", "ocpp_trio-nodeflate"]
+
+
+def node_package(name: str) -> str | None:
+    """The installed version of a node package, None when it (or node) is missing."""
+    manifest = NODE_MODULES / name / "package.json"
+    if not NODE or not manifest.is_file():
+        return None
+    version: str = json.loads(manifest.read_text(encoding="utf-8"))["version"]
+    return version
+
+
+def common_client(key: str) -> Client:
+    node_env = {"NODE_PATH": str(NODE_MODULES)}
+    if key in ("ocpp-ws-io", "ocpp-rpc"):
+        version = node_package(key)
+        if version is None or NODE is None:
+            raise SystemExit(f"--client {key}: needs node and {key} (make node-deps)")
+        script = "ocppwsio_client.js" if key == "ocpp-ws-io" else "rpc_client.js"
+        what = "OCPPClient" if key == "ocpp-ws-io" else "RPCClient"
+        return Client(
+            key,
+            f"{key} {version}'s {what} (node; offers permessage-deflate, the ws default)",
+            [NODE, str(PEERS / script)],
+            node_env,
+            offers_deflate=True,
+        )
+    if key == "ocpp_trio":
+        return Client(
+            key,
+            "ocpp_trio's client (websockets transport) with compression=True "
+            "(offers permessage-deflate)",
+            [PY, str(PEERS / "ours_client.py"), "--compression"],
+            {"WSB": "websockets"},
+            offers_deflate=True,
+        )
+    if key == "ocpp_trio-nodeflate":
+        return Client(
+            key,
+            "ocpp_trio's client (websockets transport) with its default compression=False "
+            "(offers no permessage-deflate)",
+            [PY, str(PEERS / "ours_client.py")],
+            {"WSB": "websockets"},
+        )
+    raise ValueError(key)
+
+
+def driven_by(system: System, client: Client | None) -> System:
+    """``system`` with its stations from ``client`` (None: its own)."""
+    if client is None:
+        return system
+    return replace(system, client=client.command, client_env=client.env, client_strict=True)
 
 
 def systems(strict: bool, baseline: Baseline | None = None) -> list[System]:
@@ -128,6 +220,15 @@ def systems(strict: bool, baseline: Baseline | None = None) -> list[System]:
                 "ocpp-rpc 2.2.1 (node)",
                 [NODE, str(PEERS / "rpc_server.js"), *flag],
                 [NODE, str(PEERS / "rpc_client.js")],
+                {"NODE_PATH": str(NODE_MODULES)},
+            )
+        )
+    if NODE and (NODE_MODULES / "ocpp-ws-io").is_dir():
+        out.append(
+            System(
+                "ocpp-ws-io 2.3.2 (node)",
+                [NODE, str(PEERS / "ocppwsio_server.js"), *flag],
+                [NODE, str(PEERS / "ocppwsio_client.js")],
                 {"NODE_PATH": str(NODE_MODULES)},
             )
         )
@@ -214,7 +315,7 @@ def run_client(
         [*system.client, url or server.url, *args],
         capture_output=True,
         text=True,
-        env=_env(system.env),
+        env=system.client_environ(),
         timeout=timeout,
         preexec_fn=_raise_nofile,
         check=False,
@@ -226,7 +327,27 @@ def run_client(
     return result
 
 
-def idle_memory(system: System, stations: int) -> float:
+def note_extensions(system: System, result: dict[str, Any], opts: argparse.Namespace) -> None:
+    """Log (stderr), once per system and client, what the server said to permessage-deflate.
+
+    ``extensions`` in a client's result line is the server's answer on its
+    first connection ("" for none); a client that does not report it says so.
+    """
+    key = (opts.client_key, system.name)
+    if key in opts.negotiated:
+        return
+    value = result.get("extensions")
+    opts.negotiated[key] = value
+    if value is None:
+        said = "not reported by this client"
+    elif "permessage-deflate" in value:
+        said = f"negotiated ({value})"
+    else:
+        said = "not negotiated" + (f" (extensions: {value})" if value else "")
+    print(f"  permessage-deflate: {said}", file=sys.stderr, flush=True)
+
+
+def idle_memory(system: System, stations: int, opts: argparse.Namespace) -> float:
     """(c): KiB of server RSS per idle station, on a fresh server (see the module docstring)."""
     server = Server(system)
     try:
@@ -236,7 +357,7 @@ def idle_memory(system: System, stations: int) -> float:
             [*system.client, server.url, "--stations", str(stations), "--idle", "3600"],
             stdout=subprocess.PIPE,
             text=True,
-            env=_env(system.env),
+            env=system.client_environ(),
             preexec_fn=_raise_nofile,
         )
         try:
@@ -244,6 +365,7 @@ def idle_memory(system: System, stations: int) -> float:
             line = proc.stdout.readline()
             if "connected" not in line:
                 raise RuntimeError(f"{system.name}: idle client failed ({stations} stations)")
+            note_extensions(system, json.loads(line), opts)
             time.sleep(1.0)
             after = sum(map(_rss_kib, server.pids))
             if proc.poll() is not None:
@@ -262,7 +384,7 @@ def measure(system: System, strict: bool, opts: argparse.Namespace) -> dict[str,
         out |= measure_calls(system, strict, opts)
     if "idle" in opts.workloads:
         for stations in opts.idle:
-            out[f"idle_kib_{stations}"] = idle_memory(system, stations)
+            out[f"idle_kib_{stations}"] = idle_memory(system, stations, opts)
     if "connect" in opts.workloads and opts.connect:
         out |= measure_connect(system, strict, opts)
     return out
@@ -273,7 +395,7 @@ def measure_connect(system: System, strict: bool, opts: argparse.Namespace) -> d
     server = Server(system, opts.tls_cert)
     try:
         time.sleep(0.3)
-        flag = ["--strict"] if strict and system.strict_flag else []
+        flag = system.client_flag(strict)
         out: dict[str, float] = {}
         for key, url in (("d", server.url), ("dt", server.tls_url)):
             if url is None:
@@ -285,6 +407,7 @@ def measure_connect(system: System, strict: bool, opts: argparse.Namespace) -> d
             cpu0 = sum(map(_cpu_seconds, server.pids))
             d = run_client(system, server, args, url=url)
             cpu1 = sum(map(_cpu_seconds, server.pids))
+            note_extensions(system, d, opts)
             out |= {
                 f"{key}_conn_s": d["stations_per_s"],
                 f"{key}_p50": d["p50_ms"],
@@ -300,11 +423,12 @@ def measure_calls(system: System, strict: bool, opts: argparse.Namespace) -> dic
     server = Server(system)
     try:
         time.sleep(0.3)
-        flag = ["--strict"] if strict and system.strict_flag else []
+        flag = system.client_flag(strict)
         out: dict[str, float] = {}
         cpu0 = sum(map(_cpu_seconds, server.pids))
         a = run_client(system, server, ["--stations", "1", "--calls", str(opts.calls_a), *flag])
         cpu1 = sum(map(_cpu_seconds, server.pids))
+        note_extensions(system, a, opts)
         out |= {
             "a_calls_s": a["calls_per_s"],
             "a_p50": a["p50_ms"],
@@ -351,6 +475,9 @@ def versions() -> str:
     if NODE:
         node_v = subprocess.run([NODE, "--version"], capture_output=True, text=True).stdout.strip()
         parts.append(f"node {node_v}")
+        for package in ("ocpp-rpc", "ocpp-ws-io", "ws"):
+            if (version := node_package(package)) is not None:
+                parts.append(f"{package} {version}")
     return ", ".join(parts)
 
 
@@ -439,6 +566,37 @@ def _counts(text: str) -> list[int]:
     return [n for n in counts if n]
 
 
+def _clients(text: str) -> list[str]:
+    chosen = text.split(",")
+    unknown = [key for key in chosen if key not in CLIENT_KEYS]
+    if unknown or len(set(chosen)) != len(chosen):
+        raise argparse.ArgumentTypeError(
+            f"clients are {', '.join(CLIENT_KEYS)}, each once; got {text!r}"
+        )
+    return chosen
+
+
+def method_text(keys: Sequence[str], clients: dict[str, Client | None]) -> str:
+    """How the stations are driven, for the report."""
+    if list(keys) == ["own"]:
+        return METHOD_TEXT + CONNECT_TEXT
+    mixed = "own" in keys
+    return (
+        f"Stations: {clients_text(clients)}. "
+        + (f"Under `own`: {METHOD_TEXT}Under the others: " if mixed else "")
+        + COMMON_TEXT
+        + CONNECT_TEXT
+    )
+
+
+def client_title(client: Client | None) -> str:
+    return "each system's own client" if client is None else client.label
+
+
+def clients_text(clients: dict[str, Client | None]) -> str:
+    return "; ".join(f"`{key}` = {client_title(client)}" for key, client in clients.items())
+
+
 def _workloads(text: str) -> set[str]:
     chosen = set(text.split(","))
     if not chosen <= {"calls", "idle", "connect"}:
@@ -468,7 +626,16 @@ def workloads_text(opts: argparse.Namespace) -> str:
 METHOD_TEXT = (
     "Each system's stations are driven by its own client library, in every workload: "
     "ocpp_trio's client, mobilityhouse's ChargePoint over websockets, bare trio-websocket "
-    "for the floor, ocpp-rpc's RPCClient; one station process against one server process. "
+    "for the floor, ocpp-rpc's RPCClient, ocpp-ws-io's OCPPClient; one station process "
+    "against one server process. "
+)
+COMMON_TEXT = (
+    "Every system's server is driven by one common client, named above each table "
+    "(with --strict in strict mode, whatever the server), in every workload; one station "
+    "process against one server process. (c) then measures stations as that client "
+    "makes them: with permessage-deflate where it offers it and the server accepts. "
+)
+CONNECT_TEXT = (
     "(d) counts a station once its WebSocket upgrade (ocpp1.6) is done and its one "
     "BootNotification is answered, over ws:// and over wss:// (a self-signed ECDSA "
     "certificate from trustme, the same for every server, with each system's default TLS "
@@ -507,8 +674,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar="REV",
         help="also run ocpp_trio as of this git revision (a worktree), as 'ocpp_trio @REV'",
     )
+    parser.add_argument(
+        "--client",
+        type=_clients,
+        default=["own"],
+        help="drive every server with this common client instead of each system's own: "
+        f"{', '.join(CLIENT_KEYS)}; comma-separated for one set of tables per client",
+    )
+    parser.add_argument(
+        "--matrix",
+        action="store_true",
+        help=f"shorthand for --client {','.join(MATRIX)} (deflate offered, and not)",
+    )
     parser.add_argument("--out", type=Path, help="write the Markdown report here")
     opts = parser.parse_args(argv)
+    if opts.matrix:
+        opts.client = MATRIX
+    clients = {key: None if key == "own" else common_client(key) for key in opts.client}
+    opts.negotiated = {}
 
     modes = {"off": [False], "on": [True], "both": [False, True]}[opts.strict]
     report = [
@@ -521,7 +704,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"Workloads: {workloads_text(opts)}. Medians of {opts.runs} "
         "interleaved rounds; client and server in separate processes on loopback.",
         "",
-        METHOD_TEXT,
+        method_text(opts.client, clients),
         "",
     ]
     connecting = "connect" in opts.workloads and opts.connect > 0
@@ -532,7 +715,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         baseline = stack.enter_context(baseline_worktree(opts.baseline)) if opts.baseline else None
         if baseline is not None:
             report += [baseline_text(baseline), ""]
-        report += run_modes(opts, modes, baseline)
+        report += run_modes(opts, modes, baseline, clients)
     text = "\n".join(report)
     print(text)
     if opts.out:
@@ -565,9 +748,13 @@ def make_pki(directory: Path) -> tuple[Path, Path]:
 
 
 def run_modes(
-    opts: argparse.Namespace, modes: list[bool], baseline: Baseline | None = None
+    opts: argparse.Namespace,
+    modes: list[bool],
+    baseline: Baseline | None = None,
+    clients: dict[str, Client | None] | None = None,
 ) -> list[str]:
-    """Every system, round after round, per strict mode: the report's tables."""
+    """Every system under every client, round after round, per strict mode: the tables."""
+    clients = clients if clients is not None else {"own": None}
     report: list[str] = []
     columns = [
         *(COLUMNS if "calls" in opts.workloads else []),
@@ -590,30 +777,61 @@ def run_modes(
         for system in chosen:
             if baseline is not None and system.name == baseline.label:
                 check_import(baseline, _env(system.env))  # the worktree's package, not ours
-        results: dict[str, list[dict[str, float]]] = defaultdict(list)
+        results: dict[str, dict[str, list[dict[str, float]]]] = {
+            key: defaultdict(list) for key in clients
+        }
         for round_no in range(opts.runs):
-            for system in chosen:
-                print(
-                    f"[strict {'on' if strict else 'off'}] round {round_no + 1}: {system.name}",
-                    file=sys.stderr,
-                    flush=True,
-                )
-                try:
-                    results[system.name].append(measure(system, strict, opts))
-                except Exception as exc:  # a peer that fails is reported, the rest go on
-                    print(f"  failed: {exc}", file=sys.stderr)
-        report += [
-            f"## Strict mode {'on' if strict else 'off'}"
-            + (" (mobilityhouse always validates; the floor never does)" if strict else ""),
-            "",
-        ]
-        if columns:
-            report += [*table(results, columns), ""]
-        if "connect" in opts.workloads and opts.connect:
-            report += [*table(results, CONNECT_COLUMNS), ""]
-        if ratio_keys:
-            report += [*ratios(results, "ocpp_trio", ratio_keys), ""]
+            for key, client in clients.items():
+                opts.client_key = key
+                for system in chosen:
+                    print(
+                        f"[strict {'on' if strict else 'off'}] round {round_no + 1}: {system.name}"
+                        + ("" if client is None else f" <- client {key}"),
+                        file=sys.stderr,
+                        flush=True,
+                    )
+                    try:
+                        measured = measure(driven_by(system, client), strict, opts)
+                    except Exception as exc:  # a peer that fails is reported, the rest go on
+                        print(f"  failed: {exc}", file=sys.stderr)
+                    else:
+                        results[key][system.name].append(measured)
+        for key, client in clients.items():
+            report += [
+                f"## Strict mode {'on' if strict else 'off'}"
+                + (" (mobilityhouse always validates; the floor never does)" if strict else "")
+                + ("" if len(clients) == 1 and client is None else f", stations: `{key}`"),
+                "",
+            ]
+            if client is not None:
+                report += [f"Every server driven by {client.label}.", ""]
+            if columns:
+                report += [*table(results[key], columns), ""]
+            if "connect" in opts.workloads and opts.connect:
+                report += [*table(results[key], CONNECT_COLUMNS), ""]
+            if ratio_keys:
+                report += [*ratios(results[key], "ocpp_trio", ratio_keys), ""]
+            report += [deflate_text(opts, key, chosen), ""]
     return report
+
+
+def deflate_text(opts: argparse.Namespace, key: str, chosen: Sequence[System]) -> str:
+    """Which servers took the client's permessage-deflate offer, as the clients saw it."""
+    groups: dict[str, list[str]] = defaultdict(list)
+    for system in chosen:
+        value = opts.negotiated.get((key, system.name))
+        if value is None:
+            groups["not reported"].append(system.name)
+        elif "permessage-deflate" in value:
+            groups["negotiated"].append(system.name)
+        else:
+            groups["not negotiated"].append(system.name)
+    parts = [
+        f"{what}: " + ", ".join(f"`{name}`" for name in names) for what, names in groups.items()
+    ]
+    return "permessage-deflate (the server's answer on the first connection): " + (
+        "; ".join(parts) + "."
+    )
 
 
 if __name__ == "__main__":

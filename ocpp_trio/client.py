@@ -49,11 +49,13 @@ from ._core.frames import new_message_id
 from ._core.protocol import Role
 from ._rpc.connection import OCPPConnection, apply_options, run_connection
 from ._rpc.link import Link
+from ._rpc.logsafe import log_safe
 from ._rpc.options import ConnectionOptions, split_options
 from ._rpc.outbound import parse_call_args, prepare_validators, run_call
 from ._rpc.state import ConnectionState
 from ._rpc.surface import HandlerSurface
 from ._version import package_ident
+from ._websocket.deflate import DEFAULT_COMPRESSION_THRESHOLD
 from ._websocket.handshake import HandshakeFailed, HandshakeRejectedStatus, client_handshake
 from ._websocket.transport import (
     CLOSE_NORMAL,
@@ -117,7 +119,7 @@ class OCPPClient(HandlerSurface):
         identity: str,
         protocols: Sequence[str],
         options: ConnectionOptions,
-        security_profile: SecurityProfile = SecurityProfile.NONE,
+        security_profile: SecurityProfile | int = SecurityProfile.NONE,
         password: bytes | str | None = None,
         ssl_context: ssl.SSLContext | None = None,
         headers: Mapping[str, str] | None = None,
@@ -135,6 +137,7 @@ class OCPPClient(HandlerSurface):
         rng: random.Random | None = None,
         open_stream: Callable[[str, int], Awaitable[trio.abc.Stream]] | None = None,
         compression: bool = False,
+        compression_threshold: int = DEFAULT_COMPRESSION_THRESHOLD,
         websocket_backend: WebSocketBackend = "websockets",
     ) -> None:
         if not protocols or any(not isinstance(p, str) or not p for p in protocols):
@@ -195,6 +198,11 @@ class OCPPClient(HandlerSurface):
             )
         self._backend = websocket_backend
         self._compression = compression
+        if not (isinstance(compression_threshold, int) and compression_threshold >= 0):
+            raise ValueError(
+                f"compression_threshold must be an integer >= 0, got {compression_threshold!r}"
+            )
+        self._compression_threshold = compression_threshold
         self._ws_url = f"{parts.scheme}://{self._host_header}{self._resource}"
         super().__init__(Router(), EventEmitter())
         self._limiter = trio.CapacityLimiter(options.call_concurrency)
@@ -282,7 +290,7 @@ class OCPPClient(HandlerSurface):
             self._calls_open -= 1
 
     def _limit_reached(self, limit: str, value: float, description: str, method: str) -> None:
-        log.info("%s: %s reached (%s)", self.identity, limit, description)
+        log.info("%s: %s reached (%s)", log_safe(self.identity), limit, description)
         self._emitter.emit(
             "limit",
             LimitEvent(limit=limit, value=value, description=description, method=method),
@@ -467,6 +475,7 @@ class OCPPClient(HandlerSurface):
                 headers=headers,
                 max_message_size=self._options.max_message_size,
                 compression=self._compression,
+                compression_threshold=self._compression_threshold,
             )
         except HandshakeRejectedStatus as exc:
             raise HandshakeRejected(exc.status) from None
@@ -570,7 +579,11 @@ class OCPPClient(HandlerSurface):
                 return
             if error is not None:
                 self._last_error = str(error)
-                log.info("%s: connection attempt failed: %s", self.identity, error)
+                log.info(
+                    "%s: connection attempt failed: %s",
+                    log_safe(self.identity),
+                    log_safe(str(error)),
+                )
                 if not started and not self._retry_initial:
                     try:
                         raise error
@@ -599,7 +612,9 @@ class OCPPClient(HandlerSurface):
             self._emitter.emit(
                 "reconnect", ReconnectEvent(attempt=attempt, delay=delay, error=error)
             )
-            log.info("%s: reconnecting in %.2f s (attempt %d)", self.identity, delay, attempt)
+            log.info(
+                "%s: reconnecting in %.2f s (attempt %d)", log_safe(self.identity), delay, attempt
+            )
             await trio.sleep(delay)
 
 
@@ -655,8 +670,9 @@ async def open_ocpp_client(
             ``id_factory``, ``rng`` (a ``random.Random`` for the jitter),
             ``open_stream`` (an async ``(host, port) -> trio.abc.Stream`` that
             replaces TCP, e.g. for in-memory tests or a proxy), ``compression``
-            (offer permessage-deflate; off by default, it costs CPU and ~20 KiB
-            per connection on both ends), ``websocket_backend``
+            (offer permessage-deflate; off by default), ``compression_threshold``
+            (messages below it, 1,024 bytes by default, go uncompressed),
+            ``websocket_backend``
             (``"websockets"``, the default, or ``"trio-websocket"``)) and connection options (``call_timeout``,
             ``call_concurrency``, ``ping_interval``, ``strict_mode``, ... see
             ``ConnectionOptions``).

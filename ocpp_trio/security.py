@@ -51,7 +51,10 @@
 # * Profile 3: the CSMS verifies the chain of the station certificate
 #   (A00.FR.403, CERT_REQUIRED) and that its subject names the station:
 #   O = the operator (A00.FR.404), CN = the station's serial number
-#   (A00.FR.405); :func:`check_station_certificate` does the latter.
+#   (A00.FR.405).  The server checks by default that the CN (or a DNS
+#   subjectAltName) is the identity (``certificate_identity_check``);
+#   :func:`check_station_certificate` is the stricter check, O included, for
+#   an ``auth`` callback.
 #
 # This module is synchronous and knows nothing of trio: it builds
 # ssl.SSLContext objects and parses header values; the transport uses them.
@@ -291,7 +294,7 @@ def server_ssl_context(
     *,
     cafile: StrPath | None = None,
     cadata: str | bytes | None = None,
-    profile: SecurityProfile = SecurityProfile.TLS_BASIC_AUTH,
+    profile: SecurityProfile | int = SecurityProfile.TLS_BASIC_AUTH,
     password: KeyPassword | None = None,
 ) -> ssl.SSLContext:
     """Build the TLS context of a CSMS for security profile 2 or 3.
@@ -312,16 +315,19 @@ def server_ssl_context(
         keyfile: PEM file with the private key, if not in ``certfile``.
         cafile: PEM file with the CA certificates that sign station certificates.
         cadata: the same in memory: PEM text (``str``) or DER (``bytes``).
-        profile: ``TLS_BASIC_AUTH`` (2) or ``TLS_CLIENT_CERT`` (3).
+        profile: ``TLS_BASIC_AUTH`` (2) or ``TLS_CLIENT_CERT`` (3), or the
+            number.
         password: passphrase of an encrypted private key (never logged).
 
     Returns:
         A new server-side :class:`ssl.SSLContext`.
 
     Raises:
-        ValueError: ``profile`` does not use TLS, or is 3 without a CA.
+        ValueError: ``profile`` is not a security profile or does not use
+            TLS, or is 3 without a CA.
         OSError, ssl.SSLError: a file cannot be read or a key does not match.
     """
+    profile = SecurityProfile(profile)
     if not profile.requires_tls:
         raise ValueError(f"security profile {profile.value} ({profile.name}) does not use TLS")
     has_ca = cafile is not None or cadata is not None
@@ -347,7 +353,7 @@ def client_ssl_context(
     certfile: StrPath | None = None,
     keyfile: StrPath | None = None,
     password: KeyPassword | None = None,
-    profile: SecurityProfile = SecurityProfile.TLS_BASIC_AUTH,
+    profile: SecurityProfile | int = SecurityProfile.TLS_BASIC_AUTH,
 ) -> ssl.SSLContext:
     """Build the TLS context of a charging station for security profile 2 or 3.
 
@@ -363,15 +369,18 @@ def client_ssl_context(
             for profile 3, sent if given for profile 2.
         keyfile: PEM file with its private key, if not in ``certfile``.
         password: passphrase of an encrypted private key (never logged).
-        profile: ``TLS_BASIC_AUTH`` (2) or ``TLS_CLIENT_CERT`` (3).
+        profile: ``TLS_BASIC_AUTH`` (2) or ``TLS_CLIENT_CERT`` (3), or the
+            number.
 
     Returns:
         A new client-side :class:`ssl.SSLContext`.
 
     Raises:
-        ValueError: ``profile`` does not use TLS, or is 3 without ``certfile``.
+        ValueError: ``profile`` is not a security profile or does not use
+            TLS, or is 3 without ``certfile``.
         OSError, ssl.SSLError: a file cannot be read or a key does not match.
     """
+    profile = SecurityProfile(profile)
     if not profile.requires_tls:
         raise ValueError(f"security profile {profile.value} ({profile.name}) does not use TLS")
     if profile.requires_client_cert and certfile is None:
@@ -536,7 +545,9 @@ def check_station_certificate(
     "contains" strictly: the subject must hold exactly one CN, equal to
     ``identity``, and, when ``organization`` is given, exactly one O equal to
     it.  A substring match would let the certificate of ``CP0012`` pass
-    for ``CP001``.
+    for ``CP001``.  This is stricter than the server's own check (see
+    ``OCPPServer``'s ``certificate_identity_check``), which ignores ASCII
+    case as identities do and also takes a DNS subjectAltName.
 
     Args:
         info: the station certificate, from :func:`certificate_info`.

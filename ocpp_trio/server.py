@@ -5,18 +5,24 @@ Theory of operation.  ``serve_listeners`` accepts TCP (or TLS) streams with
 scope of its own, guarded so that nothing a station does reaches the accept
 loop or another station.  Per stream:
 
+0. At accept, before TLS: past ``max_connections`` streams, or past
+   ``max_pending_handshakes`` streams still in their handshake, the new
+   stream is closed at once (nothing read, nothing sent).
 1. Under one cancel scope of ``handshake_timeout``: the TLS handshake (run
    explicitly, so its failure is logged with its cause), the HTTP upgrade
-   request (trio-websocket's ``wrap_server_stream``; its reader task runs in
-   a stand-in nursery that swallows what it raises and ends the handshake at
-   once when the peer goes away or sends garbage), then the decisions of
-   ``_server/admission.py`` (identity -> 400, capacity -> 503, profile
-   credentials -> 401), then the user's ``auth`` callback (an exception there -> 500;
-   nothing of it is sent).
-2. The same identity twice (``duplicate_policy``): ``"replace"`` closes the
-   older connection with 4000 ("replaced by a new connection") and waits
-   until its tasks, the handler included, are gone; ``"reject"`` answers the
-   newcomer HTTP 409.
+   request (websockets' Sans-I/O parser, or trio-websocket's
+   ``wrap_server_stream``, whose reader task runs in a stand-in nursery that
+   swallows what it raises and ends the handshake at once when the peer
+   goes away or sends garbage), then the decisions of
+   ``_server/admission.py`` (a bad upgrade -> 405/505/426/400, identity ->
+   400, profile credentials -> 401), then the user's ``auth`` callback (an
+   exception there -> 500; nothing of it is sent).
+2. Only then the identity is claimed; the same station twice
+   (``duplicate_policy``; identities compare without regard to ASCII case):
+   ``"replace"`` closes the older connection with 4000 ("replaced by a new
+   connection") and waits until its tasks, the handler included, are gone;
+   ``"reject"`` answers the newcomer HTTP 409.  A request that fails any
+   check of step 1 never disturbs the open connection.
 3. ``101 Switching Protocols`` with the negotiated subprotocol, and an
    :class:`~ocpp_trio.OCPPConnection` runs in the stream's task;
    the user's ``handler(conn)`` runs in the connection's nursery.  Returning
@@ -42,8 +48,12 @@ bound, then forcibly.
 Compression: with the default WebSocket backend (``_websocket/driver.py``,
 websockets' Sans-I/O core) the server accepts permessage-deflate (RFC 7692) when a
 station offers it, as OCPP 2.0.1 Part 4 §3.3 requires of a CSMS
-(``compression=False`` turns it off).  The trio-websocket backend cannot
-negotiate extensions; there offers are ignored, which RFC 7692 §5 allows.
+(``compression=False`` turns it off).  Messages below
+``compression_threshold`` bytes (1,024 by default) go out uncompressed, as
+RFC 7692 §6.1 allows, and a connection's zlib streams are made only when a
+message needs them (``_websocket/deflate.py``).  The trio-websocket backend
+cannot negotiate extensions; there offers are ignored, which RFC 7692 §5
+allows.
 """
 
 from __future__ import annotations
@@ -63,6 +73,7 @@ from ._rpc.connection import OCPPConnection
 from ._rpc.options import ConnectionOptions
 from ._rpc.outbound import prepare_validators
 from ._server.admission import (
+    DEFAULT_MAX_PENDING_HANDSHAKES,
     AuthAccept,
     AuthCallback,
     AuthReject,
@@ -81,6 +92,7 @@ from ._server.stream import (
     StreamRunner,
     Upgrade,
 )
+from ._websocket.deflate import DEFAULT_COMPRESSION_THRESHOLD
 from ._websocket.transport import (
     CLOSE_GOING_AWAY,
     WebSocketBackend,
@@ -126,11 +138,34 @@ class OCPPServer:
         security_profile: 0-3 (see ``SecurityProfile``).
         ssl_context: a server TLS context (``server_ssl_context``) to wrap
             plain listeners with; required for profiles 2 and 3.
-        max_connections: connections open or being opened at once; past it a
-            handshake is refused with 503.
+        max_connections: connections open or being opened at once, counted
+            from the TCP accept; past it a new stream is closed at once,
+            before TLS and before anything is read (front ends that hand over
+            parsed requests, ``ocpp_trio.asgi``, get 503 instead).  At the
+            limit, a station reconnecting while its old connection still
+            counts waits until that one is gone.
+        max_pending_handshakes: of those, streams still in their handshake
+            (TLS, the upgrade request, ``auth``) at once; past it the newest
+            is closed at once.  Idle and slow peers hold no more than this.
         handshake_timeout: bound on TLS handshake + upgrade request + auth.
         duplicate_policy: ``"replace"`` closes the older connection of an
             identity (code 4000), ``"reject"`` refuses the newer with 409.
+            It applies only to a request that passed every check (upgrade,
+            identity, credentials, ``auth``): a bad one never evicts.
+        certificate_identity_check: profile 3: the verified client
+            certificate must name the station (its subject CN, or a DNS
+            subjectAltName, is the identity, ignoring ASCII case; OCPP 2.0.1
+            Part 2 A00.FR.405), else 401.  False leaves that decision to
+            ``auth`` (then required), which sees ``request.certificate``.
+
+    Station identities: the last path segment, percent-decoded (OCPP-J
+    1.6 §3.1.1, 2.0.1 Part 4 §3.1.1), 1-48 printable ASCII characters
+    (U+0020-U+007E: OCPP 2.0.1's identifierString and 1.6's CiString are
+    ASCII), else 400.  OCPP compares them without regard to case, and so
+    does the server: ``CP001`` and ``cp001`` are one station for the
+    duplicate policy, ``clients`` (found in any case, listed as each
+    station sent its identity), ``call_station`` and the cluster.
+    ``conn.identity`` and ``HandshakeRequest.identity`` are as sent.
         options: connection options, updated by ``connection_options``.
         **connection_options: ``ConnectionOptions`` fields (``call_timeout``,
             ``strict_mode``, ``ping_interval``, ``max_message_size``, ...)
@@ -152,9 +187,12 @@ class OCPPServer:
         security_profile: SecurityProfile | int = SecurityProfile.NONE,
         ssl_context: ssl.SSLContext | None = None,
         max_connections: float = math.inf,
+        max_pending_handshakes: float = DEFAULT_MAX_PENDING_HANDSHAKES,
         handshake_timeout: float = 10.0,
         duplicate_policy: DuplicatePolicy = "replace",
+        certificate_identity_check: bool = True,
         compression: bool = True,
+        compression_threshold: int = DEFAULT_COMPRESSION_THRESHOLD,
         websocket_backend: WebSocketBackend = "websockets",
         options: ConnectionOptions | None = None,
         **connection_options: Any,
@@ -167,14 +205,20 @@ class OCPPServer:
         if connection_options:
             base = base.replace(**connection_options)
         profile = SecurityProfile(security_profile)
+        if not (isinstance(compression_threshold, int) and compression_threshold >= 0):
+            raise ValueError(
+                f"compression_threshold must be an integer >= 0, got {compression_threshold!r}"
+            )
         check_server_options(
             protocols=protocols,
             auth=auth,
             profile=profile,
             ssl_context=ssl_context,
             max_connections=max_connections,
+            max_pending_handshakes=max_pending_handshakes,
             handshake_timeout=handshake_timeout,
             duplicate_policy=duplicate_policy,
+            certificate_identity_check=certificate_identity_check,
         )
         self._settings = ServerSettings(
             handler=handler,
@@ -183,9 +227,12 @@ class OCPPServer:
             security_profile=profile,
             ssl_context=ssl_context,
             max_connections=max_connections,
+            max_pending_handshakes=max_pending_handshakes,
             handshake_timeout=handshake_timeout,
             duplicate_policy=duplicate_policy,
+            certificate_identity_check=bool(certificate_identity_check),
             compression=compression,
+            compression_threshold=compression_threshold,
             websocket_backend=websocket_backend,
             options=base,
         )
@@ -235,6 +282,16 @@ class OCPPServer:
         return self._settings.max_connections
 
     @property
+    def max_pending_handshakes(self) -> float:
+        """Streams still in their handshake at once, at most (read-only)."""
+        return self._settings.max_pending_handshakes
+
+    @property
+    def certificate_identity_check(self) -> bool:
+        """Whether a profile 3 certificate must name its station (read-only)."""
+        return self._settings.certificate_identity_check
+
+    @property
     def handshake_timeout(self) -> float:
         """The bound on TLS handshake + upgrade request + auth (read-only)."""
         return self._settings.handshake_timeout
@@ -261,7 +318,11 @@ class OCPPServer:
 
     @property
     def clients(self) -> Mapping[str, OCPPConnection]:
-        """The connected stations by identity (a read-only live view)."""
+        """The connected stations by identity (a read-only live view).
+
+        Found by identity in any ASCII case; iterating gives each identity
+        as its station sent it.
+        """
         return MappingProxyType(self._streams.clients)
 
     @property
@@ -598,8 +659,10 @@ async def serve_ocpp(
         handler_nursery: where the per-station tasks run.
         task_status: receives the server once it is listening.
         **server_options: ``OCPPServer`` options (``protocols``, ``auth``,
-            ``security_profile``, ``max_connections``, ``handshake_timeout``,
-            ``duplicate_policy``) and connection options (``call_timeout``, ...).
+            ``security_profile``, ``max_connections``,
+            ``max_pending_handshakes``, ``handshake_timeout``,
+            ``duplicate_policy``, ``certificate_identity_check``) and
+            connection options (``call_timeout``, ...).
 
     Runs until cancelled or until ``server.close()``.
     """

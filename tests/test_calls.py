@@ -1,4 +1,4 @@
-"""The outbound call path (``_calls.py``): slots, deadlines, cancellation, in virtual time."""
+"""The outbound call path (``_rpc/outbound.py``): slots, deadlines, cancellation, in virtual time."""
 
 from __future__ import annotations
 

@@ -32,7 +32,7 @@ from ocpp_trio.events import LimitEvent
 from ocpp_trio.server import HandshakeRejectedEvent, OCPPServer
 from ocpp_trio.testing import open_memory_pair, open_raw_peer
 
-from .conftest import raw_exchange, status_of, upgrade_request
+from .conftest import raw_exchange, upgrade_request
 
 NOW = {"currentTime": "2026-01-01T00:00:00Z"}
 
@@ -219,7 +219,7 @@ async def test_an_oversized_message_closes_1009_and_is_reported() -> None:
     assert [(e.limit, e.value) for e in limits] == [("max_message_size", 1000)]
 
 
-async def test_max_connections_answers_503_and_reports_it() -> None:
+async def test_max_connections_closes_at_accept_and_reports_it() -> None:
     rejected: list[HandshakeRejectedEvent] = []
     with trio.fail_after(10):
         async with trio.open_nursery() as nursery:
@@ -227,9 +227,11 @@ async def test_max_connections_answers_503_and_reports_it() -> None:
             server.on("handshake_rejected", rejected.append)
             async with _station(server, "ONE"):
                 answer = await raw_exchange(server.port, upgrade_request("/ocpp/TWO"))
-                assert status_of(answer) == 503
+                assert answer == b""  # closed at accept, before reading anything
             await server.close()
-    assert [(e.identity, e.status) for e in rejected] == [("TWO", 503)]
+    assert [(e.identity, e.status, e.reason) for e in rejected] == [
+        (None, None, "max_connections=1 reached; closed at accept")
+    ]
 
 
 async def test_an_unfinished_handshake_is_dropped_and_reported() -> None:

@@ -1,4 +1,4 @@
-"""The default transport hands frames to a plain TCP socket directly (``_ws.py``).
+"""The default transport hands frames to a plain TCP socket directly (``_websocket/driver.py``).
 
 Over a socket pair, which is a ``trio.SocketStream`` like a TCP connection:
 frames the kernel takes at once cost no task switch; a frame larger than the

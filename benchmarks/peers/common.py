@@ -7,7 +7,7 @@ import json
 import os
 import statistics
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from contextlib import AsyncExitStack
 from typing import Any
 
@@ -36,6 +36,11 @@ def client_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--prefix", default="D", help="(d): identities are PREFIX0, PREFIX1...")
     parser.add_argument("--ca", help="(d): PEM file of the CA to trust, for a wss:// URL")
+    parser.add_argument(
+        "--compression",
+        action="store_true",
+        help="offer permessage-deflate (ocpp_trio's client; the others keep their defaults)",
+    )
     return parser.parse_args(argv)
 
 
@@ -78,7 +83,7 @@ def report(latencies: list[float], seconds: float, cpu_s: float, **extra: object
     sys.stdout.flush()
 
 
-def report_connect(latencies: list[float], seconds: float, cpu_s: float) -> None:
+def report_connect(latencies: list[float], seconds: float, cpu_s: float, **extra: object) -> None:
     """Print one JSON line for (d): stations, seconds, stations/s, p50/p99 connect ms, CPU."""
     latencies.sort()
     n = len(latencies)
@@ -89,18 +94,37 @@ def report_connect(latencies: list[float], seconds: float, cpu_s: float) -> None
         "p50_ms": 1000 * latencies[n // 2] if n else None,
         "p99_ms": 1000 * latencies[min(n - 1, int(n * 0.99))] if n else None,
         "client_cpu_s": cpu_s,
+        **extra,
     }
     sys.stdout.write(json.dumps(out) + "\n")
     sys.stdout.flush()
 
 
+def report_idle(**extra: object) -> None:
+    """Print the line that says (c)'s stations are all connected."""
+    sys.stdout.write(json.dumps({"connected": True, **extra}) + "\n")
+    sys.stdout.flush()
+
+
+def header(headers: Iterable[tuple[Any, Any]], name: str) -> str:
+    """The value of ``name`` (lower case) in response headers, str or bytes pairs; "" if absent."""
+    for key, value in headers:
+        key = key.decode("latin-1") if isinstance(key, bytes) else key
+        if key.lower() == name:
+            return value.decode("latin-1") if isinstance(value, bytes) else str(value)
+    return ""
+
+
 async def trio_connect_storm(
-    args: argparse.Namespace, connect: Callable[[AsyncExitStack, int], Awaitable[Any]]
+    args: argparse.Namespace,
+    connect: Callable[[AsyncExitStack, int], Awaitable[Any]],
+    extra: dict[str, object] | None = None,
 ) -> None:
     """(d) for the Trio peers: ``args.connect`` stations, ``args.concurrency`` at a time.
 
     ``connect(stack, i)`` connects station ``i`` into ``stack`` and has its
     BootNotification answered; every station stays connected until all are in.
+    ``extra`` (which ``connect`` may fill in) goes into the result line.
     """
     import time
 
@@ -128,4 +152,4 @@ async def trio_connect_storm(
         await all_in.wait()
         seconds = time.perf_counter() - start
         cpu_s = time.process_time() - cpu0
-    report_connect(latencies, seconds, cpu_s)
+    report_connect(latencies, seconds, cpu_s, **(extra or {}))

@@ -3,6 +3,8 @@
 Sequential Heartbeat calls ((a), (b)), idle connections ((c)), or with
 ``--connect N``, (d): N stations connect (at most ``--concurrency`` at a time),
 each sending one BootNotification, and the connection rate is reported.
+Compression is off (no permessage-deflate offered); each result line carries
+the ``Sec-WebSocket-Extensions`` the server answered (``extensions``).
 """
 
 from __future__ import annotations
@@ -18,9 +20,15 @@ import websockets
 from ocpp.v16 import ChargePoint, call
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
-from common import client_args, report, report_connect
+from common import client_args, report, report_connect, report_idle
 
 logging.getLogger("ocpp").setLevel(logging.WARNING)
+
+
+def extensions(ws: websockets.ClientConnection) -> str:
+    """The server's answer to a permessage-deflate offer ("" when none was taken)."""
+    response = ws.response
+    return response.headers.get("Sec-WebSocket-Extensions", "") if response else ""
 
 
 async def connect_many(args: argparse.Namespace) -> None:
@@ -28,6 +36,7 @@ async def connect_many(args: argparse.Namespace) -> None:
     limit = asyncio.Semaphore(args.concurrency)
     latencies: list[float] = []
     conns: list[tuple[websockets.ClientConnection, asyncio.Task[None]]] = []
+    extra: dict[str, object] = {}
 
     async def station(i: int) -> None:
         async with limit:
@@ -41,6 +50,7 @@ async def connect_many(args: argparse.Namespace) -> None:
             )
             cp = ChargePoint(f"{args.prefix}{i}", ws)
             conns.append((ws, asyncio.create_task(cp.start())))
+            extra.setdefault("extensions", extensions(ws))
             await cp.call(call.BootNotification(charge_point_model="M", charge_point_vendor="V"))
             latencies.append(time.perf_counter() - t0)
 
@@ -49,7 +59,7 @@ async def connect_many(args: argparse.Namespace) -> None:
     await asyncio.gather(*(station(i) for i in range(args.connect)))
     seconds = time.perf_counter() - start
     cpu_s = time.process_time() - cpu0
-    report_connect(latencies, seconds, cpu_s)
+    report_connect(latencies, seconds, cpu_s, **extra)
     for ws, task in conns:
         task.cancel()
         await ws.close()
@@ -70,8 +80,9 @@ async def main() -> None:
         cp = ChargePoint(f"CP{i}", ws)
         tasks.append(asyncio.create_task(cp.start()))
         conns.append((ws, cp))
+    negotiated = extensions(conns[0][0]) if conns else None
     if args.idle:
-        print('{"connected": true}', flush=True)
+        report_idle(extensions=negotiated)
         await asyncio.sleep(args.idle)
     else:
 
@@ -87,7 +98,7 @@ async def main() -> None:
         await asyncio.gather(*(run(cp) for _, cp in conns))
         seconds = time.perf_counter() - start
         cpu_s = time.process_time() - cpu0
-        report(latencies, seconds, cpu_s)
+        report(latencies, seconds, cpu_s, extensions=negotiated)
     for task in tasks:
         task.cancel()
     for ws, _ in conns:

@@ -3,6 +3,10 @@
 Sequential Heartbeat calls ((a), (b)), idle connections ((c)), or with
 ``--connect N``, (d): N stations connect (at most ``--concurrency`` at a time),
 each sending one BootNotification, and the connection rate is reported.
+
+The client's default is not to offer permessage-deflate; ``--compression``
+offers it.  Each result line carries the ``Sec-WebSocket-Extensions`` the
+server answered on the first connection (``extensions``, "" for none).
 """
 
 from __future__ import annotations
@@ -12,35 +16,53 @@ import os
 import sys
 import time
 from contextlib import AsyncExitStack
+from typing import Any
 
 import trio
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
-from common import BOOT, client_args, report, trio_connect_storm
+from common import BOOT, client_args, header, report, report_idle, trio_connect_storm
 
-from ocpp_trio import open_ocpp_client
+from ocpp_trio import OCPPClient, open_ocpp_client
 from ocpp_trio.security import client_ssl_context
+
+
+def options(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "protocols": ["ocpp1.6"],
+        "strict_mode": args.strict,
+        "ping_interval": 0,
+        "reconnect": False,
+        "websocket_backend": os.environ.get("WSB", "websockets"),
+        **({"compression": True} if args.compression else {}),
+    }
+
+
+def extensions(client: OCPPClient) -> str | None:
+    """The server's answer to a permessage-deflate offer ("" when it took none).
+
+    None where the connection does not keep the response headers (an older
+    ``--baseline`` revision).
+    """
+    handshake = getattr(client.connection, "handshake", None)
+    headers = getattr(handshake, "response_headers", None)
+    return None if headers is None else header(headers, "sec-websocket-extensions")
 
 
 async def connect_many(args: argparse.Namespace) -> None:
     ssl_context = client_ssl_context(cafile=args.ca) if args.ca else None
+    extra: dict[str, object] = {}
 
     async def connect(stack: AsyncExitStack, i: int) -> None:
         client = await stack.enter_async_context(
             open_ocpp_client(
-                args.url,
-                identity=f"{args.prefix}{i}",
-                protocols=["ocpp1.6"],
-                strict_mode=args.strict,
-                ssl_context=ssl_context,
-                ping_interval=0,
-                reconnect=False,
-                websocket_backend=os.environ.get("WSB", "websockets"),
+                args.url, identity=f"{args.prefix}{i}", ssl_context=ssl_context, **options(args)
             )
         )
+        extra.setdefault("extensions", extensions(client))
         await client.call("BootNotification", BOOT)
 
-    await trio_connect_storm(args, connect)
+    await trio_connect_storm(args, connect, extra)
 
 
 async def main() -> None:
@@ -54,19 +76,12 @@ async def main() -> None:
         for i in range(args.stations):
             clients.append(
                 await stack.enter_async_context(
-                    open_ocpp_client(
-                        args.url,
-                        identity=f"CP{i}",
-                        protocols=["ocpp1.6"],
-                        strict_mode=args.strict,
-                        ping_interval=0,
-                        reconnect=False,
-                        websocket_backend=os.environ.get("WSB", "websockets"),
-                    )
+                    open_ocpp_client(args.url, identity=f"CP{i}", **options(args))
                 )
             )
+        negotiated = extensions(clients[0]) if clients else None
         if args.idle:
-            print('{"connected": true}', flush=True)
+            report_idle(extensions=negotiated)
             await trio.sleep(args.idle)
             return
 
@@ -85,7 +100,7 @@ async def main() -> None:
                 nursery.start_soon(run, client)
         seconds = time.perf_counter() - start
         cpu_s = time.process_time() - cpu0
-    report(latencies, seconds, cpu_s)
+    report(latencies, seconds, cpu_s, extensions=negotiated)
 
 
 if __name__ == "__main__":

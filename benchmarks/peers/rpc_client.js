@@ -1,6 +1,8 @@
 // ocpp-rpc 2.2.1 stations (benchmark peer): sequential Heartbeat calls ((a), (b)),
 // idle connections ((c)), or with --connect N, (d): N stations connect (at most
 // --concurrency at a time), each sending one BootNotification, and the rate is reported.
+// ws offers permessage-deflate (its client default); each result line carries the
+// Sec-WebSocket-Extensions the server answered on the first connection ("extensions").
 'use strict';
 const fs = require('fs');
 const { RPCClient } = require('ocpp-rpc');
@@ -8,6 +10,15 @@ const { RPCClient } = require('ocpp-rpc');
 function arg(name, dflt) {
     const i = process.argv.indexOf(name);
     return i >= 0 ? process.argv[i + 1] : dflt;
+}
+
+// The server's answer to the permessage-deflate offer, from the first connection.
+let extensions = null;
+async function connect(cli) {
+    const { response } = await cli.connect();
+    if (extensions === null) {
+        extensions = (response && response.headers['sec-websocket-extensions']) || '';
+    }
 }
 
 function percentiles(latencies) {
@@ -37,7 +48,7 @@ async function connectMany(url, strict) {
                 reconnect: false, pingIntervalMs: 0, wsOpts,
             });
             clients.push(cli);
-            await cli.connect();
+            await connect(cli);
             await cli.call('BootNotification', { chargePointVendor: 'V', chargePointModel: 'M' });
             latencies.push(Number(process.hrtime.bigint() - t0) / 1e9);
         }
@@ -50,7 +61,7 @@ async function connectMany(url, strict) {
     const n = latencies.length;
     process.stdout.write(JSON.stringify({
         stations: n, seconds, stations_per_s: n / seconds, ...percentiles(latencies),
-        client_cpu_s: (cpu.user + cpu.system) / 1e6,
+        client_cpu_s: (cpu.user + cpu.system) / 1e6, extensions,
     }) + '\n');
     await Promise.all(clients.map((c) => c.close({ force: true })));
 }
@@ -68,11 +79,11 @@ async function main() {
     const clients = [];
     for (let i = 0; i < stations; i++) {
         const cli = new RPCClient({ endpoint: url, identity: `CP${i}`, protocols: ['ocpp1.6'], strictMode: strict, reconnect: false, pingIntervalMs: 0 });
-        await cli.connect();
+        await connect(cli);
         clients.push(cli);
     }
     if (idle) {
-        process.stdout.write('{"connected": true}\n');
+        process.stdout.write(JSON.stringify({ connected: true, extensions }) + '\n');
         await new Promise((r) => setTimeout(r, idle * 1000));
     } else {
         const latencies = [];
@@ -90,7 +101,7 @@ async function main() {
         const n = latencies.length;
         process.stdout.write(JSON.stringify({
             calls: n, seconds, calls_per_s: n / seconds, ...percentiles(latencies),
-            client_cpu_s: (cpu.user + cpu.system) / 1e6,
+            client_cpu_s: (cpu.user + cpu.system) / 1e6, extensions,
         }) + '\n');
     }
     await Promise.all(clients.map((c) => c.close({ force: true })));

@@ -3,6 +3,8 @@
 Sequential Heartbeat calls ((a), (b)), idle connections ((c)), or with
 ``--connect N``, (d): N stations connect (at most ``--concurrency`` at a time),
 each sending one BootNotification, and the connection rate is reported.
+trio-websocket offers no extension; each result line still carries the
+``Sec-WebSocket-Extensions`` the server answered (``extensions``).
 """
 
 from __future__ import annotations
@@ -19,11 +21,12 @@ import trio
 from trio_websocket import open_websocket_url
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
-from common import BOOT, client_args, report, trio_connect_storm
+from common import BOOT, client_args, header, report, report_idle, trio_connect_storm
 
 
 async def connect_many(args: argparse.Namespace) -> None:
     ssl_context = ssl.create_default_context(cafile=args.ca) if args.ca else None
+    extra: dict[str, object] = {}
 
     async def connect(stack: AsyncExitStack, i: int) -> None:
         ws = await stack.enter_async_context(
@@ -33,10 +36,11 @@ async def connect_many(args: argparse.Namespace) -> None:
                 ssl_context=ssl_context,
             )
         )
+        extra.setdefault("extensions", header(ws.handshake_headers, "sec-websocket-extensions"))
         await ws.send_message(json.dumps([2, str(uuid.uuid4()), "BootNotification", BOOT]))
         json.loads(await ws.get_message())
 
-    await trio_connect_storm(args, connect)
+    await trio_connect_storm(args, connect, extra)
 
 
 async def main() -> None:
@@ -52,8 +56,11 @@ async def main() -> None:
             )
             for i in range(args.stations)
         ]
+        negotiated = (
+            header(conns[0].handshake_headers, "sec-websocket-extensions") if conns else None
+        )
         if args.idle:
-            print('{"connected": true}', flush=True)
+            report_idle(extensions=negotiated)
             await trio.sleep(args.idle)
             return
 
@@ -72,7 +79,7 @@ async def main() -> None:
                 nursery.start_soon(run, ws)
         seconds = time.perf_counter() - start
         cpu_s = time.process_time() - cpu0
-    report(latencies, seconds, cpu_s)
+    report(latencies, seconds, cpu_s, extensions=negotiated)
 
 
 if __name__ == "__main__":

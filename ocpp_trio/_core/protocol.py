@@ -47,12 +47,24 @@ every case of the table above plus a CALLRESULT/CALLERROR whose id was never
 ours.  A *late* reply (its call expired or was cancelled here, one of the last
 ``late_id_memory`` such ids) is not bad: it is reported as
 :class:`LateResponse` and neither counts nor resets.
+
+Refusing a CALL unread: a rate limit decides before the frame is decoded, so
+that a peer over its rate cannot make us parse (and validate) its payloads.
+:meth:`RPCProtocol.peek_request` reads only the head of the frame,
+``[2,"<id>","<action>",`` (or ``[6,`` for a 2.1 SEND), with one anchored
+regular expression, never the payload; :meth:`RPCProtocol.refuse` then gives
+the CALLERROR for it.  A refused frame is not registered as an inbound call
+and neither counts as bad nor resets the count, since it was never checked.
+A head the regular expression does not take (an id with escapes, an id
+already in flight, a type the version lacks, a number written ``2.0``) makes
+``peek_request`` return None, and the frame takes the normal road.
 """
 
 from __future__ import annotations
 
 import enum
 import math
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, assert_never
@@ -93,6 +105,16 @@ TYPES_BY_PROTOCOL: Final[Mapping[str, frozenset[int]]] = {
 
 #: How many characters of a bad frame an event carries (never the whole text).
 EXCERPT_LENGTH: Final = 120
+
+#: The longest action :meth:`RPCProtocol.peek_request` reads (OCPP's longest is 33).
+MAX_PEEKED_ACTION_LENGTH: Final = 100
+
+_WS = r"[ \t\n\r]*"  # JSON whitespace (RFC 8259 §2)
+# A JSON string without escapes; the id as OCPP-J allows it (1 to 36 characters).
+_REQUEST_HEAD: Final = re.compile(
+    rf'{_WS}\[{_WS}([26]){_WS},{_WS}"([^"\\\x00-\x1f]{{1,{MAX_MESSAGE_ID_LENGTH}}})"'
+    rf'{_WS},{_WS}"([^"\\\x00-\x1f]{{1,{MAX_PEEKED_ACTION_LENGTH}}})"{_WS},'
+)
 
 
 class Role(enum.Enum):
@@ -203,6 +225,18 @@ class BadMessage:
     limit_exceeded: bool
     failed_call: str | None = None
     failed_action: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RequestHead:
+    """The head of a frame read as a CALL (or a 2.1 SEND), its payload unread.
+
+    See :meth:`RPCProtocol.peek_request`.
+    """
+
+    message_id: str
+    action: str
+    is_send: bool
 
 
 Event = (
@@ -438,6 +472,38 @@ class RPCProtocol:
 
     # --- inbound -------------------------------------------------------------
 
+    def peek_request(self, text: str | bytes) -> RequestHead | None:
+        """Read the id and action of a CALL or SEND from the head of ``text`` alone.
+
+        Costs one anchored regular expression over the first characters; the
+        payload is not decoded.  Returns None when the head is not plainly a
+        CALL (or, where SEND exists, a SEND) with a fresh id: the frame then
+        goes to :meth:`receive` (see the module docstring).  Changes nothing.
+        """
+        if not isinstance(text, str):
+            return None
+        match = _REQUEST_HEAD.match(text)
+        if match is None:
+            return None
+        kind = int(match[1])
+        if self._allowed_types is not None and kind not in self._allowed_types:
+            return None
+        mid = match[2]
+        if kind == MessageType.CALL and mid in self._inbound:
+            return None  # a duplicate id: receive() gives it the answer the table asks for
+        return RequestHead(message_id=mid, action=match[3], is_send=kind == MessageType.SEND)
+
+    def refuse(self, head: RequestHead, error: RPCError) -> str | None:
+        """The CALLERROR that refuses the unread frame ``head``; None for a SEND.
+
+        The call is not registered (it needs no answer from the application)
+        and the bad-message count does not move.  A SEND is never answered
+        (OCPP-J 2.1 §4.2.6).
+        """
+        if head.is_send:
+            return None
+        return self._error_text(CallError, head.message_id, error)
+
     def receive(self, text: str | bytes) -> Event:
         """Take one inbound WebSocket message and return what it means.
 
@@ -558,6 +624,7 @@ __all__ = [
     "LateResponse",
     "RPCProtocol",
     "RPCState",
+    "RequestHead",
     "ResultReceived",
     "Role",
     "SendReceived",

@@ -286,8 +286,10 @@ class OCPPConnection(HandlerSurface):
 
     def open_link(self) -> Link:
         """For ``run_call``: this connection's link, if it is open (else raises)."""
-        self._link.check_open()
-        return self._link
+        link = self._link
+        if link.state is not ConnectionState.OPEN:
+            link.check_open()  # raises the error for the state it is in
+        return link
 
     async def wait_link(self) -> Link:  # pragma: no cover - open_link() never returns None
         return self.open_link()

@@ -9,13 +9,33 @@ a task in the connection's nursery, at most ``inbound_call_concurrency`` at
 once; a CALL beyond that is answered at once with GenericError ("busy")
 instead of being queued, so the reader never waits for user code and WebSocket
 pings keep flowing (trio-websocket answers them only while we keep reading).
-With ``max_inbound_call_rate`` set, a token bucket (refilled at that rate,
-``inbound_call_burst`` deep) is taken from by every CALL and SEND before
-anything else; an empty bucket answers GenericError ("rate limit") and drops
-a SEND.  Every limit reached is reported as a ``"limit"`` event.
-Every defect in a frame is answered as ``_core/protocol.py``'s table says,
-reported as a ``bad_message`` event and counted; past ``max_bad_messages`` the
-connection closes with 1002.
+
+The work a message costs is bounded before it is spent, cheapest check
+first, so that a peer cannot make one cheap message cost us much:
+
+1. size: the transport refuses a message over ``max_message_size`` (1009);
+2. rate: with ``max_inbound_call_rate`` set, a token bucket (refilled at that
+   rate, ``inbound_call_burst`` deep) is taken from by every CALL and SEND
+   *before its JSON is decoded*: the core reads the id and action from the
+   frame's head (``RPCProtocol.peek_request``), and an empty bucket answers
+   GenericError ("rate limit") or drops a SEND with the payload unread.  A
+   frame whose head the core cannot read that way is decoded first and then
+   charged, as before; either way each CALL takes one token.  A CALL refused
+   unread gets no ``call`` event (it has no params to report): its ``limit``
+   event names the action and the id;
+3. handler: an action nobody handles is answered NotImplemented (unknown to
+   the protocol) or NotSupported (known, not handled here) *without being
+   validated*: strict mode validates only what a handler will see;
+4. schema: strict mode validates the payload, then the handler runs.
+
+Every limit reached is reported as a ``"limit"`` event.  Every defect in a
+frame is answered as ``_core/protocol.py``'s table says, reported as a
+``bad_message`` event and counted; past ``max_bad_messages`` the connection
+closes with 1002.  The events fire for every occurrence, but their log lines
+are limited per connection and cause (``logsafe.QuietLog``): a flood of bad
+frames costs a few WARNING lines and then one line a minute, not one per
+frame.  Peer-chosen text in a log line (the identity, an action, a frame) is
+escaped with ``logsafe.log_safe``.
 
 The connection (``connection.py``) owns a :class:`Dispatcher` and runs its
 :meth:`Dispatcher.read` in the connection's own task; the dispatcher works on
@@ -50,11 +70,12 @@ from .._core.protocol import (
     CallResultErrorReceived,
     ErrorReceived,
     LateResponse,
+    RequestHead,
     ResultReceived,
     SendReceived,
 )
 from .._core.validation import get_validator
-from .._websocket.driver import WSTransport
+from .._websocket.driver import MAX_FRAGMENTS, WSTransport
 from .._websocket.transport import CLOSE_ABNORMAL, CLOSE_PROTOCOL_ERROR, Transport
 from ..events import (
     BadMessageEvent,
@@ -69,6 +90,7 @@ from ..events import (
 )
 from ..routing import NOREPLY, Handler, HandlerContext
 from .link import Link
+from .logsafe import log_safe
 from .options import ConnectionOptions
 from .outbound import BUILTIN_PROTOCOLS
 from .state import ConnectionState
@@ -161,22 +183,37 @@ class Dispatcher:
         try:
             while True:
                 message = await transport.receive()
-                link.last_activity = trio.current_time()
+                now = link.last_activity = trio.current_time()
                 if log.isEnabledFor(logging.DEBUG):
-                    log.debug("%s < %s", link.identity, message)
+                    shown = log_safe(message) if isinstance(message, str) else repr(message)
+                    log.debug("%s < %s", link.quiet.prefix, shown)
                 if emitter.has("message"):
                     text = message if isinstance(message, str) else repr(message)
                     emitter.emit("message", MessageEvent(text=text, outbound=False))
+                charged = False
+                bucket = self._bucket
+                if bucket is not None and link.is_open:
+                    # The rate limit before the JSON is decoded (see the module docstring).
+                    head = proto.peek_request(message)
+                    if head is not None:
+                        if not bucket.take(now):
+                            await self._refuse_unread(head)
+                            continue
+                        charged = True
                 event = proto.receive(message)
                 match event:
                     case ResultReceived():
                         self._on_result(event)
                     case CallReceived():
-                        await self._on_call(event.message_id, event.action, event.payload, False)
+                        await self._on_call(
+                            event.message_id, event.action, event.payload, False, charged
+                        )
                     case ErrorReceived():
                         self._on_error(event)
                     case SendReceived():
-                        await self._on_call(event.message_id, event.action, event.payload, True)
+                        await self._on_call(
+                            event.message_id, event.action, event.payload, True, charged
+                        )
                     case BadMessage():
                         await self._on_bad_message(event)
                     case LateResponse():
@@ -195,15 +232,20 @@ class Dispatcher:
         except ConnectionClosed as exc:
             code = exc.code if exc.code is not None else CLOSE_ABNORMAL
             if code == CLOSE_MESSAGE_TOO_BIG and getattr(transport, "failed_locally", False):
-                size = link.options.max_message_size
-                link.limit(
-                    "max_message_size",
-                    size,
-                    f"a message over max_message_size={size} bytes: closed with 1009",
-                )
+                if "fragments" in exc.reason:  # the driver's bound on frames per message
+                    link.limit("max_fragments", MAX_FRAGMENTS, f"{exc.reason}: closed with 1009")
+                else:
+                    size = link.options.max_message_size
+                    link.limit(
+                        "max_message_size",
+                        size,
+                        f"a message over max_message_size={size} bytes: closed with 1009",
+                    )
             if link.state is ConnectionState.CLOSING:
                 return None
             return ConnectionClosed(str(exc), code=code, reason=exc.reason)
+        finally:
+            link.quiet.flush()  # the counts of log lines left out, before the connection ends
 
     def _on_result(self, event: ResultReceived) -> None:
         waiter = self._link.pending.pop(event.message_id, None)
@@ -239,8 +281,12 @@ class Dispatcher:
             )
 
     def _on_late(self, event: LateResponse, message: str | bytes) -> None:
-        log.info(
-            "%s: late answer to %s %s ignored", self._link.identity, event.action, event.message_id
+        self._link.quiet.log(
+            "late_response",
+            logging.INFO,
+            "late answer to %s %s ignored",
+            event.action,
+            log_safe(event.message_id),
         )
         if self._link.emitter.has("late_response"):
             text = message if isinstance(message, str) else repr(message)
@@ -253,13 +299,14 @@ class Dispatcher:
 
     async def _on_bad_message(self, event: BadMessage) -> None:
         code = code_for_protocol(event.error.code, self._link.protocol)
-        log.warning(
-            "%s: bad message (%s: %s), %d in a row: %r",
-            self._link.identity,
+        self._link.quiet.log(
+            "bad_message",
+            logging.WARNING,
+            "bad message (%s: %s), %d in a row: %r",
             code,
-            event.error.description,
+            log_safe(event.error.description),
             event.count,
-            event.excerpt,
+            event.excerpt,  # %r: repr() escapes what log_safe() would
         )
         self._link.emitter.emit(
             "bad_message",
@@ -285,7 +332,7 @@ class Dispatcher:
         if event.limit_exceeded:
             log.warning(
                 "%s: %d bad messages in a row, more than max_bad_messages=%s: closing with 1002",
-                self._link.identity,
+                self._link.quiet.prefix,
                 event.count,
                 self._link.options.max_bad_messages,
             )
@@ -295,7 +342,10 @@ class Dispatcher:
             if conn is not None:
                 nursery.start_soon(conn.close, CLOSE_PROTOCOL_ERROR, "too many bad messages")
 
-    async def _on_call(self, mid: str, action: str, params: dict[str, Any], is_send: bool) -> None:
+    async def _on_call(
+        self, mid: str, action: str, params: dict[str, Any], is_send: bool, charged: bool
+    ) -> None:
+        """Dispatch the peer's CALL or SEND; ``charged``: its rate token is taken already."""
         if self._link.emitter.has("call"):
             self._link.emitter.emit(
                 "call",
@@ -308,22 +358,22 @@ class Dispatcher:
                 await self._reply_error(mid, action, RPCGenericError("the connection is closing"))
             return
         bucket = self._bucket
-        if bucket is not None and not bucket.take(trio.current_time()):
-            rate = self._link.options.max_inbound_call_rate
-            text = f"rate limit: at most {rate:g} calls per second"
-            self._link.limit("max_inbound_call_rate", rate, text, action, mid)
+        if not charged and bucket is not None and not bucket.take(trio.current_time()):
+            error = self._over_rate(mid, action)
             if not is_send:
-                await self._reply_error(mid, action, RPCGenericError(text))
+                await self._reply_error(mid, action, error)
+            return
+        # The handler before the schema: a payload no handler will see is not
+        # worth validating (an unhandled action is refused whatever it holds).
+        entry = self._link.router.lookup(self._link.protocol, action)
+        if entry is None:
+            if not is_send:
+                await self._reply_error(mid, action, self._no_handler_error(action))
             return
         invalid = self._link.validate(action, "request", params, outbound=False, message_id=mid)
         if invalid is not None:
             if not is_send:
                 await self._reply_error(mid, action, invalid.error)
-            return
-        entry = self._link.router.lookup(self._link.protocol, action)
-        if entry is None:
-            if not is_send:
-                await self._reply_error(mid, action, self._no_handler_error(action))
             return
         conn = self._conn
         assert conn is not None  # detached only once the reader has ended
@@ -363,6 +413,20 @@ class Dispatcher:
         assert link.nursery is not None
         link.nursery.start_soon(self._run_handler, entry.fn, ctx, coro)
 
+    def _over_rate(self, mid: str, action: str) -> RPCGenericError:
+        """Report a CALL or SEND over ``max_inbound_call_rate``; the error that refuses it."""
+        rate = self._link.options.max_inbound_call_rate
+        text = f"rate limit: at most {rate:g} calls per second"
+        self._link.limit("max_inbound_call_rate", rate, text, action, mid)
+        return RPCGenericError(text)
+
+    async def _refuse_unread(self, head: RequestHead) -> None:
+        """Refuse a CALL (drop a SEND) over the rate, its payload never decoded."""
+        error = self._over_rate(head.message_id, head.action)
+        reply = self._link.proto.refuse(head, error)
+        if reply is not None:
+            await self._write_error(head.message_id, head.action, error, reply)
+
     def _no_handler_error(self, action: str) -> RPCError:
         validator = self._link.validator
         if validator is None and self._link.protocol in BUILTIN_PROTOCOLS:
@@ -389,10 +453,11 @@ class Dispatcher:
         if isinstance(exc, RPCError):
             error = exc
         else:
-            log.error(
-                "%s: handler for %s raised %s",
-                self._link.identity,
-                ctx.method,
+            self._link.quiet.log(
+                "handler_failed",
+                logging.ERROR,
+                "handler for %s raised %s",
+                log_safe(ctx.method, 100),
                 type(exc).__name__,
                 exc_info=exc,
             )
@@ -417,10 +482,11 @@ class Dispatcher:
         if result is None:
             result = {}
         if not isinstance(result, Mapping):
-            log.error(
-                "%s: handler for %s returned %s, not a dict",
-                self._link.identity,
-                ctx.method,
+            self._link.quiet.log(
+                "handler_failed",
+                logging.ERROR,
+                "handler for %s returned %s, not a dict",
+                log_safe(ctx.method, 100),
                 type(result).__name__,
             )
             await self._reply_error(
@@ -431,8 +497,12 @@ class Dispatcher:
             return
         invalid = self._link.validate(ctx.method, "response", result, outbound=True, message_id=mid)
         if invalid is not None:
-            log.error(
-                "%s: handler result for %s is invalid: %s", self._link.identity, ctx.method, invalid
+            self._link.quiet.log(
+                "handler_failed",
+                logging.ERROR,
+                "handler result for %s is invalid: %s",
+                log_safe(ctx.method, 100),
+                log_safe(invalid),
             )
             await self._reply_error(
                 mid,
@@ -494,6 +564,10 @@ class Dispatcher:
                 text = self._link.proto.send_error(mid, error)
         except ProtocolStateError:
             return
+        await self._write_error(mid, action, error, text)
+
+    async def _write_error(self, mid: str, action: str, error: RPCError, text: str) -> None:
+        """Write the CALLERROR ``text`` that answers ``mid`` with ``error``; report it."""
         try:
             await self._link.write(text)
         except ConnectionClosed:
@@ -505,7 +579,9 @@ class Dispatcher:
 
     def _unsendable(self, what: str, exc: ValueError) -> None:
         """Report an answer that cannot be encoded; an InternalError goes out instead."""
-        log.error("%s: the %s cannot be sent: %s", self._link.identity, what, exc)
+        self._link.quiet.log(
+            "unsendable", logging.ERROR, "the %s cannot be sent: %s", log_safe(what), log_safe(exc)
+        )
         self._link.emitter.emit("error", ErrorEvent(error=exc, context=what))
 
     def _emit_error(self, mid: str, action: str, error: RPCError) -> None:

@@ -37,6 +37,7 @@ from ..events import (
 )
 from ..routing import Router
 from .flag import SET_EVENT
+from .logsafe import QuietLog, log_safe
 from .options import ConnectionOptions
 from .state import ConnectionState
 
@@ -84,6 +85,8 @@ class Link:
         last_activity: when the last message arrived (``trio.current_time()``).
         closed_by_us: whether our ``close()`` started the close.
         idle: set whenever nothing is pending in either direction (made on demand).
+        quiet: the connection's log lines that a peer can provoke, limited per
+            cause, the identity escaped (``logsafe.py``).
     """
 
     __slots__ = (
@@ -100,6 +103,7 @@ class Link:
         "pending",
         "proto",
         "protocol",
+        "quiet",
         "router",
         "state",
         "transport",
@@ -137,6 +141,7 @@ class Link:
         # A set event shared by all until somebody waits for idleness (a
         # server holds thousands of idle connections; see flag.py).
         self.idle = SET_EVENT
+        self.quiet = QuietLog(log, identity)
 
     @property
     def is_open(self) -> bool:
@@ -174,7 +179,7 @@ class Link:
         the caller's cancel scopes (see ``WSTransport.send``).
         """
         if log.isEnabledFor(logging.DEBUG):
-            log.debug("%s > %s", self.identity, text)
+            log.debug("%s > %s", self.quiet.prefix, log_safe(text))
         if self.emitter.has("message"):
             self.emitter.emit("message", MessageEvent(text=text, outbound=True))
         await self.transport.send(text)
@@ -239,8 +244,11 @@ class Link:
         method: str | None = None,
         message_id: str | None = None,
     ) -> None:
-        """Report a limit reached (logged at INFO, a ``limit`` event)."""
-        log.info("%s: %s reached (%s)", self.identity, limit, description)
+        """Report a limit reached: a ``limit`` event each time; an INFO line, limited per limit.
+
+        ``limit`` is an option's name, ``description`` our own text (no peer text).
+        """
+        self.quiet.log("limit:" + limit, logging.INFO, "%s reached (%s)", limit, description)
         self.emitter.emit(
             "limit",
             LimitEvent(

@@ -14,8 +14,38 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .._core.validation import Validator
 
-#: The largest message accepted by default (bytes of text); larger ones close with 1009.
-DEFAULT_MAX_MESSAGE_SIZE = 4 * 1024 * 1024
+#: The largest inbound message accepted by default: 256 KiB of text, after
+#: decompression (permessage-deflate); a larger one closes the connection with
+#: 1009 (RFC 6455 §7.4.1).
+#:
+#: Why this size.  OCPP sets no message size, but its real messages are small,
+#: and the cost of a message grows with its size whatever it holds: decoding
+#: and validating the densest payload the 2.0.1 schemas accept (a MeterValues
+#: of tiny sampled values) takes 0.15 to 0.25 ms per KiB on one core, so the
+#: old default, 4 MiB, let one message of 14 KiB on the wire (deflated) cost
+#: about a second.
+#: Sizes of large but real messages, compact JSON as sent:
+#:
+#: ===============================================================  ===========
+#: 2.0.1 MeterValues, 24 samples of 12 values                          42 KiB
+#: 2.0.1 NotifyReport, 100 / 500 variables                           39 / 196 KiB
+#: 2.0.1 SetChargingProfile, 1 schedule of 1024 periods (maxItems)      55 KiB
+#: 2.0.1 SetChargingProfile, 3 schedules of 1024 periods (maxItems)    165 KiB
+#: 2.0.1 SetChargingProfile, 1024 periods and 1024 tariff entries      246 KiB
+#: 2.0.1 SendLocalList, 1000 tokens                                    222 KiB
+#: 1.6 SendLocalList, 1000 / 2000 tags                               130 / 260 KiB
+#: 2.0.1 CertificateSigned, a full chain (maxLength 10000)              10 KiB
+#: ===============================================================  ===========
+#:
+#: Stations split long reports themselves (``tbc``, ``ItemsPerMessage...``,
+#: ``BytesPerMessage...`` in 2.0.1; EVerest's libocpp splits NotifyReport at
+#: 65,000 bytes by default), and a CSMS splits a local list by the station's
+#: ``ItemsPerMessageSendLocalList`` (``SendLocalListMaxLength`` in 1.6).  256 KiB
+#: takes every message above but the 2,000-tag list, with room for vendors'
+#: DataTransfer; at it, the densest payload costs ~40 ms to decode and validate
+#: (64 KiB: ~14 ms; 4 MiB: ~1 s).  Raise it for a peer known to send more; lower
+#: it where CPU per message matters more.
+DEFAULT_MAX_MESSAGE_SIZE = 256 * 1024
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -41,11 +71,18 @@ class ConnectionOptions:
         respond_with_detailed_errors: put the exception type and text of a
             crashed handler into the InternalError's details.
         close_timeout: bound on the WebSocket closing handshake.
-        max_message_size: the largest inbound message; larger closes with 1009.
+        max_message_size: the largest inbound message, in bytes of text after
+            decompression; a larger one closes the connection with 1009.  The
+            default, 256 KiB, takes OCPP's large messages (a 2.0.1 NotifyReport
+            of 500 variables, a SetChargingProfile with the schema's 3 x 1024
+            periods, a local list of 1,000 tokens) and bounds what one message
+            can cost to decode and validate (~40 ms for the densest payload;
+            see ``DEFAULT_MAX_MESSAGE_SIZE`` for the measurements).
         max_inbound_call_rate: the peer's CALLs (and 2.1 SENDs) accepted per
             second, sustained (a token bucket); a CALL beyond it is answered at
             once with a GenericError ("rate limit"), a SEND beyond it is
-            dropped.  ``math.inf`` (the default) disables it.
+            dropped, both before their JSON is decoded (the id and action are
+            read from the frame's head).  ``math.inf`` (the default) disables it.
         inbound_call_burst: how many CALLs may come at once on top of the
             rate (the bucket's size); None: one second's worth, at least 1.
         max_pending_calls: our ``call()``s on a connection not finished yet

@@ -37,6 +37,9 @@ from ..events import CallEvent
 from ..types import Message, SendAction
 from .link import Link, PendingCall
 from .options import ConnectionOptions
+from .state import ConnectionState
+
+_OPEN = ConnectionState.OPEN
 
 #: Known OCPP protocols with official schemas.
 BUILTIN_PROTOCOLS = SUPPORTED_PROTOCOLS
@@ -177,7 +180,7 @@ async def run_call(
     if not timeout > 0:
         raise ValueError(f"timeout must be > 0 seconds, got {timeout!r}")
     await trio.lowlevel.checkpoint_if_cancelled()  # nothing is sent by a call cancelled already
-    with trio.move_on_at(trio.current_time() + timeout):
+    with trio.CancelScope(deadline=trio.current_time() + timeout):
         token = object()
         try:
             limiter.acquire_on_behalf_of_nowait(token)
@@ -206,10 +209,13 @@ async def exchange(
             f"{method} is called as an action of {protocol!r}, "
             f"but the connection speaks {link.protocol!r}"
         )
-    link.check_open()
-    invalid = link.validate(method, "request", params, outbound=True, message_id=None)
-    if invalid is not None:
-        raise invalid
+    if link.state is not _OPEN:
+        link.check_open()  # raises the error for the state it is in
+    validator = link.validator
+    if validator is not None:
+        invalid = link.validate(method, "request", params, outbound=True, message_id=None)
+        if invalid is not None:
+            raise invalid
     mid, text = link.proto.send_call(method, params)
     call = PendingCall(method)
     link.pending[mid] = call  # wait_idle() sees it: no idle event to reset here
@@ -231,6 +237,8 @@ async def exchange(
         finally:
             outcome = None  # no cycle: traceback -> this frame -> the exception
     assert outcome is not None
+    if validator is None:
+        return outcome
     invalid = link.validate(method, "response", outcome, outbound=False, message_id=mid)
     if invalid is not None:
         if link.proto.supports_send and link.is_open:

@@ -115,7 +115,9 @@ class Pinger:
                 return False
         if scope.cancelled_caught:
             log.warning(
-                "%s: no pong within %s s: the peer is gone, closing", link.identity, pong_timeout
+                "%s: no pong within %s s: the peer is gone, closing",
+                link.quiet.prefix,
+                pong_timeout,
             )
             error = ConnectionClosed(
                 f"no pong within {pong_timeout} s", code=CLOSE_ABNORMAL, reason="pong timeout"

@@ -1,25 +1,43 @@
 """The CSMS side of the OCPP-J opening handshake: records, decisions, small helpers.
 
-What the server decides from an upgrade request, in order (``server.py`` runs it):
+What the server decides from an upgrade request, in order (``stream.py``
+runs it).  Nothing that a request fails here has touched another station:
+the identity is claimed (and a duplicate evicted) only after every check.
 
-1. The station identity is the last non-empty segment of the request path,
+1. The upgrade itself, as websockets' ``ServerProtocol.accept`` would check
+   it (RFC 6455 §4.2.1): method ``GET`` (else 405), HTTP/1.1 (505),
+   ``Connection: Upgrade`` and ``Upgrade: websocket`` (426), a
+   ``Sec-WebSocket-Key`` of 16 base64 bytes and ``Sec-WebSocket-Version: 13``
+   (400, the latter with the version we speak, §4.4), well-formed
+   extension and subprotocol offers (400).
+2. The station identity is the last non-empty segment of the request path,
    percent-decoded (OCPP-J 1.6 §3.1.1; OCPP 2.0.1 Part 4 §3.1.1: the
    station appends "/" and its percent-encoded identity to the endpoint
    URL, e.g. ``/ocppj/RDAM%20123``).  Decoding is strict: a ``%`` not
-   followed by two hex digits, bytes that are not UTF-8, an empty identity,
-   a control character, or more than 48 characters (2.0.1 Part 4 §3.1.1)
-   answer HTTP 400.  A ``:`` is let through (1.6 stations use it); with
+   followed by two hex digits, an empty identity, anything but printable
+   ASCII (U+0020-U+007E: control characters and every non-ASCII character,
+   however encoded), or more than 48 characters (2.0.1 Part 4 §3.1.1)
+   answer HTTP 400.  OCPP 2.0.1 and 2.1 type the identity as an
+   identifierString (Part 2 §2.1.3: ``a-z A-Z 0-9 * - _ = : + | @ .``,
+   case-insensitive), OCPP 1.6 as a case-insensitive CiString of printable
+   ASCII whose own example holds a space; printable ASCII takes both.  Two
+   identities that differ only in ASCII case are the same station
+   (:func:`station_key`): one claim, one entry in ``clients``, one
+   cluster presence.  A ``:`` is let through (1.6 stations use it); with
    Basic Auth such an identity can never match its user-id, so it gets 401.
    The path before the identity (``endpoint``) and the query are kept for
    the auth callback.
-2. The credentials the security profile asks for (OCPP 1.6 Security
+3. The credentials the security profile asks for (OCPP 1.6 Security
    Whitepaper §2, OCPP 2.0.1 Part 2 A00): profiles 1 and 2 need HTTP Basic
    Auth whose user-id is the identity (A00.FR.204/303), else 401 with
    ``WWW-Authenticate: Basic realm="OCPP"`` (RFC 7617 §2); profile 3 needs a
-   verified TLS client certificate, else 401.
-3. The subprotocol: the server's ``protocols`` in the server's order of
-   preference among those offered (RFC 6455 §4.2.2 leaves the choice to the
-   server).
+   verified TLS client certificate that names the station (its subject CN,
+   or one of its DNS subjectAltNames, is the identity: A00.FR.405 puts the
+   station's serial number, which the identity is, in the CN), else 401.
+   ``certificate_identity_check=False`` leaves that last check to ``auth``.
+4. ``auth``, then the subprotocol: the server's ``protocols`` in the
+   server's order of preference among those offered (RFC 6455 §4.2.2 leaves
+   the choice to the server).
 
 The records here never show a password or an ``Authorization`` header in
 their repr.  The small trio helpers at the end (``ReaderNursery``, ``Gate``)
@@ -28,6 +46,8 @@ keep trio-websocket's reader task from outliving or crashing a handshake.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import inspect
 import logging
 import math
@@ -36,10 +56,23 @@ import ssl
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Final, Protocol, TypeAlias, final
+from typing import Any, Final, Protocol, TypeAlias, final, runtime_checkable
 from urllib.parse import parse_qsl, unquote_to_bytes, urlsplit
 
 import trio
+from websockets.exceptions import (
+    InvalidHeader,
+    InvalidHeaderValue,
+    InvalidMethod,
+    InvalidProtocol,
+    InvalidUpgrade,
+)
+from websockets.headers import (
+    parse_connection,
+    parse_extension,
+    parse_subprotocol,
+    parse_upgrade,
+)
 
 from .._websocket.transport import HandshakeInfo
 from ..security import (
@@ -58,8 +91,11 @@ MAX_IDENTITY_LENGTH: Final = 48
 MAX_QUERY_FIELDS: Final = 64
 #: The challenge sent with every 401 of profiles 1 and 2 (RFC 7617 §2).
 BASIC_CHALLENGE: Final = ("WWW-Authenticate", 'Basic realm="OCPP"')
+#: Handshakes (accepted streams whose connection does not run yet) at once, by default.
+DEFAULT_MAX_PENDING_HANDSHAKES: Final = 1024
 
 _BAD_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
+_PRINTABLE_ASCII = re.compile(r"[\x20-\x7e]+")
 _REDACTED: Final = "<redacted>"
 _NO_QUERY: Final[Mapping[str, str]] = MappingProxyType({})
 _SECRET_HEADERS: Final = frozenset({"authorization", "proxy-authorization", "cookie"})
@@ -91,8 +127,10 @@ def check_server_options(
     profile: SecurityProfile,
     ssl_context: ssl.SSLContext | None,
     max_connections: float,
+    max_pending_handshakes: float,
     handshake_timeout: float,
     duplicate_policy: str,
+    certificate_identity_check: bool,
 ) -> None:
     """Raise ValueError for server options that cannot work together."""
     if isinstance(protocols, str) or not protocols:
@@ -114,11 +152,24 @@ def check_server_options(
             "security profile 3 requires an ssl_context that verifies client certificates "
             "(verify_mode CERT_REQUIRED, as server_ssl_context(profile=3) builds)"
         )
+    if profile.requires_client_cert and not certificate_identity_check and auth is None:
+        raise ValueError(
+            "certificate_identity_check=False leaves it to the auth callback to check that a "
+            "certificate names its station: pass auth"
+        )
     if not (
         max_connections == math.inf or (isinstance(max_connections, int) and max_connections >= 1)
     ):
         raise ValueError(
             f"max_connections must be an integer >= 1 or math.inf, got {max_connections!r}"
+        )
+    if not (
+        max_pending_handshakes == math.inf
+        or (isinstance(max_pending_handshakes, int) and max_pending_handshakes >= 1)
+    ):
+        raise ValueError(
+            "max_pending_handshakes must be an integer >= 1 or math.inf, "
+            f"got {max_pending_handshakes!r}"
         )
     if not handshake_timeout > 0:
         raise ValueError(f"handshake_timeout must be > 0 seconds, got {handshake_timeout!r}")
@@ -196,8 +247,11 @@ def parse_target(target: str) -> Target:
             f"station identity has {len(identity)} characters, "
             f"at most {MAX_IDENTITY_LENGTH} are allowed",
         )
-    if any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 for c in identity):
-        raise Refusal(400, "control character in the station identity")
+    if not _PRINTABLE_ASCII.fullmatch(identity):
+        # Control characters would reach logs; non-ASCII letters would make
+        # look-alikes (fullwidth letters, a Kelvin sign for a K) of another
+        # station's identity, which OCPP's character sets do not allow.
+        raise Refusal(400, "the station identity is not printable ASCII")
     try:
         pairs = parse_qsl(
             query, keep_blank_values=True, errors="replace", max_num_fields=MAX_QUERY_FIELDS
@@ -207,6 +261,106 @@ def parse_target(target: str) -> Target:
     endpoint = "/".join(segments[:index]) or "/"
     params = MappingProxyType(dict(pairs)) if pairs else _NO_QUERY
     return Target(identity=identity, endpoint=endpoint, query=params)
+
+
+_ASCII_LOWER: Final = {c: c + 32 for c in range(ord("A"), ord("Z") + 1)}
+
+
+def station_key(identity: str) -> str:
+    """The key that identifies a station in the server's tables and the cluster.
+
+    OCPP compares identities without regard to case (OCPP 2.0.1 Part 2
+    §2.1.3 identifierString; OCPP 1.6 CiString): the key is the identity
+    with its ASCII letters in lower case.  Identities the server accepts are
+    printable ASCII (see :func:`parse_target`); any other text (e.g. an
+    identity an application looks up) keeps its non-ASCII characters as
+    they are, so no Unicode case mapping can make it another station's key.
+    """
+    return identity.lower() if identity.isascii() else identity.translate(_ASCII_LOWER)
+
+
+@runtime_checkable
+class RequestLine(Protocol):
+    """The request line of an upgrade request, for front ends whose request tells it."""
+
+    @property
+    def method(self) -> str: ...
+
+    @property
+    def http_version(self) -> str: ...
+
+
+def check_upgrade(
+    headers: Mapping[str, str],
+    *,
+    method: str = "GET",
+    http_version: str = "HTTP/1.1",
+    extensions: bool = True,
+) -> None:
+    """Check an upgrade request as websockets' ``ServerProtocol.accept`` does.
+
+    RFC 6455 §4.2.1 lists what a server reads of the opening handshake.  The
+    checks, statuses and reasons are websockets' own (``process_request``),
+    run here so that they come before any decision, and before the
+    identity is claimed, without changing what a station sees.
+    ``extensions``: whether ``Sec-WebSocket-Extensions`` is read at all
+    (only when the server negotiates compression, as websockets does).
+
+    Raises:
+        Refusal: 405 (with ``Allow: GET``), 505, 426 (with ``Upgrade:
+            websocket``) or 400; a ``Sec-WebSocket-Version`` other than 13
+            is answered with the version we speak (RFC 6455 §4.4).
+    """
+    try:
+        _check_upgrade(headers, method, http_version, extensions)
+    except InvalidMethod as exc:
+        raise Refusal(405, f"{_NOT_AN_UPGRADE}{exc}", (("Allow", "GET"),)) from None
+    except InvalidProtocol as exc:
+        raise Refusal(505, f"{_NOT_AN_UPGRADE}{exc}") from None
+    except InvalidUpgrade as exc:
+        raise Refusal(426, f"{_NOT_AN_UPGRADE}{exc}", (("Upgrade", "websocket"),)) from None
+    except InvalidHeader as exc:
+        extra = (("Sec-WebSocket-Version", "13"),) if exc.name == "Sec-WebSocket-Version" else ()
+        raise Refusal(400, f"{_NOT_AN_UPGRADE}{exc}", extra) from None
+
+
+_NOT_AN_UPGRADE: Final = "not a valid WebSocket upgrade: "
+
+
+def _check_upgrade(
+    headers: Mapping[str, str], method: str, http_version: str, extensions: bool
+) -> None:
+    # The steps of websockets' ServerProtocol.process_request, on our header
+    # map (a repeated header is one value, its parts joined by ", ").
+    if method != "GET":
+        raise InvalidMethod(method)
+    if http_version != "HTTP/1.1":
+        raise InvalidProtocol(http_version)
+    connection = parse_connection(headers["connection"]) if "connection" in headers else []
+    if not any(option.lower() == "upgrade" for option in connection):
+        raise InvalidUpgrade("Connection", ", ".join(connection) if connection else None)
+    upgrade = parse_upgrade(headers["upgrade"]) if "upgrade" in headers else []
+    # Case-insensitive, as websockets is: RFC 6455 §11.2 spells it "WebSocket".
+    if not (len(upgrade) == 1 and upgrade[0].lower() == "websocket"):
+        raise InvalidUpgrade("Upgrade", ", ".join(upgrade) if upgrade else None)
+    key = headers.get("sec-websocket-key")
+    if key is None:
+        raise InvalidHeader("Sec-WebSocket-Key")
+    try:
+        raw_key = base64.b64decode(key.encode("latin-1"), validate=True)
+    except (binascii.Error, ValueError):
+        raw_key = b""
+    if len(raw_key) != 16:
+        raise InvalidHeaderValue("Sec-WebSocket-Key", key)
+    version = headers.get("sec-websocket-version")
+    if version is None:
+        raise InvalidHeader("Sec-WebSocket-Version")
+    if version != "13":
+        raise InvalidHeaderValue("Sec-WebSocket-Version", version)
+    if extensions and "sec-websocket-extensions" in headers:
+        parse_extension(headers["sec-websocket-extensions"])
+    if "sec-websocket-protocol" in headers:
+        parse_subprotocol(headers["sec-websocket-protocol"])
 
 
 def select_protocol(preference: Sequence[str], offered: Sequence[str]) -> str | None:
@@ -370,19 +524,43 @@ AuthResult: TypeAlias = AuthAccept | AuthReject | bool | None
 AuthCallback: TypeAlias = Callable[[HandshakeRequest], AuthResult | Awaitable[AuthResult]]
 
 
+def certificate_names(certificate: CertificateInfo, identity: str) -> bool:
+    """Whether a verified client certificate names the station ``identity``.
+
+    OCPP 2.0.1 Part 2 A00.FR.405 (1.6 Security Whitepaper likewise) has the
+    CSMS check that the subject's CN holds the station's serial number,
+    which is its identity in the connection URL; a certificate issued with
+    the identity as a DNS subjectAltName names it as well.  The comparison
+    ignores ASCII case, as identities do (:func:`station_key`).  A subject
+    with more than one CN names nobody: which one would count is anyone's
+    guess.
+    """
+    key = station_key(identity)
+    common_name = certificate.common_name
+    if common_name is not None and station_key(common_name) == key:
+        return True
+    return any(kind == "DNS" and station_key(value) == key for kind, value in certificate.san)
+
+
 def check_credentials(
     profile: SecurityProfile,
     identity: str,
     headers: Mapping[str, str],
     peercert: Mapping[str, object] | None,
+    *,
+    certificate_identity_check: bool = True,
 ) -> tuple[bytes | None, CertificateInfo | None]:
     """The password and client certificate a station presented, as ``profile`` needs them.
 
     The password is returned only when the Basic Auth user-id is the
-    identity; the certificate only when TLS verified it.
+    identity; the certificate only when TLS verified it.  On profile 3 the
+    certificate must name the station (:func:`certificate_names`) unless
+    ``certificate_identity_check`` is False: without that check any station
+    of the CA could connect as any other, and evict it.
 
     Raises:
-        Refusal: 401 when the profile's credential is missing or malformed.
+        Refusal: 401 when the profile's credential is missing or malformed,
+            or when a profile 3 certificate names another station.
     """
     password: bytes | None = None
     value = headers.get("authorization")
@@ -408,8 +586,11 @@ def check_credentials(
             certificate = certificate_info(peercert)
         except ValueError:
             certificate = None
-    if profile.requires_client_cert and certificate is None:
-        raise Refusal(401, "no verified TLS client certificate")
+    if profile.requires_client_cert:
+        if certificate is None:
+            raise Refusal(401, "no verified TLS client certificate")
+        if certificate_identity_check and not certificate_names(certificate, identity):
+            raise Refusal(401, "the TLS client certificate does not name the station")
     return password, certificate
 
 

@@ -9,7 +9,23 @@ escapes its own task: every failure path logs, reports a
 
 ``OCPPServer`` holds one :class:`StreamRunner`, given the server's
 :class:`ServerSettings` and its events; the runner owns the tables of
-stations, connections and streams.  The front ends reach it through the
+stations, connections and streams.
+
+What one hostile peer can hold, and what it cannot touch:
+
+- A stream of our listeners counts against ``max_connections`` from the
+  moment it is accepted, before TLS and before a byte of HTTP is read; past
+  the limit it is closed at once.  Of those, at most
+  ``max_pending_handshakes`` may still be in their handshake; the newest
+  past that bound is closed at once too.  So idle or slow peers hold at
+  most that many file descriptors, whatever they do.
+- Everything a request can fail (the upgrade itself, the identity, the
+  credentials, ``auth``) is decided before the identity is claimed:
+  only a request that would be answered ``101`` may evict the station's
+  open connection (``duplicate_policy="replace"``).
+- The tables are keyed by :func:`~.admission.station_key` (identities
+  compare without regard to ASCII case, as OCPP says), so a variant of
+  an identity is the same station, never a second one.  The front ends reach it through the
 server: its own listeners (``handle_stream``), ``ocpp_trio.asgi``
 (``serve_upgrade``) and ``ocpp_trio.testing``; the cluster glue through
 ``clients``, ``settings`` and ``evict``.
@@ -20,7 +36,7 @@ from __future__ import annotations
 import logging
 import ssl
 import sys
-from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any, Final, Literal, cast, final
@@ -30,6 +46,7 @@ import trio
 from .._core.protocol import Role
 from .._rpc.connection import OCPPConnection, cancel_connection, run_connection
 from .._rpc.flag import Flag
+from .._rpc.logsafe import log_safe
 from .._rpc.options import ConnectionOptions
 from .._rpc.outbound import prepare_validators
 from .._websocket.handshake import HandshakeFailed, ServerHandshake, server_handshake
@@ -45,11 +62,13 @@ from .admission import (
     HandshakeRequest,
     ReaderNursery,
     Refusal,
+    RequestLine,
     ServerEvents,
     StationHandshake,
     UpgradeRequest,
     auth_decision,
     check_credentials,
+    check_upgrade,
     encode_headers,
     header_map,
     parse_target,
@@ -57,6 +76,7 @@ from .admission import (
     remote_of,
     run_auth,
     select_protocol,
+    station_key,
     tls_reason,
 )
 
@@ -90,9 +110,12 @@ class ServerSettings:
     security_profile: SecurityProfile
     ssl_context: ssl.SSLContext | None
     max_connections: float
+    max_pending_handshakes: float
     handshake_timeout: float
     duplicate_policy: DuplicatePolicy
+    certificate_identity_check: bool
     compression: bool
+    compression_threshold: int
     websocket_backend: WebSocketBackend
     options: ConnectionOptions
 
@@ -136,17 +159,23 @@ class Peer:
     for, and hands them back to :meth:`StreamRunner.evict`.
     """
 
-    __slots__ = ("conn", "done", "identity", "remote", "scope", "slot")
+    __slots__ = ("conn", "done", "identity", "key", "pending", "remote", "scope", "slot")
 
     def __init__(self, remote: tuple[str, int] | None = None) -> None:
         #: The scope of the handshake (and, for front ends, of the whole
         #: task); None once the station's connection runs on its own.
         self.scope: trio.CancelScope | None = trio.CancelScope()
         self.done = Flag()
+        #: The identity as the station sent it (logs, events), once parsed.
         self.identity: str | None = None
+        #: ``station_key(identity)``: what the tables and the cluster know it by.
+        self.key: str | None = None
         self.remote = remote
         self.conn: OCPPConnection | None = None
+        #: Counted against ``max_connections``.
         self.slot = False
+        #: Counted against ``max_pending_handshakes`` (until its connection is made).
+        self.pending = False
 
     def cancel(self) -> None:
         """Cancel this stream's task: its handshake, or its running connection."""
@@ -154,6 +183,45 @@ class Peer:
             self.scope.cancel()
         if self.conn is not None:
             cancel_connection(self.conn)
+
+
+@final
+class StationTable(Mapping[str, OCPPConnection]):
+    """The open station connections, found by identity in any ASCII case.
+
+    Keyed by :func:`~.admission.station_key`; iterating gives each
+    identity as its station sent it (``conn.identity``).  Read-only for
+    everyone but the :class:`StreamRunner` that owns it.
+    """
+
+    __slots__ = ("_by_key",)
+
+    def __init__(self) -> None:
+        self._by_key: dict[str, OCPPConnection] = {}
+
+    def __getitem__(self, identity: str) -> OCPPConnection:
+        return self._by_key[station_key(identity)]
+
+    def __contains__(self, identity: object) -> bool:
+        return isinstance(identity, str) and station_key(identity) in self._by_key
+
+    def __iter__(self) -> Iterator[str]:
+        return (conn.identity for conn in self._by_key.values())
+
+    def __len__(self) -> int:
+        return len(self._by_key)
+
+    def __repr__(self) -> str:
+        return f"<StationTable {sorted(self)!r}>"
+
+    def add(self, key: str, conn: OCPPConnection) -> None:
+        """For the runner: ``conn`` is now the connection of ``key``."""
+        self._by_key[key] = conn
+
+    def discard(self, key: str, conn: OCPPConnection) -> None:
+        """For the runner: forget ``conn``, if it is still the connection of ``key``."""
+        if self._by_key.get(key) is conn:
+            del self._by_key[key]
 
 
 class _ClientEvent:
@@ -186,14 +254,15 @@ class StreamRunner:
         settings: the server's settings.
         events: the server's events (``client``, ``handshake_rejected``).
         cluster: the server's cluster glue, or None (a cluster of one).
-        clients: the open station connections by identity (the server's
-            ``clients``; read by the cluster glue).
+        clients: the open station connections by identity, in any ASCII
+            case (the server's ``clients``; read by the cluster glue).
     """
 
     __slots__ = (
         "_closing",
         "_idle",
         "_peers",
+        "_pending",
         "_slots",
         "_stations",
         "clients",
@@ -206,10 +275,12 @@ class StreamRunner:
         self.settings = settings
         self.events = events
         self.cluster: ClusterGlue | None = None
-        self.clients: dict[str, OCPPConnection] = {}
+        self.clients = StationTable()
+        #: The peer holding each station key, from its claim to its end.
         self._stations: dict[str, Peer] = {}
         self._peers: set[Peer] = set()
         self._slots = 0
+        self._pending = 0
         self._idle = trio.Event()
         self._idle.set()
         self._closing = False
@@ -229,8 +300,28 @@ class StreamRunner:
         handler; the stream is closed at the end.  Not a coroutine function
         itself: it returns the one to await, which spares every connection's
         task a level of its stack.
+
+        The stream counts against ``max_connections`` and
+        ``max_pending_handshakes`` from here, before TLS: past either it is
+        closed at once, with nothing read or sent.
         """
-        return self._serve_stream(Peer(remote_of(stream)), stream)
+        peer = Peer(remote_of(stream))
+        settings = self.settings
+        if self._slots >= settings.max_connections:
+            return self._drop(peer, stream, f"max_connections={settings.max_connections} reached")
+        if self._pending >= settings.max_pending_handshakes:
+            return self._drop(
+                peer, stream, f"max_pending_handshakes={settings.max_pending_handshakes} reached"
+            )
+        peer.slot = peer.pending = True
+        self._slots += 1
+        self._pending += 1
+        return self._serve_stream(peer, stream)
+
+    async def _drop(self, peer: Peer, stream: trio.abc.Stream, reason: str) -> None:
+        """Close a stream the server has no room for, at once; report it."""
+        await trio.aclose_forcefully(stream)
+        self._rejected(peer, None, f"{reason}; closed at accept")
 
     async def serve_upgrade(
         self,
@@ -258,8 +349,8 @@ class StreamRunner:
         old.cancel()
         with trio.move_on_after(self.settings.options.close_timeout):
             await old.done.wait()
-        if old.identity is not None and self._stations.get(old.identity) is old:
-            del self._stations[old.identity]  # pragma: no cover - its task is stuck
+        if old.key is not None and self._stations.get(old.key) is old:
+            del self._stations[old.key]  # pragma: no cover - its task is stuck
 
     def stop(self) -> None:
         """Refuse handshakes from now on (503) and drop those not finished yet."""
@@ -331,7 +422,9 @@ class StreamRunner:
                             conn = await self._open(peer, stream, nursery)
                             if conn is not None:
                                 await self._station(peer, conn)
-                                log.info("%s disconnected (%s)", conn.identity, conn.close_code)
+                                log.info(
+                                    "%s disconnected (%s)", log_safe(conn.identity), conn.close_code
+                                )
                         finally:
                             nursery.cancel_scope.cancel()  # trio-websocket's reader
                     conn = None  # it ran, in the reader's nursery
@@ -343,7 +436,7 @@ class StreamRunner:
             peer.scope = None
             if conn is not None:
                 await self._station(peer, conn)
-                log.info("%s disconnected (%s)", conn.identity, conn.close_code)
+                log.info("%s disconnected (%s)", log_safe(conn.identity), conn.close_code)
         except BaseException as exc:
             passed = self._contain(peer, exc)
             if passed is not None:
@@ -375,18 +468,24 @@ class StreamRunner:
             log.warning("connection from %s failed: %r", peer.remote, failure, exc_info=failure)
         return cancelled
 
+    def _handshake_over(self, peer: Peer) -> None:
+        if peer.pending:
+            peer.pending = False
+            self._pending -= 1
+
     def _release(self, peer: Peer) -> None:
+        self._handshake_over(peer)
         if peer.slot:
             peer.slot = False
             self._slots -= 1
-        ident = peer.identity
-        if ident is not None:
-            if self._stations.get(ident) is peer:
-                del self._stations[ident]
-            if peer.conn is not None and self.clients.get(ident) is peer.conn:
-                del self.clients[ident]
+        key = peer.key
+        if key is not None:
+            if self._stations.get(key) is peer:
+                del self._stations[key]
+            if peer.conn is not None:
+                self.clients.discard(key, peer.conn)
             if self.cluster is not None:
-                self.cluster.released(ident, peer)
+                self.cluster.released(key, peer)
         self._peers.discard(peer)
         peer.done.set()
         if not self._peers:
@@ -435,6 +534,7 @@ class StreamRunner:
                         stream,
                         max_message_size=self.settings.options.max_message_size,
                         compression=self.settings.compression,
+                        compression_threshold=self.settings.compression_threshold,
                     )
                 except HandshakeFailed as exc:
                     self._rejected(peer, exc.status, f"bad upgrade request: {exc}")
@@ -499,7 +599,7 @@ class StreamRunner:
         conn = await self._admit(peer, request, upgrade)
         if conn is not None:
             await self._station(peer, conn)
-            log.info("%s disconnected (%s)", conn.identity, conn.close_code)
+            log.info("%s disconnected (%s)", log_safe(conn.identity), conn.close_code)
 
     async def _admit(
         self, peer: Peer, request: UpgradeRequest, upgrade: Upgrade
@@ -528,7 +628,7 @@ class StreamRunner:
             return None
         assert outcome is not None
         identity, protocol, session, info = outcome
-        if not await self._claim(peer, identity, request):
+        if not await self._claim(peer, request):
             return None
         transport: Transport | None = None
         with trio.move_on_after(self.settings.handshake_timeout), upgrade.phase():
@@ -540,6 +640,7 @@ class StreamRunner:
         if transport is None:
             self._rejected(peer, None, "the peer went away during the handshake")
             return None
+        self._handshake_over(peer)
         options = upgrade.options or self.settings.options
         # A no-op once built (serve_listeners builds the server's at start);
         # front ends that start no listener (ASGI, in-memory) build here.
@@ -575,19 +676,41 @@ class StreamRunner:
     async def _decide(
         self, peer: Peer, request: UpgradeRequest, peercert: Mapping[str, Any] | None
     ) -> tuple[str, str | None, Mapping[str, Any], StationHandshake]:
-        """Everything between the upgrade request and ``101``; raises ``Refusal``."""
+        """Everything between the upgrade request and ``101``; raises ``Refusal``.
+
+        In the order that keeps a bad request from touching anyone else: the
+        upgrade, the identity, capacity, the credentials, ``auth``.  The
+        identity is claimed later (:meth:`_claim`), once all of these passed.
+        """
+        headers = header_map(request.headers)
+        if isinstance(request, ServerHandshake | RequestLine):
+            # Our own parser hands over any request that parses (as does a
+            # front end whose request tells its request line); trio-websocket
+            # (wsproto) and ASGI servers refuse a bad upgrade before we see it.
+            line = request if isinstance(request, RequestLine) else None
+            check_upgrade(
+                headers,
+                method=line.method if line is not None else "GET",
+                http_version=line.http_version if line is not None else "HTTP/1.1",
+                extensions=self.settings.compression,
+            )
         target = parse_target(request.path)
         identity = peer.identity = target.identity
-        replacing = self.settings.duplicate_policy == "replace" and identity in self._stations
+        key = peer.key = station_key(identity)
         if self._closing:
             raise Refusal(503, "the server is closing")
-        if self._slots - int(replacing) >= self.settings.max_connections:
-            raise Refusal(503, f"max_connections={self.settings.max_connections} reached")
-        peer.slot = True
-        self._slots += 1
-        headers = header_map(request.headers)
+        if not peer.slot:  # a front end's request (ours are counted at accept)
+            replacing = self.settings.duplicate_policy == "replace" and key in self._stations
+            if self._slots - int(replacing) >= self.settings.max_connections:
+                raise Refusal(503, f"max_connections={self.settings.max_connections} reached")
+            peer.slot = True
+            self._slots += 1
         password, certificate = check_credentials(
-            self.settings.security_profile, identity, headers, peercert
+            self.settings.security_profile,
+            identity,
+            headers,
+            peercert,
+            certificate_identity_check=self.settings.certificate_identity_check,
         )
         offered = tuple(request.proposed_subprotocols)
         hs_request = HandshakeRequest(
@@ -624,23 +747,33 @@ class StreamRunner:
         )
         return identity, protocol, session, info
 
-    async def _claim(self, peer: Peer, identity: str, request: UpgradeRequest) -> bool:
-        """Make ``peer`` the connection of ``identity``, per ``duplicate_policy``."""
-        while (old := self._stations.get(identity)) is not None and old is not peer:
+    async def _claim(self, peer: Peer, request: UpgradeRequest) -> bool:
+        """Make ``peer`` the connection of its station key, per ``duplicate_policy``.
+
+        Called only once every check passed (:meth:`_decide`): the eviction
+        of the open connection is the last thing before ``101``.
+        """
+        key = peer.key
+        assert key is not None
+        while (old := self._stations.get(key)) is not None and old is not peer:
             if self.settings.duplicate_policy == "reject":
                 self._rejected(peer, 409, "a connection with this identity is open")
                 await self._refuse(request, 409)
                 return False
-            log.info("%s: a new connection from %s replaces the open one", identity, peer.remote)
+            log.info(
+                "%s: a new connection from %s replaces the open one",
+                log_safe(peer.identity or ""),
+                peer.remote,
+            )
             await self.evict(old)
-        self._stations[identity] = peer
+        self._stations[key] = peer
         if self.cluster is not None and self.cluster.running:
             # The other instances, after this one: a newer local connection
             # that comes in meanwhile finds this one and applies the policy.
-            refusal = await self.cluster.claim(identity, peer)
+            refusal = await self.cluster.claim(key, peer)
             if refusal is not None:
-                if self._stations.get(identity) is peer:
-                    del self._stations[identity]
+                if self._stations.get(key) is peer:
+                    del self._stations[key]
                 self._rejected(peer, 409, refusal)
                 await self._refuse(request, 409)
                 return False
@@ -650,8 +783,9 @@ class StreamRunner:
         """Make ``conn`` the station's and return its run to await (no frame of its own)."""
         identity = conn.identity
         peer.conn = conn
-        self.clients[identity] = conn
-        log.info("%s connected from %s (%s)", identity, peer.remote, conn.protocol)
+        assert peer.key is not None
+        self.clients.add(peer.key, conn)
+        log.info("%s connected from %s (%s)", log_safe(identity), peer.remote, conn.protocol)
         return run_connection(
             conn, self.settings.handler, task_status=_ClientEvent(self.events, conn)
         )

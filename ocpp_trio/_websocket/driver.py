@@ -15,6 +15,29 @@ connection runs; a message is answered by the same task that read it, with no
 hop through a queue and another task (the trio-websocket transport costs one
 task switch and one memory channel per message; see ``benchmarks/``).
 
+Fairness.  One read of ``RECEIVE_SIZE`` bytes can hold thousands of small
+messages; ``receive()`` passes a schedule point for each message it returns
+from what an earlier read queued, so a peer that writes a burst is handled one
+message per task step and every other connection keeps its turn.
+
+What OCPP-J accepts of the peer, beyond what websockets checks.  Every OCPP-J
+message is JSON text in UTF-8 (OCPP-J 1.6 §4.1.2, 2.0.1 Part 4 §4.1.2, 2.1
+Part 4 §4.1.2); no binary message is defined.  So a text message that is not
+UTF-8 fails the connection with 1007 (RFC 6455 §8.1), at the fragment where
+the bytes go wrong (an incremental decoder), and a binary message fails it
+with 1003, the code RFC 6455 §7.4.1 names for "an endpoint that understands
+only text data".  A fragmented message is joined into one buffer as it comes,
+and it may arrive in at most ``max_fragments`` frames: websockets bounds its
+bytes (inflated ones too) by ``max_message_size``, but a frame costs a parse
+and an event however few bytes it carries, so a message of millions of empty
+continuation frames would cost without bound.  Past the bound the connection
+fails with 1009, which RFC 6455 §7.4.1 gives to "a message that is too big
+for it to process" (counted in frames here rather than bytes); 1008 is, in
+its words, for when "there is no other more suitable status code".  These
+checks run inside websockets' parser, frame by frame (``OCPPFrames``), so a
+refused frame stops it: no later frame of the same read is parsed, answered
+(a pong, a close echoed) or reported in its stead (RFC 6455 §7.1.7).
+
 Writes from any task go through one FIFO lock, which keeps frames whole and in
 order.  On a plain TCP stream (POSIX) a frame is first handed to the
 non-blocking socket directly, with no task switch; only what the kernel does
@@ -31,14 +54,18 @@ The opening handshakes are in ``handshake.py``.
 
 from __future__ import annotations
 
+import codecs
 import logging
 import os
 from typing import Any, Final
 from typing import Protocol as Interface
 
 import trio
+from websockets.client import ClientProtocol
+from websockets.exceptions import PayloadTooBig, ProtocolError
 from websockets.frames import Frame, Opcode
 from websockets.protocol import Protocol, State
+from websockets.server import ServerProtocol
 
 from .._core.errors import ConnectionClosed
 from .._rpc.flag import Flag
@@ -69,6 +96,19 @@ quiet_logger = _QuietLogger(log, {})
 #: Bytes asked of the stream per read.
 RECEIVE_SIZE: Final = 65536
 
+#: The most frames one message may come in by default (its first frame and its
+#: continuations).  Peers that fragment at all do it at their buffer size (1 KiB
+#: and up): 4,096 frames carry a 4 MiB message at 1 KiB a frame.
+MAX_FRAGMENTS: Final = 4096
+
+#: RFC 6455 §7.4.1 close codes this module fails a connection with.
+CLOSE_UNSUPPORTED_DATA: Final = 1003
+CLOSE_NO_STATUS: Final = 1005  # a close frame without a code: echoed without one
+CLOSE_INVALID_DATA: Final = 1007
+CLOSE_TOO_BIG: Final = 1009
+
+_utf8_decoder = codecs.getincrementaldecoder("utf-8")
+
 _TEXT, _BINARY, _CONT, _PING, _PONG = (
     Opcode.TEXT,
     Opcode.BINARY,
@@ -84,6 +124,108 @@ HALF_WRITTEN: Final = "a frame write was cancelled half-way: the connection is a
 
 #: Whether a plain TCP stream's socket can be read and written with ``os.read``/``os.write``.
 _DIRECT_IO: Final = os.name == "posix"
+
+
+class MessageRefused(ProtocolError):
+    """A message this end refuses although websockets' parser took its frames (see the module docstring).
+
+    Raised inside websockets' parser, which stops there: nothing after the
+    refused frame is parsed or answered (RFC 6455 §7.1.7).  It becomes the
+    protocol's ``parser_exc``, as websockets' own parse errors do.
+
+    Attributes:
+        code: the close code the connection fails with.
+    """
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+
+
+class OCPPFrames(Protocol):
+    """websockets' protocol, with OCPP-J's checks on each data frame as it is parsed.
+
+    Mixed into websockets' server and client protocols below.  Complete
+    messages are appended to ``messages`` as text; the checks run inside the
+    parser, frame by frame, so that a refused frame stops it before any later
+    frame of the same read is parsed (a ping answered, a close echoed, a
+    protocol error reported instead).
+    """
+
+    ocpp_messages: list[str]
+    _ocpp_max_fragments: int
+    _ocpp_parts: bytearray | None
+    _ocpp_decoder: codecs.IncrementalDecoder | None
+    _ocpp_fragments: int
+
+    def setup_messages(self, max_fragments: int = MAX_FRAGMENTS) -> None:
+        """Start with no message; ``max_fragments`` bounds the frames of one."""
+        # Mostly empty, or one message: a list (a deque starts at ~600 bytes).
+        self.ocpp_messages = []
+        self._ocpp_max_fragments = max_fragments
+        self._ocpp_parts = None  # a fragmented message so far
+        self._ocpp_decoder = None  # checks its UTF-8 as it comes
+        self._ocpp_fragments = 0  # frames of it so far
+
+    def recv_frame(self, frame: Frame) -> None:
+        super().recv_frame(frame)  # websockets' own rules first (frame order, close)
+        opcode = frame.opcode
+        if opcode is _TEXT or opcode is _CONT or opcode is _BINARY:
+            refusal = self._ocpp_take(frame)
+            if refusal is not None:
+                code, reason = refusal
+                self._ocpp_parts = self._ocpp_decoder = None
+                self.fail(code, reason)  # the close frame, with our code
+                raise MessageRefused(code, reason)  # stops the parser
+
+    def _ocpp_take(self, frame: Frame) -> tuple[int, str] | None:
+        """Add a data frame to the message under way; return why it is refused, if it is."""
+        opcode = frame.opcode
+        if opcode is _TEXT:
+            if frame.fin:
+                try:
+                    self.ocpp_messages.append(str(frame.data, "utf-8"))
+                except UnicodeDecodeError as exc:
+                    return CLOSE_INVALID_DATA, _not_utf8(exc, 0)
+                return None
+            checker = _utf8_decoder()
+            try:
+                checker.decode(frame.data)
+            except UnicodeDecodeError as exc:
+                return CLOSE_INVALID_DATA, _not_utf8(exc, 0)
+            self._ocpp_parts = bytearray(frame.data)
+            self._ocpp_decoder = checker
+            self._ocpp_fragments = 1
+            return None
+        if opcode is _BINARY:
+            return CLOSE_UNSUPPORTED_DATA, "OCPP-J messages are text, not binary"
+        parts, decoder = self._ocpp_parts, self._ocpp_decoder
+        # websockets has checked that a message is open; a binary one never is
+        assert parts is not None
+        assert decoder is not None
+        self._ocpp_fragments += 1
+        if self._ocpp_fragments > self._ocpp_max_fragments:
+            return CLOSE_TOO_BIG, f"a message in more than {self._ocpp_max_fragments} fragments"
+        try:
+            decoder.decode(frame.data, frame.fin)
+        except UnicodeDecodeError as exc:
+            # the decoder holds back an unfinished character, counted again in exc.start
+            held = len(decoder.getstate()[0])
+            return CLOSE_INVALID_DATA, _not_utf8(exc, len(parts) - held)
+        parts += frame.data
+        if frame.fin:
+            self._ocpp_parts = self._ocpp_decoder = None
+            # valid: the decoder has just checked every byte of it
+            self.ocpp_messages.append(parts.decode())
+        return None
+
+
+class OCPPServerProtocol(OCPPFrames, ServerProtocol):
+    """websockets' server protocol with :class:`OCPPFrames`' checks."""
+
+
+class OCPPClientProtocol(OCPPFrames, ClientProtocol):
+    """websockets' client protocol with :class:`OCPPFrames`' checks."""
 
 
 class PingListener(Interface):
@@ -102,8 +244,6 @@ class WSTransport:
         "_failed",
         "_messages",
         "_out",
-        "_partial_text",
-        "_parts",
         "_pings",
         "_proto",
         "_queued",
@@ -115,7 +255,7 @@ class WSTransport:
         "on_ping",
     )
 
-    def __init__(self, proto: Protocol, stream: trio.abc.Stream) -> None:
+    def __init__(self, proto: OCPPFrames, stream: trio.abc.Stream) -> None:
         self._proto = proto
         self._stream = stream
         self._send_lock = trio.StrictFIFOLock()
@@ -123,10 +263,7 @@ class WSTransport:
         self._queued = 0  # chunks put in _out so far
         self._written = 0  # chunks written (or given up on by a cancelled writer) so far
         self._failed: str | None = None  # why writing failed; nothing is written after that
-        # Mostly empty, or one message: a list (a deque starts at ~600 bytes).
-        self._messages: list[str | bytes] = []
-        self._parts: list[bytes] | None = None  # a fragmented message so far
-        self._partial_text = True
+        self._messages = proto.ocpp_messages  # what the parser completed, not yet returned
         self._pings: dict[bytes, trio.Event] | None = None  # our pings awaiting their pong
         self._closed: ConnectionClosed | None = None
         self._closed_event = Flag()
@@ -135,7 +272,19 @@ class WSTransport:
         self._read_waiter: trio.Event | None = None
         #: Called with the payload of each ping the peer sends (it is answered already).
         self.on_ping: PingListener | None = None
-        self._on_events()  # frames that arrived together with the handshake
+        # Frames that arrived together with the handshake; receive() sends
+        # their answers before it first waits for input.
+        self._on_events()
+        received = proto.close_rcvd
+        if received is not None and proto.state is _OPEN and proto.close_sent is None:
+            # A close frame sent along with the upgrade request was parsed
+            # before the 101 made the connection open, so websockets did not
+            # echo it: it is owed (RFC 6455 §5.5.1), with the same code.
+            echo = b"" if received.code == CLOSE_NO_STATUS else received.serialize()
+            proto.send_frame(Frame(Opcode.CLOSE, echo))
+            proto.close_sent = received
+            proto.close_rcvd_then_sent = True
+            proto.state = State.CLOSING
 
     # --- facts -------------------------------------------------------------------
 
@@ -166,12 +315,25 @@ class WSTransport:
 
     # --- receiving ---------------------------------------------------------------
 
-    async def receive(self) -> str | bytes:
+    async def receive(self) -> str:
+        """Return the next message (always text: see the module docstring).
+
+        Raises:
+            ConnectionClosed: the connection is closed (by the peer, by a
+                protocol error or a refused message, or by the network).
+        """
         messages = self._messages
+        if messages:
+            # Queued by an earlier read, which may have brought thousands: a
+            # schedule point for each, so that one peer's burst does not hold
+            # the whole event loop (a read passes one already).
+            await trio.lowlevel.checkpoint()
+            return messages.pop(0)
+        proto = self._proto
         while not messages:
             if self._closed is not None:
                 raise _fresh(self._closed)
-            if self._proto.parser_exc is not None:
+            if proto.parser_exc is not None:
                 await self._fail()
                 continue
             if self._reading:
@@ -180,6 +342,14 @@ class WSTransport:
                 if self._read_waiter is None:
                     self._read_waiter = trio.Event()
                 await self._read_waiter.wait()
+                continue
+            if proto.writes or proto.close_rcvd is not None:
+                # Frames that came in the same read as the opening handshake
+                # were parsed before this transport existed: their answers (a
+                # pong, the reply to a close, RFC 6455 §5.5) go out now, not
+                # with whatever is written next, and a close ends the
+                # connection now, not after a read that may never return.
+                await self._settle()
                 continue
             await self._read_once()
         return messages.pop(0)
@@ -193,7 +363,16 @@ class WSTransport:
         """
         proto = self._proto
         if proto.state is _OPEN and proto.close_sent is None:
-            proto.send_close(1002, "protocol error")
+            # the code websockets would have sent (its parse()), or ours
+            exc = proto.parser_exc
+            if isinstance(exc, MessageRefused):
+                proto.send_close(exc.code, str(exc))
+            elif isinstance(exc, UnicodeDecodeError):
+                proto.send_close(CLOSE_INVALID_DATA, "invalid UTF-8")
+            elif isinstance(exc, PayloadTooBig):
+                proto.send_close(CLOSE_TOO_BIG, "message too big")
+            else:
+                proto.send_close(1002, "protocol error")
         try:
             await self._flush()
         except ConnectionClosed:
@@ -226,39 +405,37 @@ class WSTransport:
             else:
                 proto.receive_eof()
             self._on_events()
-            if proto.writes:
-                try:
-                    await self._flush()
-                except ConnectionClosed:
-                    pass
-            if not data or proto.close_rcvd is not None or proto.state is State.CLOSED:
+            await self._settle()
+            if not data:
                 self._set_closed()
         finally:
             waiter, self._read_waiter = self._read_waiter, None
             if waiter is not None:
                 waiter.set()
 
+    async def _settle(self) -> None:
+        """Write what the parser queued (pongs, a close reply); note a close received or sent."""
+        proto = self._proto
+        if proto.writes:
+            try:
+                await self._flush()
+            except ConnectionClosed:
+                pass
+        if proto.close_rcvd is not None or proto.state is State.CLOSED:
+            self._set_closed()
+
     def _on_events(self) -> None:
+        """Act on the control frames the parser produced: tell of pings, wake the pings pongs answer.
+
+        (Data frames were made into messages as they were parsed: ``OCPPFrames``.)
+        """
         for frame in self._proto.events_received():
             if not isinstance(
                 frame, Frame
             ):  # pragma: no cover - handshake events are taken earlier
                 continue
             opcode = frame.opcode
-            if opcode is _TEXT or opcode is _BINARY:
-                if frame.fin:
-                    self._messages.append(_message(frame.data, opcode is _TEXT))
-                else:
-                    self._parts = [bytes(frame.data)]
-                    self._partial_text = opcode is _TEXT
-            elif opcode is _CONT:
-                parts = self._parts
-                assert parts is not None  # websockets checks that a message is open
-                parts.append(bytes(frame.data))
-                if frame.fin:
-                    self._messages.append(_message(b"".join(parts), self._partial_text))
-                    self._parts = None
-            elif opcode is _PING:
+            if opcode is _PING:
                 if self.on_ping is not None:
                     self.on_ping.peer_ping(bytes(frame.data))
             elif opcode is _PONG:
@@ -508,11 +685,6 @@ def _fresh(exc: ConnectionClosed) -> ConnectionClosed:
     return ConnectionClosed(str(exc), code=exc.code, reason=exc.reason)
 
 
-def _message(data: bytes | bytearray | memoryview, text: bool) -> str | bytes:
-    raw = bytes(data)
-    if text:
-        try:
-            return raw.decode()
-        except UnicodeDecodeError:
-            return raw  # the RPC core reports it as not valid UTF-8
-    return raw
+def _not_utf8(exc: UnicodeDecodeError, offset: int) -> str:
+    """The close reason for a text message that is not UTF-8 (``offset``: bytes before this frame)."""
+    return f"invalid UTF-8 at byte {offset + exc.start} of a text message"

@@ -3,31 +3,39 @@
 :func:`server_handshake` reads one HTTP upgrade request and gives a
 :class:`ServerHandshake` to accept (101, with the subprotocol the caller
 chose) or reject (an HTTP status); :func:`client_handshake` sends the request
-and checks the answer.  Malformed requests get websockets' own HTTP error
-answer (400, 414...).  Callers bound both with cancel scopes.  Both end in a
-:class:`~ocpp_trio._websocket.driver.WSTransport` over the same stream.
+and checks the answer.  Malformed requests get an HTTP error answer:
+websockets' own (400, 414, 431...), or 400 where websockets gives up on the
+bytes without one (RFC 9112 §2.2).  Callers bound both with cancel scopes.
+Both end in a :class:`~ocpp_trio._websocket.driver.WSTransport` over the same
+stream; frames that came in the same read as the handshake are its first
+input, answered before it first waits for more.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any, Final
 
 import trio
-from websockets.client import ClientProtocol
 from websockets.datastructures import Headers
 from websockets.exceptions import InvalidHandshake, InvalidStatus
-from websockets.extensions.permessage_deflate import (
-    ClientPerMessageDeflateFactory,
-    ServerPerMessageDeflateFactory,
-)
 from websockets.http11 import Request, Response
 from websockets.protocol import Protocol
 from websockets.server import ServerProtocol
 from websockets.typing import Subprotocol
 from websockets.uri import parse_uri
 
-from .driver import RECEIVE_SIZE, WSTransport, quiet_logger, release
+from .deflate import DEFAULT_COMPRESSION_THRESHOLD, ClientDeflateFactory, ServerDeflateFactory
+from .driver import (
+    MAX_FRAGMENTS,
+    RECEIVE_SIZE,
+    OCPPClientProtocol,
+    OCPPServerProtocol,
+    WSTransport,
+    quiet_logger,
+    release,
+)
 
 
 class HandshakeFailed(Exception):
@@ -57,6 +65,8 @@ async def _feed_until_event(proto: Protocol, stream: trio.abc.Stream) -> Any:
             return first
         if proto.writes:  # the parser answered on its own: a malformed handshake
             status = _status_of(proto.writes[0])
+            if status is None and isinstance(proto, ServerProtocol):
+                status = _bad_request(proto)
             await _send_writes(proto, stream)
             raise HandshakeFailed(str(proto.handshake_exc or "malformed handshake"), status)
         if proto.handshake_exc is not None:
@@ -71,6 +81,25 @@ async def _feed_until_event(proto: Protocol, stream: trio.abc.Stream) -> Any:
             proto.receive_eof()
             raise HandshakeFailed("the peer closed the connection during the handshake")
         proto.receive_data(data)
+
+
+#: The body of the answer to bytes that are not an HTTP request.
+_BAD_REQUEST_BODY: Final = "Failed to open a WebSocket connection: not a valid HTTP request.\n"
+
+
+def _bad_request(proto: ServerProtocol) -> int:
+    """Queue a 400 answer to bytes websockets could not parse as an HTTP request; return 400.
+
+    websockets gives up on such a request (a line without CRLF, bytes that
+    are not ASCII in the request line, a CR or NUL in a header value, a
+    ``Transfer-Encoding`` or a body) by closing without a word; RFC 9112 §2.2
+    asks a server for a 400 and a close, which tells a misconfigured client
+    what went wrong.  The body names no byte of the request: its header values
+    may hold credentials.
+    """
+    proto.data_to_send()  # only websockets' end-of-output mark: the stream is closed after this
+    proto.writes.append(proto.reject(400, _BAD_REQUEST_BODY).serialize())
+    return 400
 
 
 def _status_of(chunk: bytes) -> int | None:
@@ -102,11 +131,23 @@ def _offered_subprotocols(headers: Headers) -> tuple[str, ...]:
 class ServerHandshake:
     """A station's upgrade request, read and waiting to be accepted or rejected."""
 
-    def __init__(self, proto: ServerProtocol, stream: trio.abc.Stream, request: Request) -> None:
+    def __init__(
+        self, proto: OCPPServerProtocol, stream: trio.abc.Stream, request: Request
+    ) -> None:
         self._proto = proto
         self._stream = stream
         self._request = request
         self._chosen: str | None = None
+
+    @property
+    def method(self) -> str:
+        """The request method as sent (an upgrade must be ``GET``)."""
+        return self._request.method
+
+    @property
+    def http_version(self) -> str:
+        """The HTTP version of the request line as sent (an upgrade must be ``HTTP/1.1``)."""
+        return self._request.protocol
 
     @property
     def path(self) -> str:
@@ -144,7 +185,13 @@ class ServerHandshake:
             del proto._ocpp_handshake  # type: ignore[attr-defined]  # no cycle, no request kept
         for name, value in extra_headers:
             response.headers[name] = value
+        # Frames pipelined after the request were parsed with it, and a ping
+        # among them has its pong queued already: it goes out after the 101
+        # (an answer to a refused upgrade carries nothing after it).
+        early = self._proto.data_to_send()
         send_response(self._proto, response)
+        if response.status_code == 101:
+            self._proto.writes += early
         await _send_writes(self._proto, self._stream)
         if response.status_code != 101:
             release(self._proto)
@@ -167,6 +214,7 @@ class ServerHandshake:
         response = self._proto.reject(status, body)
         for name, value in extra_headers:
             response.headers[_text(name)] = _text(value)
+        self._proto.data_to_send()  # pongs for pipelined pings: nothing follows an HTTP error
         send_response(self._proto, response)
         try:
             await _send_writes(self._proto, self._stream)
@@ -198,33 +246,48 @@ def _select(proto: ServerProtocol, offered: Sequence[Subprotocol]) -> Subprotoco
     return Subprotocol(chosen) if chosen is not None else None
 
 
-#: permessage-deflate as the server accepts it.  One factory for every
-#: connection: it holds settings only (each negotiation makes an extension of
-#: its own), and nothing changes it.
-_SERVER_EXTENSIONS: Final = (
-    ServerPerMessageDeflateFactory(
-        server_max_window_bits=12,
-        client_max_window_bits=12,
-        compress_settings={"memLevel": 5},
-    ),
-)
+@functools.cache
+def _server_extensions(threshold: int) -> tuple[ServerDeflateFactory, ...]:
+    """permessage-deflate as the server accepts it (``deflate.py``).
+
+    One factory per threshold for every connection: it holds settings only
+    (each negotiation makes an extension of its own), and nothing changes it.
+    12 window bits and memLevel 5 bound what a compressing connection holds.
+    """
+    return (
+        ServerDeflateFactory(
+            server_max_window_bits=12,
+            client_max_window_bits=12,
+            compress_settings={"memLevel": 5},
+            threshold=threshold,
+        ),
+    )
 
 
 async def server_handshake(
-    stream: trio.abc.Stream, *, max_message_size: int, compression: bool = True
+    stream: trio.abc.Stream,
+    *,
+    max_message_size: int,
+    compression: bool = True,
+    compression_threshold: int = DEFAULT_COMPRESSION_THRESHOLD,
+    max_fragments: int = MAX_FRAGMENTS,
 ) -> ServerHandshake:
     """Read one HTTP upgrade request from ``stream`` (callers bound the wait).
+
+    ``max_message_size`` bounds an inbound message's bytes (inflated ones,
+    with permessage-deflate), ``max_fragments`` the frames it may come in.
 
     Raises:
         HandshakeFailed: garbage (answered with an HTTP error, the exception's
             ``status``, or dropped), EOF, or a lost stream.
     """
-    proto = ServerProtocol(
-        extensions=_SERVER_EXTENSIONS if compression else None,
+    proto = OCPPServerProtocol(
+        extensions=_server_extensions(compression_threshold) if compression else None,
         select_subprotocol=_select,
         max_size=max_message_size,
         logger=quiet_logger,
     )
+    proto.setup_messages(max_fragments)
     try:
         request = await _feed_until_event(proto, stream)
     except BaseException:
@@ -252,22 +315,30 @@ async def client_handshake(
     headers: Sequence[tuple[str, str]],
     max_message_size: int,
     compression: bool = True,
+    compression_threshold: int = DEFAULT_COMPRESSION_THRESHOLD,
+    max_fragments: int = MAX_FRAGMENTS,
 ) -> tuple[WSTransport, Response]:
     """Send the upgrade request for ``url`` and check the answer (callers bound the wait).
+
+    ``max_message_size`` and ``max_fragments`` bound inbound messages as for
+    :func:`server_handshake`.
 
     Raises:
         HandshakeRejectedStatus: the server answered with an HTTP error status.
         HandshakeFailed: anything else that stopped the handshake.
     """
-    proto = ClientProtocol(
+    proto = OCPPClientProtocol(
         parse_uri(url),
-        extensions=[ClientPerMessageDeflateFactory(compress_settings={"memLevel": 5})]
+        extensions=[
+            ClientDeflateFactory(compress_settings={"memLevel": 5}, threshold=compression_threshold)
+        ]
         if compression
         else None,
         subprotocols=[Subprotocol(p) for p in subprotocols] or None,
         max_size=max_message_size,
         logger=quiet_logger,
     )
+    proto.setup_messages(max_fragments)
     request = proto.connect()
     for name, value in headers:
         request.headers[name] = value

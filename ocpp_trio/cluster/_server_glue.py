@@ -34,6 +34,7 @@ import trio
 
 from .._core.errors import CallTimeout
 from .._rpc.outbound import parse_call_args
+from .._server.admission import station_key
 from ._errors import ClusterError, ClusterUnavailable, StationOffline
 from ._interface import ClusterAdapter, Subscriber
 from ._wire import decode, encode_error, ok
@@ -200,7 +201,7 @@ class ClusterGlue:
         try:
             with trio.fail_after(timeout):
                 while True:
-                    holder = await self.adapter.locate(identity)
+                    holder = await self.adapter.locate(station_key(identity))
                     if holder is None or holder.instance in tried:
                         raise StationOffline(identity)
                     if holder.instance == self.adapter.instance_id:
@@ -232,5 +233,5 @@ class ClusterGlue:
     async def locate(self, identity: str) -> str | None:
         if identity in self._streams.clients:
             return self.adapter.instance_id
-        holder = await self.adapter.locate(identity)
+        holder = await self.adapter.locate(station_key(identity))
         return None if holder is None else holder.instance

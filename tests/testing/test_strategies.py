@@ -139,7 +139,11 @@ async def test_invalid_payloads_get_their_code_over_the_wire(protocol: str, data
     actions = sorted(get_validator(protocol).actions - get_validator(protocol).send_only_actions)
     action = data.draw(st.sampled_from(actions), label="action")
     payload, error = data.draw(invalid_payloads(protocol, action), label="payload")
-    async with open_raw_peer(protocol, strict_mode=True) as (peer, _csms):
+
+    def setup(conn: Any) -> None:
+        conn.handle(action, lambda ctx: {})  # only a handled action is validated
+
+    async with open_raw_peer(protocol, handler=setup, strict_mode=True) as (peer, _csms):
         reply = await peer.call(action, payload)
     assert reply[:3] == [4, "raw-1", spelled(error, protocol)]
 
