@@ -616,6 +616,9 @@ class StreamRunner:
                 try:
                     outcome = await self._decide(peer, request, upgrade.peercert)
                 except Refusal as exc:
+                    # Kept, not raised again: without its traceback (which
+                    # holds this frame, which holds it: a reference cycle).
+                    exc.__traceback__ = exc.__context__ = None
                     refusal = exc
         if outcome is None and refusal is None:
             if not timeout.cancelled_caught:
