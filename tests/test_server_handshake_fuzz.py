@@ -207,7 +207,8 @@ def test_malformed_handshakes_never_hurt_the_server() -> None:
             response = trio.run(send_request, port, request)
             status = status_of(response)
             assert response == b"" or status is not None, response[:100]
-            assert status is None or status < 500, response[:200]
+            # 5xx would be the server's own trouble; 505 answers the peer's HTTP version.
+            assert status is None or status < 500 or status == 505, response[:200]
             statuses.add(status)
 
         one_request()
