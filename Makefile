@@ -61,6 +61,14 @@ SOAK_ARGS ?= --stations 2000 --processes 4 --duration 180 --pace 20 --csms-pace 
 soak: $(STAMP)
 	$(BIN)/python soak/soak.py $(SOAK_ARGS) --report soak-report.json
 
+# One hostile station must not degrade the rest: each case against the
+# revision before the hardening (a git worktree) and the current tree.
+# Writes soak/RESULTS-hostile.md and soak/hostile-report.json (~10 min).
+.PHONY: hostile
+HOSTILE_ARGS ?= --baseline faab589
+hostile: $(STAMP)
+	$(BIN)/python soak/hostile.py $(HOSTILE_ARGS)
+
 fuzz: $(STAMP)
 	$(BIN)/python fuzz/fuzz_frames.py --hypothesis --examples 100000
 	$(BIN)/python fuzz/fuzz_handshake.py --hypothesis --examples 100000

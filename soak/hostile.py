@@ -52,6 +52,7 @@ import resource
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -305,8 +306,7 @@ async def flooder(port: int, n: int, read: bool, tally: Tally, burst_size: int) 
 
 def meter_values(n: int) -> bytes:
     values = ",".join(
-        f'{{"value":{i % 9973}.{i % 7},"measurand":"Energy.Active.Import.Register"}}'
-        for i in range(n)
+        f'{{"value":{i // 64}.0,"measurand":"Energy.Active.Import.Register"}}' for i in range(n)
     )
     return (
         '{"evseId":1,"meterValue":[{"timestamp":"2026-01-01T00:00:00Z","sampledValue":['
@@ -315,7 +315,9 @@ def meter_values(n: int) -> bytes:
     ).encode()
 
 
-async def ws_reader(stream: trio.SocketStream, proto: Any, tally: Tally) -> None:
+async def ws_reader(
+    stream: trio.SocketStream, proto: Any, tally: Tally, sending: trio.Lock
+) -> None:
     """Read with the Sans-I/O protocol (it answers pings); raise Closed at the end."""
     while True:
         chunk = await stream.receive_some(1 << 18)
@@ -328,7 +330,8 @@ async def ws_reader(stream: trio.SocketStream, proto: Any, tally: Tally) -> None
                 tally.add("answers " + ("error" if event.data[:2] == b"[4" else "result"))
         out = proto.data_to_send()
         if out and out[-1] != b"":
-            await stream.send_all(b"".join(out))
+            async with sending:
+                await stream.send_all(b"".join(out))
         if proto.close_rcvd is not None or not chunk:
             raise Closed(proto.close_rcvd.code if proto.close_rcvd else 1006)
 
@@ -348,14 +351,16 @@ async def expensive(port: int, tally: Tally, samples: int) -> None:
         tally.counts["deflate negotiated"] = int(bool(proto.extensions))
         try:
             async with stream, trio.open_nursery() as nursery:
-                nursery.start_soon(ws_reader, stream, proto, tally)
+                sending = trio.Lock()
+                nursery.start_soon(ws_reader, stream, proto, tally, sending)
                 while True:
                     seq += 1
                     started = time.perf_counter()
                     proto.send_text(f'[2,"m{seq}","MeterValues",'.encode() + payload + b"]")
                     data = b"".join(proto.data_to_send())
                     tally.counts["wire bytes"] = len(data)
-                    await stream.send_all(data)
+                    async with sending:
+                        await stream.send_all(data)
                     tally.add("sent")
                     await trio.sleep(max(0.0, 1.0 - (time.perf_counter() - started)))
         except* Closed as group:
@@ -651,7 +656,9 @@ async def run_case(
         cmd.append("--no-meter-values")
     if case == "6":
         cmd += ["--max-connections", "100", "--nofile", "1024"]
-    server = await trio.lowlevel.open_process(cmd, stdout=subprocess.PIPE, env=env)
+    log_path = Path(args.logs) / f"server-{case}-{label}.log"
+    with log_path.open("wb") as log:
+        server = await trio.lowlevel.open_process(cmd, stdout=subprocess.PIPE, stderr=log, env=env)
     assert server.stdout is not None
     lines = Lines(server.stdout)
     with trio.fail_after(60):
@@ -730,6 +737,8 @@ async def run_case(
         fds_max=max((s[2] for s in samples), default=fds0),
         fds_end=fds1,
         attacker=attack_out,
+        server_log_lines=len(log_path.read_bytes().splitlines()),
+        server_log=str(log_path),
     )
     return result
 
@@ -764,6 +773,7 @@ def rows(r: dict[str, Any]) -> list[tuple[str, str]]:
         ("good call latency p50 / p99 / max (ms)", f"{_fmt(r['good_p50_ms'])} / {_fmt(r['good_p99_ms'])} / {_fmt(r['good_max_ms'])}"),
         ("server loop stall max / p99 (ms)", f"{_fmt(s.get('lag_max_ms'))} / {_fmt(s.get('lag_p99_ms'))}"),
         ("probe ok / failed (timeouts)", f"{r['probe_ok']} / {probe_fail} ({r['probe_timeouts']})"),
+        ("probe failures by type", _fmt(r["probe_failed"])),
         ("good stations dropped (1006)", _fmt(r["good_closes"].get("1006", 0))),
         ("good stations' closes by code", _fmt(r["good_closes"])),
         ("server RSS before / peak / end (MB)", f"{r['rss_before_mb']} / {r['rss_peak_mb']} / {r['rss_end_mb']}"),
@@ -772,6 +782,7 @@ def rows(r: dict[str, Any]) -> list[tuple[str, str]]:
     if r["case"] == "5":
         out.insert(6, ("live station evicted (4000)", _fmt(r["victim_closes"].get("4000", 0))))
     out.append(("attacker saw", _fmt(r["attacker"])))
+    out.append(("server log lines (stderr)", _fmt(r.get("server_log_lines"))))
     out.append(("server saw (closes by group and code)", _fmt(s.get("closes", s.get("error", "")))))
     return out
 
@@ -908,6 +919,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--settle", type=float, default=3.0)
     parser.add_argument("--baseline", default="faab589")
     parser.add_argument("--no-baseline", dest="baseline", action="store_const", const="")
+    parser.add_argument("--logs", default=tempfile.gettempdir(), help="server stderr goes here")
     parser.add_argument("--report", default=str(HERE / "hostile-report.json"))
     parser.add_argument("--md", default=str(HERE / "RESULTS-hostile.md"))
     return parser.parse_args(argv)
