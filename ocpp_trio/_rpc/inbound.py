@@ -392,7 +392,8 @@ class Dispatcher:
             except Exception as exc:
                 await self._handler_failed(ctx, exc)
                 return
-            if not inspect.isawaitable(result):
+            # A dict is the common answer: no need to ask whether it is awaitable.
+            if type(result) is dict or not inspect.isawaitable(result):
                 await self._answer(ctx, result)
                 return
             coro: Awaitable[Any] = result
@@ -481,7 +482,7 @@ class Dispatcher:
             return
         if result is None:
             result = {}
-        if not isinstance(result, Mapping):
+        if type(result) is not dict and not isinstance(result, Mapping):
             self._link.quiet.log(
                 "handler_failed",
                 logging.ERROR,
