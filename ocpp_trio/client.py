@@ -47,7 +47,7 @@ from ._core.errors import (
 )
 from ._core.frames import new_message_id
 from ._core.protocol import Role
-from ._rpc.connection import OCPPConnection, apply_options, run_connection
+from ._rpc.connection import OCPPConnection, apply_options, hold_calls_until, run_connection
 from ._rpc.link import Link
 from ._rpc.logsafe import log_safe
 from ._rpc.options import ConnectionOptions, split_options
@@ -212,6 +212,8 @@ class OCPPClient(HandlerSurface):
         self._closed = trio.Event()
         self._closing = False
         self._calls_open = 0  # calls in progress (max_queued_calls, max_pending_calls)
+        # Set when open_ocpp_client hands the client to its body (see there).
+        self._entered = trio.Event()
         self._reconnects = 0
         self.protocol: str | None = None
         self._last_error: str | None = None  # text only: an exception here would be a cycle
@@ -445,7 +447,7 @@ class OCPPClient(HandlerSurface):
                 if sub is None
                 else f"the server chose {sub!r}, which was not offered ({offered})"
             )
-        return OCPPConnection(
+        conn = OCPPConnection(
             transport,
             identity=self.identity,
             protocol=sub,
@@ -462,6 +464,9 @@ class OCPPClient(HandlerSurface):
             ),
             id_factory=self._id_factory,
         )
+        if not self._entered.is_set():
+            hold_calls_until(conn, self._entered)
+        return conn
 
     async def _handshake_websockets(
         self, stream: trio.abc.Stream, protocols: Sequence[str]
@@ -645,15 +650,18 @@ async def open_ocpp_client(
     """Connect to a CSMS as station ``identity`` and yield the client.
 
     A CSMS may call a station the moment it connects (GetConfiguration,
-    TriggerMessage...), before the body of ``async with`` runs: register the
-    station's handlers and event callbacks in ``setup``, which gets the client
-    before the first connection attempt, so that no CALL finds them missing::
+    TriggerMessage...), even in the same TCP segment as the ``101``.  No CALL
+    is dispatched before the client is handed to the body of ``async with``,
+    which runs without a checkpoint until its first ``await``: handlers
+    registered at the top of the body answer the very first CALL.  ``setup``
+    gets the client before the first connection attempt, for event callbacks
+    that must see that attempt (``connecting``, the first ``open``)::
 
         def register(client):
-            client.handle("Reset", on_reset)
-            client.on("close", on_close)
+            client.on("connecting", on_connecting)
 
         async with open_ocpp_client(url, identity="CP1", setup=register) as client:
+            client.handle("Reset", on_reset)  # before the first await
             ...
 
     Args:
@@ -693,6 +701,10 @@ async def open_ocpp_client(
     try:
         async with trio.open_nursery() as nursery:
             await nursery.start(client._supervise)
+            # The body runs from here to its first await with no checkpoint:
+            # the CALLs the CSMS sent meanwhile are dispatched only after it,
+            # so handlers registered at the top of the body answer them.
+            client._entered.set()
             try:
                 yield client
             finally:

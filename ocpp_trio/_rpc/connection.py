@@ -532,6 +532,18 @@ def run_connection(
     return conn._run(on_open, reconnected, task_status)
 
 
+def hold_calls_until(conn: OCPPConnection, gate: trio.Event) -> None:
+    """Dispatch none of the peer's CALLs on ``conn`` before ``gate`` is set.
+
+    For ``open_ocpp_client``: it sets ``gate`` just before it hands the client
+    to the body of ``async with``, which runs without a checkpoint until its
+    first ``await``; so handlers registered at the top of the body are in
+    place for a CALL the CSMS sends the moment the station connects.  Only
+    CALLs wait: answers, pings and everything else flow meanwhile.
+    """
+    conn._link.dispatch_gate = gate
+
+
 def cancel_connection(conn: OCPPConnection) -> None:
     """Cancel everything ``conn``'s nursery runs (a server's forced shutdown or eviction).
 

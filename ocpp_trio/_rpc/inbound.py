@@ -346,6 +346,13 @@ class Dispatcher:
         self, mid: str, action: str, params: dict[str, Any], is_send: bool, charged: bool
     ) -> None:
         """Dispatch the peer's CALL or SEND; ``charged``: its rate token is taken already."""
+        gate = self._link.dispatch_gate
+        if gate is not None:
+            # The application is about to register its handlers (the body of
+            # ``open_ocpp_client`` starts at once): this CALL waits for it.
+            if not gate.is_set():
+                await gate.wait()
+            self._link.dispatch_gate = None
         if self._link.emitter.has("call"):
             self._link.emitter.emit(
                 "call",

@@ -93,6 +93,7 @@ class Link:
         "close_code",
         "close_reason",
         "closed_by_us",
+        "dispatch_gate",
         "emitter",
         "handlers_running",
         "identity",
@@ -136,6 +137,9 @@ class Link:
         self.nursery: trio.Nursery | None = None
         self.last_activity = 0.0
         self.closed_by_us = False
+        #: Set: the peer's CALLs wait for it before they are dispatched (see
+        #: ``connection.hold_calls_until``); None once open.
+        self.dispatch_gate: trio.Event | None = None
         self.close_code: int | None = None
         self.close_reason = ""
         # A set event shared by all until somebody waits for idleness (a
