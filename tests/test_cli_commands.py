@@ -433,3 +433,31 @@ def test_entry_points() -> None:
     )
     assert result.returncode == 0
     assert result.stdout == ocpp_trio("--version").stdout
+
+
+# --- Ctrl-C -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("after", ["[  1.0 s]", "[  2.0 s]"])
+async def test_ctrl_c_in_the_demo_is_one_line_and_exit_130(after: str) -> None:
+    """SIGINT while the demo runs: status 130, one line on stderr, no traceback."""
+    with trio.fail_after(60):
+        proc = await trio.lowlevel.open_process(
+            [PY, "-m", "ocpp_trio", "demo", "--stations", "3", "--duration", "60", "--plain"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        try:
+            assert proc.stdout is not None
+            assert proc.stderr is not None
+            lines = Lines(proc.stdout)
+            await lines.until(after)  # the stations are running
+            proc.send_signal(signal.SIGINT)
+            assert await proc.wait() == 130
+            err = (await proc.stderr.receive_some(65536)).decode()
+        finally:
+            if proc.returncode is None:  # pragma: no cover - the test failed
+                proc.kill()
+                await proc.wait()
+    assert "Traceback" not in err
+    assert err.strip().splitlines() == ["ocpp-trio demo: interrupted"]

@@ -126,6 +126,18 @@ def _user_error(exc: BaseException) -> CLIError | None:
     return None
 
 
+def _interrupted(exc: BaseException) -> bool:
+    """Whether ``exc`` is a KeyboardInterrupt, alone or with cancellations, in groups."""
+    if isinstance(exc, KeyboardInterrupt):
+        return True
+    if isinstance(exc, BaseExceptionGroup):
+        interrupts, rest = exc.split(KeyboardInterrupt)
+        if interrupts is None:
+            return False
+        return rest is None or rest.split(trio.Cancelled)[1] is None
+    return False
+
+
 class _OneLineFormatter(logging.Formatter):
     """Log records as one line: an exception shows as its last line, not a traceback."""
 
@@ -161,6 +173,7 @@ def _main(args: argparse.Namespace) -> int:
     try:
         return _run(args)
     except KeyboardInterrupt:
+        print(f"ocpp-trio {args.command}: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:
         # stdout went away (e.g. `| head`): stop quietly, as other tools do.
@@ -168,6 +181,9 @@ def _main(args: argparse.Namespace) -> int:
         os.dup2(devnull, sys.stdout.fileno())
         return EXIT_FAILED
     except BaseException as exc:
+        if _interrupted(exc):  # Ctrl-C, delivered inside the tasks' exception groups
+            print(f"ocpp-trio {args.command}: interrupted", file=sys.stderr)
+            return 130
         error = _user_error(exc)
         if error is None:
             raise
