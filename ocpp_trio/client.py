@@ -55,7 +55,7 @@ from ._rpc.outbound import parse_call_args, prepare_validators, run_call
 from ._rpc.state import ConnectionState
 from ._rpc.surface import HandlerSurface
 from ._version import package_ident
-from ._websocket.deflate import DEFAULT_COMPRESSION_THRESHOLD
+from ._websocket.deflate import DEFAULT_COMPRESSION_THRESHOLD, check_threshold
 from ._websocket.handshake import HandshakeFailed, HandshakeRejectedStatus, client_handshake
 from ._websocket.transport import (
     CLOSE_NORMAL,
@@ -198,10 +198,7 @@ class OCPPClient(HandlerSurface):
             )
         self._backend = websocket_backend
         self._compression = compression
-        if not (isinstance(compression_threshold, int) and compression_threshold >= 0):
-            raise ValueError(
-                f"compression_threshold must be an integer >= 0, got {compression_threshold!r}"
-            )
+        check_threshold(compression_threshold)
         self._compression_threshold = compression_threshold
         self._ws_url = f"{parts.scheme}://{self._host_header}{self._resource}"
         super().__init__(Router(), EventEmitter())

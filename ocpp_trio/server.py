@@ -92,7 +92,7 @@ from ._server.stream import (
     StreamRunner,
     Upgrade,
 )
-from ._websocket.deflate import DEFAULT_COMPRESSION_THRESHOLD
+from ._websocket.deflate import DEFAULT_COMPRESSION_THRESHOLD, check_threshold
 from ._websocket.transport import (
     CLOSE_GOING_AWAY,
     WebSocketBackend,
@@ -205,10 +205,7 @@ class OCPPServer:
         if connection_options:
             base = base.replace(**connection_options)
         profile = SecurityProfile(security_profile)
-        if not (isinstance(compression_threshold, int) and compression_threshold >= 0):
-            raise ValueError(
-                f"compression_threshold must be an integer >= 0, got {compression_threshold!r}"
-            )
+        check_threshold(compression_threshold)
         check_server_options(
             protocols=protocols,
             auth=auth,

@@ -40,8 +40,8 @@ the identity is claimed (and a duplicate evicted) only after every check.
    the choice to the server).
 
 The records here never show a password or an ``Authorization`` header in
-their repr.  The small trio helpers at the end (``ReaderNursery``, ``Gate``)
-keep trio-websocket's reader task from outliving or crashing a handshake.
+their repr.  The small trio helper at the end (``Gate``)
+ends a handshake at once when trio-websocket's reader task ends.
 """
 
 from __future__ import annotations
@@ -644,36 +644,6 @@ def auth_decision(
         return {}, protocol
     log.error("auth callback returned a %s; answering 500", type(result).__name__)
     raise Refusal(500, "auth callback returned an unexpected value")
-
-
-class ReaderNursery:
-    """A stand-in nursery for trio-websocket's reader task.
-
-    It catches what the reader raises (e.g. wsproto's LocalProtocolError when
-    a ping arrives while we close, or a decoding error on a garbage request)
-    and calls ``on_done`` when the reader ends for any reason, which during
-    the opening handshake means that nobody is left to answer.
-    """
-
-    __slots__ = ("_nursery", "_on_done")
-
-    def __init__(self, nursery: trio.Nursery, on_done: Callable[[], None]) -> None:
-        self._nursery = nursery
-        self._on_done = on_done
-
-    def start_soon(self, fn: Callable[..., Awaitable[object]], *args: object) -> None:
-        """Run ``fn(*args)`` in the real nursery, guarded."""
-        on_done = self._on_done
-
-        async def guarded() -> None:
-            try:
-                await fn(*args)
-            except Exception as exc:
-                log.debug("websocket reader ended with %s: %s", type(exc).__name__, exc)
-            finally:
-                on_done()
-
-        self._nursery.start_soon(guarded)
 
 
 class Gate:

@@ -60,7 +60,6 @@ from .admission import (
     Gate,
     HandshakeRejectedEvent,
     HandshakeRequest,
-    ReaderNursery,
     Refusal,
     RequestLine,
     ServerEvents,
@@ -547,7 +546,7 @@ class StreamRunner:
                 assert nursery is not None
                 answered = tws.AnswerStream(stream)
                 request = await trio_websocket.wrap_server_stream(
-                    ReaderNursery(nursery, gate.reader_done),  # type: ignore[arg-type]
+                    tws.GuardedNursery(nursery, tws.log_reader_end, gate.reader_done),  # type: ignore[arg-type]
                     answered,
                     max_message_size=self.settings.options.max_message_size,
                 )

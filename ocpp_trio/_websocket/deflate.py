@@ -41,6 +41,13 @@ DEFAULT_COMPRESSION_THRESHOLD: Final = 1024
 _CONT: Final = Opcode.CONT
 
 
+def check_threshold(threshold: object) -> int:
+    """``threshold`` if it is a valid ``compression_threshold``; else ValueError."""
+    if not (isinstance(threshold, int) and threshold >= 0):
+        raise ValueError(f"compression_threshold must be an integer >= 0, got {threshold!r}")
+    return threshold
+
+
 class LazyDeflate(PerMessageDeflate):
     """websockets' ``PerMessageDeflate``, lazy, with a size threshold (see the module docstring)."""
 

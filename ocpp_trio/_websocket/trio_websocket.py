@@ -119,26 +119,37 @@ class GuardedNursery:
 
     trio-websocket starts its reader with ``nursery.start_soon`` and lets
     exceptions escape from it (a rejected handshake, a wsproto error in a close
-    race), which would tear down everything in the nursery.  This wrapper runs
-    the reader in the real nursery but catches what it raises and hands it to
-    ``on_error`` instead, so one connection's failure stays with that
-    connection.
+    race or on a garbage request), which would tear down everything in the
+    nursery.  This wrapper runs the reader in the real nursery but hands what
+    it raises to ``on_error`` instead, so one connection's failure stays with
+    that connection; ``on_done``, if given, is called when the reader ends for
+    any reason (during the opening handshake: nobody is left to answer).
     """
 
-    __slots__ = ("_nursery", "_on_error")
+    __slots__ = ("_nursery", "_on_done", "_on_error")
 
-    def __init__(self, nursery: trio.Nursery, on_error: Callable[[BaseException], None]) -> None:
+    def __init__(
+        self,
+        nursery: trio.Nursery,
+        on_error: Callable[[BaseException], None],
+        on_done: Callable[[], None] | None = None,
+    ) -> None:
         self._nursery = nursery
         self._on_error = on_error
+        self._on_done = on_done
 
     def start_soon(self, fn: Callable[..., Awaitable[object]], *args: object) -> None:
-        on_error = self._on_error
+        """Run ``fn(*args)`` in the real nursery, guarded."""
+        on_error, on_done = self._on_error, self._on_done
 
         async def guarded() -> None:
             try:
                 await fn(*args)
             except Exception as exc:
                 on_error(exc)
+            finally:
+                if on_done is not None:
+                    on_done()
 
         self._nursery.start_soon(guarded)
 
@@ -221,6 +232,11 @@ class AnswerStream(trio.abc.Stream):
 
     async def aclose(self) -> None:
         await self._stream.aclose()
+
+
+def log_reader_end(exc: BaseException) -> None:
+    """``on_error`` for a server's reader: what it raised is only worth a DEBUG line."""
+    log.debug("websocket reader ended with %s: %s", type(exc).__name__, exc)
 
 
 async def client_handshake(
