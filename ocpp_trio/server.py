@@ -5,9 +5,11 @@ Theory of operation.  ``serve_listeners`` accepts TCP (or TLS) streams with
 scope of its own, guarded so that nothing a station does reaches the accept
 loop or another station.  Per stream:
 
-0. At accept, before TLS: past ``max_connections`` streams, or past
+0. At accept, before TLS: at ``max_connections`` streams, or at
    ``max_pending_handshakes`` streams still in their handshake, the new
-   stream is closed at once (nothing read, nothing sent).
+   stream takes the place of the oldest one still silent (TLS or the
+   upgrade request not complete), which is closed; with none silent, the
+   new stream is closed at once (nothing read, nothing sent).
 1. Under one cancel scope of ``handshake_timeout``: the TLS handshake (run
    explicitly, so its failure is logged with its cause), the HTTP upgrade
    request (websockets' Sans-I/O parser, or trio-websocket's
@@ -139,14 +141,19 @@ class OCPPServer:
         ssl_context: a server TLS context (``server_ssl_context``) to wrap
             plain listeners with; required for profiles 2 and 3.
         max_connections: connections open or being opened at once, counted
-            from the TCP accept; past it a new stream is closed at once,
-            before TLS and before anything is read (front ends that hand over
-            parsed requests, ``ocpp_trio.asgi``, get 503 instead).  At the
-            limit, a station reconnecting while its old connection still
-            counts waits until that one is gone.
+            from the TCP accept.  At the limit a new stream displaces the
+            oldest stream still silent (its TLS handshake or upgrade request
+            not complete), so idle sockets cannot lock stations out; with
+            none silent it is closed at once, before TLS and before anything
+            is read (front ends that hand over parsed requests,
+            ``ocpp_trio.asgi``, get 503 instead).  Connected stations and
+            requests being decided are never displaced.  At the limit, a
+            station reconnecting while its old connection still counts waits
+            until that one is gone.
         max_pending_handshakes: of those, streams still in their handshake
-            (TLS, the upgrade request, ``auth``) at once; past it the newest
-            is closed at once.  Idle and slow peers hold no more than this.
+            (TLS, the upgrade request, ``auth``) at once; at the bound, as
+            for ``max_connections``.  Idle and slow peers hold no more than
+            this.
         handshake_timeout: bound on TLS handshake + upgrade request + auth.
         duplicate_policy: ``"replace"`` closes the older connection of an
             identity (code 4000), ``"reject"`` refuses the newer with 409.

@@ -30,6 +30,10 @@ Cases:
 2b  the same, the CSMS not handling MeterValues;
 3   fragments: one station sending a message in 1-byte fragments (millions),
     reconnecting whenever it is closed;
+4   security profile 3 (TLS, client certificates from one test CA; every
+    station, good or probe, has a certificate naming it): an intruder with
+    a valid certificate of its own ("INTRUDER") connects as GOOD000 once a
+    second; evictions are the live station's closes with 4000;
 5   invalid upgrade requests carrying a live station's identity (GOOD000):
     plain GETs without Upgrade and lower-case ``get`` requests, 30 in all;
     evictions are the live station's closes with 4000;
@@ -66,7 +70,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 NOW = "2026-01-01T00:00:00Z"
 LAG_TICK = 0.01
-CASES = ("1a", "1b", "2a", "2b", "3", "5", "6")
+CASES = ("1a", "1b", "2a", "2b", "3", "4", "5", "6")
 VICTIM = "GOOD000"
 
 # --- the CSMS process --------------------------------------------------------------------
@@ -108,6 +112,15 @@ async def server_main(args: argparse.Namespace) -> None:
     options: dict[str, Any] = {"strict_mode": True, "ping_interval": 5.0, "pong_timeout": 10.0}
     if args.max_connections:
         options["max_connections"] = args.max_connections
+    if args.tls:
+        # Built here with the ssl module alone: the same for both trees.
+        import ssl
+
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(Path(args.tls, "server.pem"))
+        ctx.load_verify_locations(Path(args.tls, "ca.pem"))
+        ctx.verify_mode = ssl.CERT_REQUIRED
+        options.update(ssl_context=ctx, security_profile=ocpp_trio.SecurityProfile(3))
     server = OCPPServer(on_station, **options)
 
     async def lag_monitor() -> None:
@@ -480,6 +493,36 @@ async def idle_conn(port: int, tally: Tally) -> None:
         await trio.sleep(1)
 
 
+async def intruder(port: int, tally: Tally, tls_dir: str) -> None:
+    """Profile 3: a valid certificate of another name, used as GOOD000's, once a second."""
+    import ssl
+
+    ctx = ssl.create_default_context(cafile=str(Path(tls_dir, "ca.pem")))
+    ctx.load_cert_chain(Path(tls_dir, "INTRUDER.pem"))
+    request = (
+        f"GET /ocpp/{VICTIM} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+        "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+        "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: ocpp1.6\r\n\r\n"
+    ).encode()
+    while True:
+        try:
+            tcp = await trio.open_tcp_stream("127.0.0.1", port)
+            async with trio.SSLStream(tcp, ctx, server_hostname="127.0.0.1") as stream:
+                await stream.send_all(request)
+                head = b""
+                with trio.move_on_after(5):
+                    while b"\r\n" not in head:
+                        data = await stream.receive_some(4096)
+                        if not data:
+                            break
+                        head += data
+            status = head.split(b"\r\n")[0].decode(errors="replace")[:40] or "(closed)"
+        except (OSError, trio.BrokenResourceError) as exc:
+            status = f"({type(exc).__name__})"
+        tally.add(f"as {VICTIM}: {status}")
+        await trio.sleep(1)
+
+
 async def attack_main(args: argparse.Namespace) -> None:
     tally = Tally()
     port = args.port
@@ -492,6 +535,8 @@ async def attack_main(args: argparse.Namespace) -> None:
                 nursery.start_soon(expensive, port, tally, args.samples)
             elif args.case == "3":
                 nursery.start_soon(fragments, port, tally, args.fragments)
+            elif args.case == "4":
+                nursery.start_soon(intruder, port, tally, args.tls)
             elif args.case == "5":
                 every = max(0.2, (args.duration - 5) / args.bad_upgrades)
                 nursery.start_soon(bad_upgrades, port, tally, args.bad_upgrades, every)
@@ -523,7 +568,18 @@ class Good:
     connected: set[str] = field(default_factory=set)
 
 
-async def good_station(url: str, ident: str, good: Good) -> None:
+def tls_options(tls_dir: str | None, ident: str) -> dict[str, Any]:
+    """Profile 3 client options for ``ident`` (its own certificate), or none."""
+    if tls_dir is None:
+        return {}
+    import ssl
+
+    ctx = ssl.create_default_context(cafile=str(Path(tls_dir, "ca.pem")))
+    ctx.load_cert_chain(Path(tls_dir, f"{ident}.pem"))
+    return {"ssl_context": ctx, "security_profile": 3}
+
+
+async def good_station(url: str, ident: str, good: Good, tls_dir: str | None = None) -> None:
     from ocpp_trio import CallTimeout, open_ocpp_client
 
     def on_close(ev: Any) -> None:
@@ -545,6 +601,7 @@ async def good_station(url: str, ident: str, good: Good) -> None:
         backoff_min=0.5,
         backoff_max=2.0,
         retry_initial_connect=True,
+        **tls_options(tls_dir, ident),
     ) as client:
         good.connected.add(ident)
         next_at = trio.current_time()
@@ -580,14 +637,19 @@ class Probe:
     latencies: list[float] = field(default_factory=list)
 
 
-async def probe_once(url: str, n: int, probe: Probe) -> None:
+async def probe_once(url: str, n: int, probe: Probe, tls_dir: str | None) -> None:
     from ocpp_trio import open_ocpp_client
 
     started = time.perf_counter()
     try:
         with trio.move_on_after(5) as scope:
             async with open_ocpp_client(
-                url, identity=f"PROBE{n}", reconnect=False, connect_timeout=5.0, call_timeout=5.0
+                url,
+                identity=f"PROBE{n}",
+                reconnect=False,
+                connect_timeout=5.0,
+                call_timeout=5.0,
+                **tls_options(tls_dir, f"PROBE{n}"),
             ) as client:
                 await client.call("Heartbeat", {})
                 probe.ok += 1
@@ -598,13 +660,30 @@ async def probe_once(url: str, n: int, probe: Probe) -> None:
         probe.failed[type(exc).__name__] += 1
 
 
-async def run_probe(url: str, probe: Probe) -> None:
+async def run_probe(url: str, probe: Probe, tls_dir: str | None) -> None:
     async with trio.open_nursery() as nursery:
         n = 0
         while True:
-            nursery.start_soon(probe_once, url, n, probe)
+            nursery.start_soon(probe_once, url, n, probe, tls_dir)
             n += 1
             await trio.sleep(2)
+
+
+def make_pki(args: argparse.Namespace, where: Path) -> str:
+    """A test CA (trustme), the CSMS's certificate, and one per station naming it."""
+    import trustme
+
+    where.mkdir(parents=True, exist_ok=True)
+    ca = trustme.CA()
+    ca.cert_pem.write_to_path(str(where / "ca.pem"))
+    server = ca.issue_cert("127.0.0.1", "localhost")
+    server.private_key_and_cert_chain_pem.write_to_path(str(where / "server.pem"))
+    names = [f"GOOD{i:03d}" for i in range(args.stations)]
+    names += [f"PROBE{n}" for n in range(int((args.duration + args.warmup + args.settle) / 2) + 30)]
+    for name in [*names, "INTRUDER"]:
+        leaf = ca.issue_cert(name, common_name=name)
+        leaf.private_key_and_cert_chain_pem.write_to_path(str(where / f"{name}.pem"))
+    return str(where)
 
 
 def proc_status(pid: int) -> tuple[int, int]:
@@ -656,6 +735,10 @@ async def run_case(
         cmd.append("--no-meter-values")
     if case == "6":
         cmd += ["--max-connections", "100", "--nofile", "1024"]
+    tls_dir = None
+    if case == "4":
+        tls_dir = make_pki(args, Path(args.logs) / "hostile-pki")
+        cmd += ["--tls", tls_dir]
     log_path = Path(args.logs) / f"server-{case}-{label}.log"
     with log_path.open("wb") as log:
         server = await trio.lowlevel.open_process(cmd, stdout=subprocess.PIPE, stderr=log, env=env)
@@ -663,7 +746,7 @@ async def run_case(
     lines = Lines(server.stdout)
     with trio.fail_after(60):
         port = int((await lines.until("port ")).split()[1])
-    url = f"ws://127.0.0.1:{port}/ocpp"
+    url = f"{'wss' if tls_dir else 'ws'}://127.0.0.1:{port}/ocpp"
     good = Good()
     probe = Probe()
     samples: list[tuple[float, int, int]] = []
@@ -671,7 +754,7 @@ async def run_case(
     result: dict[str, Any] = {"case": case, "server": label}
     async with trio.open_nursery() as nursery:
         for i in range(args.stations):
-            nursery.start_soon(good_station, url, f"GOOD{i:03d}", good)
+            nursery.start_soon(good_station, url, f"GOOD{i:03d}", good, tls_dir)
         with trio.move_on_after(20):
             while len(good.connected) < args.stations:  # noqa: ASYNC110
                 await trio.sleep(0.1)
@@ -688,11 +771,13 @@ async def run_case(
 
         nursery.start_soon(sampler)
         good.recording = True
-        nursery.start_soon(run_probe, url, probe)
+        nursery.start_soon(run_probe, url, probe, tls_dir)
         attack_cmd = [*me, "attack", case, "--port", str(port), "--duration", str(args.duration)]
         attack_cmd += ["--flooders", str(args.flooders), "--burst", str(args.burst)]
         attack_cmd += ["--samples", str(args.samples), "--fragments", str(args.fragments)]
         attack_cmd += ["--idle", str(args.idle), "--bad-upgrades", str(args.bad_upgrades)]
+        if tls_dir:
+            attack_cmd += ["--tls", tls_dir]
         attacker = await trio.lowlevel.open_process(attack_cmd, stdout=subprocess.PIPE)
         assert attacker.stdout is not None
         try:
@@ -751,6 +836,7 @@ TITLES = {
     "2a": "2a. expensive messages: 2.0.1 MeterValues, 62,000 sampled values, handled",
     "2b": "2b. expensive messages: the same, action not handled by the CSMS",
     "3": "3. fragments: one message in 1-byte fragments",
+    "4": "4. profile 3: another station's identity with a valid certificate of its own",
     "5": "5. invalid upgrade requests with a live station's identity",
     "6": "6. 2,000 idle TCP connections, max_connections=100, RLIMIT_NOFILE 1024",
 }
@@ -779,7 +865,7 @@ def rows(r: dict[str, Any]) -> list[tuple[str, str]]:
         ("server RSS before / peak / end (MB)", f"{r['rss_before_mb']} / {r['rss_peak_mb']} / {r['rss_end_mb']}"),
         ("server open fds before / max / end", f"{r['fds_before']} / {r['fds_max']} / {r['fds_end']}"),
     ]  # fmt: skip
-    if r["case"] == "5":
+    if r["case"] in ("4", "5"):
         out.insert(6, ("live station evicted (4000)", _fmt(r["victim_closes"].get("4000", 0))))
     out.append(("attacker saw", _fmt(r["attacker"])))
     out.append(("server log lines (stderr)", _fmt(r.get("server_log_lines"))))
@@ -902,9 +988,11 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     srv.add_argument("--no-meter-values", dest="handle_meter_values", action="store_false")
     srv.add_argument("--max-connections", type=int, default=0)
     srv.add_argument("--nofile", type=int, default=0)
+    srv.add_argument("--tls", default=None, help="profile 3 with the PKI in this directory")
     att = sub.add_parser("attack", help="(internal) the attackers of one case")
     att.add_argument("case", choices=CASES)
     att.add_argument("--port", type=int, required=True)
+    att.add_argument("--tls", default=None)
     for p in (parser, att):
         p.add_argument("--duration", type=float, default=30.0, help="attack seconds per case")
         p.add_argument("--flooders", type=int, default=20)

@@ -8,8 +8,10 @@ Over real loopback sockets, with our own client as the honest station:
   the identity is claimed, so no bad request evicts the station's open
   connection;
 - ``max_connections`` counts a stream from its accept and
-  ``max_pending_handshakes`` bounds streams still in their handshake: past
-  either, a stream is closed at once, before TLS, with nothing read;
+  ``max_pending_handshakes`` bounds streams still in their handshake: at
+  either bound, a new stream displaces the oldest one still silent (TLS or
+  the upgrade request not complete), or with none silent is closed at once,
+  before TLS, with nothing read; idle sockets cannot lock stations out;
 - identities are printable ASCII and compare without regard to ASCII case,
   for the station table, the duplicate policy and the cluster;
 - every function that takes a security profile takes its number too.
@@ -420,26 +422,102 @@ async def _closed_at_once(port: int) -> bool:
     return False
 
 
+async def _displaced(stream: trio.SocketStream) -> bool:
+    """True when the server has closed this stream (EOF or reset), within a bound."""
+    with trio.move_on_after(2.0):
+        try:
+            while await stream.receive_some():  # a silent TLS peer got a ServerHello
+                pass
+        except trio.BrokenResourceError:
+            pass
+        return True
+    return False
+
+
 async def test_max_connections_counts_streams_from_accept() -> None:
     with trio.fail_after(TIMEOUT):
         async with serving(max_connections=2, handshake_timeout=30) as (server, rejected):
             first = await _idle(server.port)
             second = await _idle(server.port)
-            start = trio.current_time()
-            assert await _closed_at_once(server.port)
-            assert trio.current_time() - start < 1.0  # not the handshake timeout
-            assert status_of(await exchange(server.port, upgrade_request("/ocpp/CP1"))) is None
-            await first.aclose()
-            await trio.testing.wait_all_tasks_blocked()  # the server saw it go
-            async with station(server, "CP1"):
-                await second.aclose()
-                await trio.testing.wait_all_tasks_blocked()
+            # Full of silent sockets: a station takes the place of the oldest.
+            async with station(server, "CP1") as cp1:
+                assert await _displaced(first)
                 async with station(server, "CP2"):
+                    assert await _displaced(second)
+                    # Full of stations: nothing is displaced, a newcomer is
+                    # closed at once (not after the handshake timeout).
+                    start = trio.current_time()
                     assert await _closed_at_once(server.port)
-    closed = [e for e in rejected if e.reason.endswith("closed at accept")]
-    assert len(closed) == 3
-    assert {(e.status, e.identity) for e in closed} == {(None, None)}
-    assert closed[0].reason == "max_connections=2 reached; closed at accept"
+                    assert trio.current_time() - start < 1.0
+                    assert (
+                        status_of(await exchange(server.port, upgrade_request("/ocpp/CP3"))) is None
+                    )
+                    assert await cp1.call("Heartbeat", {}) == NOW
+                async with station(server, "CP3"):
+                    assert set(server.clients) == {"CP1", "CP3"}
+            await first.aclose()
+            await second.aclose()
+    reasons = [e.reason for e in rejected if e.identity is None and e.status is None]
+    displaced = "max_connections=2 reached; closed, still silent, to make room for a new stream"
+    assert reasons.count(displaced) == 2
+    assert reasons.count("max_connections=2 reached; closed at accept") == 2
+
+
+async def test_idle_sockets_cannot_lock_stations_out() -> None:
+    """The attack: idle sockets reopened as fast as they are dropped, against a full server."""
+    with trio.fail_after(TIMEOUT):
+        async with serving(max_connections=10, handshake_timeout=30) as (server, _):
+            reopened = 0
+
+            async def attacker() -> None:
+                nonlocal reopened
+                while True:  # until cancelled
+                    async with await trio.open_tcp_stream("127.0.0.1", server.port) as stream:
+                        with trio.move_on_after(30):
+                            try:
+                                await stream.receive_some()
+                            except trio.BrokenResourceError:
+                                pass
+                    reopened += 1
+
+            async with trio.open_nursery() as attackers:
+                for _ in range(10):
+                    attackers.start_soon(attacker)
+                await trio.testing.wait_all_tasks_blocked()
+                for n in range(5):
+                    async with station(server, f"CP{n}") as client:
+                        assert await client.call("Heartbeat", {}) == NOW
+                attackers.cancel_scope.cancel()
+            assert reopened >= 5  # each station displaced one of them
+
+
+async def test_a_request_being_decided_is_not_displaced() -> None:
+    release = trio.Event()
+
+    async def slow_auth(request: HandshakeRequest) -> bool:
+        await release.wait()
+        return True
+
+    with trio.fail_after(TIMEOUT):
+        async with (
+            serving(max_pending_handshakes=1, handshake_timeout=30, auth=slow_auth) as (
+                server,
+                rejected,
+            ),
+            trio.open_nursery() as nursery,
+        ):
+            connected = trio.Event()
+
+            async def slow_station() -> None:
+                async with station(server, "SLOW"):
+                    connected.set()
+
+            nursery.start_soon(slow_station)
+            await trio.testing.wait_all_tasks_blocked()  # SLOW's request is being decided
+            assert await _closed_at_once(server.port)
+            release.set()
+            await connected.wait()
+    assert "max_pending_handshakes=1 reached; closed at accept" in {e.reason for e in rejected}
 
 
 async def test_max_connections_closes_before_tls(
@@ -447,12 +525,18 @@ async def test_max_connections_closes_before_tls(
 ) -> None:
     ctx = server_ssl_context(None, profile=2)
     server_cert.configure_cert(ctx)
+    tls: dict[str, Any] = {
+        "tls": True,
+        "security_profile": 2,
+        "password": SECRET,
+        "ssl_context": client_ssl_context(cadata=ca.cert_pem.bytes().decode("ascii")),
+    }
     with trio.fail_after(TIMEOUT):
         async with (
             serving(
                 max_connections=1, ssl_context=ctx, security_profile=2, auth=lambda r: True
             ) as (server, _),
-            await _idle(server.port),
+            station(server, "CP1", **tls),
         ):
             # A ClientHello gets no ServerHello: the stream is closed unread.
             hello = ssl.create_default_context().wrap_bio(
@@ -463,7 +547,36 @@ async def test_max_connections_closes_before_tls(
             assert await exchange(server.port, outgoing.read()) == b""
 
 
-async def test_max_pending_handshakes_closes_the_newest() -> None:
+async def test_a_silent_tls_peer_is_displaced(
+    ca: trustme.CA, server_cert: trustme.LeafCert
+) -> None:
+    """Silent until the upgrade request is read: a stalled TLS handshake counts too."""
+    ctx = server_ssl_context(None, profile=2)
+    server_cert.configure_cert(ctx)
+    tls: dict[str, Any] = {
+        "tls": True,
+        "security_profile": 2,
+        "password": SECRET,
+        "ssl_context": client_ssl_context(cadata=ca.cert_pem.bytes().decode("ascii")),
+    }
+    with trio.fail_after(TIMEOUT):
+        async with serving(
+            max_connections=1, ssl_context=ctx, security_profile=2, auth=lambda r: True
+        ) as (server, _):
+            stalled = await _idle(server.port)
+            hello = ssl.create_default_context().wrap_bio(
+                ssl.MemoryBIO(), outgoing := ssl.MemoryBIO(), server_hostname="x"
+            )
+            with pytest.raises(ssl.SSLWantReadError):
+                hello.do_handshake()
+            await stalled.send_all(outgoing.read())  # a ClientHello, then nothing
+            async with station(server, "CP1", **tls) as client:
+                assert await _displaced(stalled)
+                assert await client.call("Heartbeat", {}) == NOW
+            await stalled.aclose()
+
+
+async def test_max_pending_handshakes_displaces_the_oldest_silent() -> None:
     with trio.fail_after(TIMEOUT):
         async with (
             serving(max_pending_handshakes=2, handshake_timeout=30) as (server, rejected),
@@ -473,16 +586,22 @@ async def test_max_pending_handshakes_closes_the_newest() -> None:
             # Open connections are not pending: two more may still shake hands.
             first = await _idle(server.port)
             second = await _idle(server.port)
-            assert await _closed_at_once(server.port)
-            assert await refused_or_closed(server, "CP3")
-            assert await client.call("Heartbeat", {}) == NOW
-            await first.aclose()
-            await second.aclose()
-            await trio.testing.wait_all_tasks_blocked()
             async with station(server, "CP3"):
+                assert await _displaced(first)
                 assert set(server.clients) == {"CP1", "CP2", "CP3"}
-    reasons = {e.reason for e in rejected if e.identity is None and e.status is None}
-    assert "max_pending_handshakes=2 reached; closed at accept" in reasons
+            assert await client.call("Heartbeat", {}) == NOW
+            third = await _idle(server.port)  # second and third pending now
+            fourth = await _idle(server.port)
+            assert await _displaced(second)  # the oldest silent one goes first
+            for stream in (first, second, third, fourth):
+                await stream.aclose()
+    reasons = [e.reason for e in rejected if e.identity is None and e.status is None]
+    assert (
+        reasons.count(
+            "max_pending_handshakes=2 reached; closed, still silent, to make room for a new stream"
+        )
+        == 2
+    )
 
 
 async def refused_or_closed(server: OCPPServer, identity: str) -> bool:

@@ -14,11 +14,16 @@ stations, connections and streams.
 What one hostile peer can hold, and what it cannot touch:
 
 - A stream of our listeners counts against ``max_connections`` from the
-  moment it is accepted, before TLS and before a byte of HTTP is read; past
-  the limit it is closed at once.  Of those, at most
-  ``max_pending_handshakes`` may still be in their handshake; the newest
-  past that bound is closed at once too.  So idle or slow peers hold at
-  most that many file descriptors, whatever they do.
+  moment it is accepted, before TLS and before a byte of HTTP is read.  Of
+  those, at most ``max_pending_handshakes`` may still be in their
+  handshake.  At either bound a new stream takes the place of the oldest
+  one still *silent* (its TLS handshake or its upgrade request not
+  complete), which is closed; with none silent, the new stream is closed
+  at once.  So idle or slow peers hold at most that many file descriptors
+  whatever they do, and they cannot lock stations out by holding them:
+  an idle socket is displaced by the next real station, which sends its
+  request within milliseconds of connecting.  Connected stations and
+  requests being decided (``auth``) are never displaced.
 - Everything a request can fail (the upgrade itself, the identity, the
   credentials, ``auth``) is decided before the identity is claimed:
   only a request that would be answered ``101`` may evict the station's
@@ -262,6 +267,7 @@ class StreamRunner:
         "_idle",
         "_peers",
         "_pending",
+        "_silent",
         "_slots",
         "_stations",
         "clients",
@@ -278,6 +284,9 @@ class StreamRunner:
         #: The peer holding each station key, from its claim to its end.
         self._stations: dict[str, Peer] = {}
         self._peers: set[Peer] = set()
+        #: Our streams whose TLS handshake or upgrade request is not complete,
+        #: oldest first (a dict keeps insertion order; values unused).
+        self._silent: dict[Peer, None] = {}
         self._slots = 0
         self._pending = 0
         self._idle = trio.Event()
@@ -301,21 +310,43 @@ class StreamRunner:
         task a level of its stack.
 
         The stream counts against ``max_connections`` and
-        ``max_pending_handshakes`` from here, before TLS: past either it is
-        closed at once, with nothing read or sent.
+        ``max_pending_handshakes`` from here, before TLS.  At either bound
+        it displaces the oldest stream still silent (:meth:`_displace`);
+        with none, it is closed at once, with nothing read or sent.
         """
         peer = Peer(remote_of(stream))
         settings = self.settings
+        full: str | None = None
         if self._slots >= settings.max_connections:
-            return self._drop(peer, stream, f"max_connections={settings.max_connections} reached")
-        if self._pending >= settings.max_pending_handshakes:
-            return self._drop(
-                peer, stream, f"max_pending_handshakes={settings.max_pending_handshakes} reached"
-            )
+            full = f"max_connections={settings.max_connections} reached"
+        elif self._pending >= settings.max_pending_handshakes:
+            full = f"max_pending_handshakes={settings.max_pending_handshakes} reached"
+        if full is not None and not self._displace(full):
+            return self._drop(peer, stream, full)
         peer.slot = peer.pending = True
         self._slots += 1
         self._pending += 1
+        self._silent[peer] = None
         return self._serve_stream(peer, stream)
+
+    def _displace(self, full: str) -> bool:
+        """Close the oldest silent stream to make room for a new one; False if none is silent.
+
+        Its slot and its place among the pending handshakes pass to the
+        newcomer at once; its task ends at its next checkpoint (closing the
+        stream is forceful, so the descriptor goes within a scheduling round).
+        """
+        if not self._silent:
+            return False
+        old = next(iter(self._silent))
+        del self._silent[old]
+        self._handshake_over(old)
+        if old.slot:
+            old.slot = False
+            self._slots -= 1
+        old.cancel()
+        self._rejected(old, None, f"{full}; closed, still silent, to make room for a new stream")
+        return True
 
     async def _drop(self, peer: Peer, stream: trio.abc.Stream, reason: str) -> None:
         """Close a stream the server has no room for, at once; report it."""
@@ -473,6 +504,7 @@ class StreamRunner:
             self._pending -= 1
 
     def _release(self, peer: Peer) -> None:
+        self._silent.pop(peer, None)
         self._handshake_over(peer)
         if peer.slot:
             peer.slot = False
@@ -550,6 +582,7 @@ class StreamRunner:
                     answered,
                     max_message_size=self.settings.options.max_message_size,
                 )
+        self._silent.pop(peer, None)  # heard (or going): no longer displaceable
         if request is None:
             if answered is not None and answered.status is not None:
                 self._rejected(
