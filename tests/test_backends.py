@@ -22,6 +22,9 @@ from ocpp_trio import (
     serve_ocpp,
 )
 
+from .conftest import status_of, upgrade_request
+from .test_ws_hostile import BINARY, close_code_of, frame
+
 BACKENDS = ["websockets", "trio-websocket"]
 NOW = {"currentTime": "2024-01-01T00:00:00Z"}
 
@@ -195,3 +198,47 @@ async def test_unknown_backend_is_refused() -> None:
     with pytest.raises(ValueError, match="websocket_backend"):
         async with open_ocpp_client("ws://h/ocpp", identity="CP1", websocket_backend="tornado"):
             pass  # pragma: no cover
+
+
+@pytest.mark.parametrize("server_backend", BACKENDS)
+async def test_a_binary_message_closes_with_1003(server_backend: str) -> None:
+    """OCPP-J messages are text: either backend fails the connection with 1003
+    (RFC 6455 §7.4.1) instead of handing bytes to the RPC layer."""
+    closed: list[int | None] = []
+
+    async def on_station(conn: OCPPConnection) -> None:
+        conn.on("close", lambda event: closed.append(event.code))
+
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            server = await nursery.start(
+                partial(
+                    serve_ocpp,
+                    on_station,
+                    0,
+                    host="127.0.0.1",
+                    protocols=["ocpp1.6"],
+                    websocket_backend=server_backend,
+                    ping_interval=0,
+                )
+            )
+            received = bytearray()
+            async with await trio.open_tcp_stream("127.0.0.1", server.port) as stream:
+                await stream.send_all(upgrade_request("/ocpp/BIN1"))
+                while b"\r\n\r\n" not in received:
+                    received += await stream.receive_some()
+                assert status_of(bytes(received)) == 101
+                await stream.send_all(frame(b'[2,"1","Heartbeat",{}]', BINARY))
+                try:
+                    while chunk := await stream.receive_some():
+                        received += chunk
+                except trio.BrokenResourceError:
+                    pass
+            frames = bytes(received).partition(b"\r\n\r\n")[2]
+            assert close_code_of(frames) == 1003
+            assert b"OCPP-J messages are text, not binary" in frames
+            while not closed:  # the server's close event  # noqa: ASYNC110
+                await trio.sleep(0.01)
+            await server.close()
+            nursery.cancel_scope.cancel()
+    assert closed == [1003]

@@ -185,11 +185,9 @@ class Dispatcher:
                 message = await transport.receive()
                 now = link.last_activity = trio.current_time()
                 if log.isEnabledFor(logging.DEBUG):
-                    shown = log_safe(message) if isinstance(message, str) else repr(message)
-                    log.debug("%s < %s", link.quiet.prefix, shown)
+                    log.debug("%s < %s", link.quiet.prefix, log_safe(message))
                 if emitter.has("message"):
-                    text = message if isinstance(message, str) else repr(message)
-                    emitter.emit("message", MessageEvent(text=text, outbound=False))
+                    emitter.emit("message", MessageEvent(text=message, outbound=False))
                 charged = False
                 bucket = self._bucket
                 if bucket is not None and link.is_open:

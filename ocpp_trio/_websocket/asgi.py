@@ -20,7 +20,14 @@ from typing import Any, Final, TypeAlias, final
 import trio
 
 from .._core.errors import ConnectionClosed
-from .transport import CLOSE_ABNORMAL, CLOSE_GOING_AWAY, CLOSE_MESSAGE_TOO_BIG, CLOSE_NORMAL
+from .transport import (
+    BINARY_REFUSED,
+    CLOSE_ABNORMAL,
+    CLOSE_GOING_AWAY,
+    CLOSE_MESSAGE_TOO_BIG,
+    CLOSE_NORMAL,
+    CLOSE_UNSUPPORTED_DATA,
+)
 
 __all__ = ["AsgiTransport", "Message", "Receive", "Send"]
 
@@ -94,7 +101,7 @@ class AsgiTransport:
             except OSError as exc:  # ASGI: sending on a closed connection
                 raise self._set_closed(CLOSE_ABNORMAL, "") from exc
 
-    async def receive(self) -> str | bytes:
+    async def receive(self) -> str:
         while True:
             if self._closed is not None:
                 raise self._closed
@@ -110,10 +117,9 @@ class AsgiTransport:
                     if len(text) * 4 > self._max_size and len(text.encode()) > self._max_size:
                         await self._too_big()
                     return str(text)
-                data = bytes(event.get("bytes") or b"")
-                if len(data) > self._max_size:
-                    await self._too_big()
-                return data
+                # OCPP-J is text only: a binary message fails the connection.
+                await self.aclose(CLOSE_UNSUPPORTED_DATA, BINARY_REFUSED)
+                raise self._set_closed(CLOSE_UNSUPPORTED_DATA, BINARY_REFUSED)
             if kind == "websocket.disconnect":
                 code = event.get("code")
                 raise self._set_closed(

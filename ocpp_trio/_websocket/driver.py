@@ -69,7 +69,7 @@ from websockets.server import ServerProtocol
 
 from .._core.errors import ConnectionClosed
 from .._rpc.flag import Flag
-from .transport import CLOSE_ABNORMAL
+from .transport import BINARY_REFUSED, CLOSE_ABNORMAL, CLOSE_UNSUPPORTED_DATA
 
 log = logging.getLogger("ocpp_trio.websocket")
 
@@ -102,7 +102,6 @@ RECEIVE_SIZE: Final = 65536
 MAX_FRAGMENTS: Final = 4096
 
 #: RFC 6455 §7.4.1 close codes this module fails a connection with.
-CLOSE_UNSUPPORTED_DATA: Final = 1003
 CLOSE_NO_STATUS: Final = 1005  # a close frame without a code: echoed without one
 CLOSE_INVALID_DATA: Final = 1007
 CLOSE_TOO_BIG: Final = 1009
@@ -198,7 +197,7 @@ class OCPPFrames(Protocol):
             self._ocpp_fragments = 1
             return None
         if opcode is _BINARY:
-            return CLOSE_UNSUPPORTED_DATA, "OCPP-J messages are text, not binary"
+            return CLOSE_UNSUPPORTED_DATA, BINARY_REFUSED
         parts, decoder = self._ocpp_parts, self._ocpp_decoder
         # websockets has checked that a message is open; a binary one never is
         assert parts is not None

@@ -23,6 +23,9 @@ WebSocketBackend = Literal["websockets", "trio-websocket"]
 CLOSE_NORMAL = 1000
 CLOSE_GOING_AWAY = 1001
 CLOSE_PROTOCOL_ERROR = 1002
+#: RFC 6455 §7.4.1: data of a type the endpoint cannot accept (OCPP-J is text only).
+CLOSE_UNSUPPORTED_DATA = 1003
+BINARY_REFUSED = "OCPP-J messages are text, not binary"
 CLOSE_ABNORMAL = 1006
 CLOSE_POLICY_VIOLATION = 1008
 CLOSE_MESSAGE_TOO_BIG = 1009
@@ -66,8 +69,12 @@ class Transport(Protocol):
         """Send one text message; raise ``ConnectionClosed`` when closed."""
         ...
 
-    async def receive(self) -> str | bytes:
-        """Return the next message; raise ``ConnectionClosed`` when closed."""
+    async def receive(self) -> str:
+        """Return the next message; raise ``ConnectionClosed`` when closed.
+
+        Always text: a binary message fails the connection with 1003
+        (``CLOSE_UNSUPPORTED_DATA``), whichever the backend.
+        """
         ...
 
     async def ping(self, payload: bytes) -> None:

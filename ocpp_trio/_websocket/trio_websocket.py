@@ -27,12 +27,22 @@ import trio_websocket
 
 from .._core.errors import ConnectionClosed
 from .handshake import HandshakeFailed, HandshakeRejectedStatus
-from .transport import CLOSE_ABNORMAL, CLOSE_NORMAL, Transport
+from .transport import (
+    BINARY_REFUSED,
+    CLOSE_ABNORMAL,
+    CLOSE_NORMAL,
+    CLOSE_UNSUPPORTED_DATA,
+    Transport,
+)
 
 log = logging.getLogger("ocpp_trio.transport")
 
 #: trio-websocket's errors a caller may meet (its own close, and a rejected handshake).
 TWSConnectionClosed = trio_websocket.ConnectionClosed
+
+
+#: Bound on the close handshake when this side fails the connection.
+_FAIL_TIMEOUT = 1.0
 
 
 def _headers(raw: Any) -> tuple[tuple[str, str], ...]:
@@ -81,12 +91,23 @@ class TrioWebsocketTransport:
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             raise ConnectionClosed(f"connection lost: {exc}", code=CLOSE_ABNORMAL) from None
 
-    async def receive(self) -> str | bytes:
+    async def receive(self) -> str:
         try:
             msg: str | bytes = await self._ws.get_message()
         except trio_websocket.ConnectionClosed as exc:
             raise _close_of(exc) from None
-        return msg
+        if isinstance(msg, str):
+            return msg
+        # A binary message fails the connection (RFC 6455 §7.4.1), as the
+        # default driver does: the close frame, bounded, then the stream.
+        with trio.move_on_after(_FAIL_TIMEOUT):
+            await self.aclose(CLOSE_UNSUPPORTED_DATA, BINARY_REFUSED)
+        await self.abort()
+        raise ConnectionClosed(
+            f"connection closed ({CLOSE_UNSUPPORTED_DATA}: {BINARY_REFUSED})",
+            code=CLOSE_UNSUPPORTED_DATA,
+            reason=BINARY_REFUSED,
+        )
 
     async def ping(self, payload: bytes) -> None:
         try:

@@ -36,6 +36,8 @@ from ocpp_trio.asgi import OCPPASGIApp
 from ocpp_trio.events import CloseEvent
 from ocpp_trio.server import HandshakeRejectedEvent
 
+from ..conftest import status_of, upgrade_request
+from ..test_ws_hostile import BINARY, close_code_of, frame
 from .helpers import (
     http_request,
     hypercorn,
@@ -403,3 +405,30 @@ async def test_max_message_size_is_enforced_with_1009() -> None:
             await wait_until(lambda: closed)
     assert [e.code for e in seen] == [1009]
     assert [e.code for e in closed] == [1009]
+
+
+async def test_a_binary_message_closes_with_1003() -> None:
+    closed: list[CloseEvent] = []
+
+    async def handler(conn: OCPPConnection) -> None:
+        conn.on("close", closed.append)
+
+    server = OCPPServer(handler, protocols=["ocpp1.6"])
+    _, app = app_of(server)
+    received = bytearray()
+    with trio.fail_after(TIMEOUT):
+        async with (
+            hypercorn(app) as running,
+            await trio.open_tcp_stream("127.0.0.1", running.port) as stream,
+        ):
+            await stream.send_all(upgrade_request("/ocpp/BIN1"))
+            while b"\r\n\r\n" not in received:
+                received += await stream.receive_some()
+            assert status_of(bytes(received)) == 101
+            await stream.send_all(frame(b'[2,"1","Heartbeat",{}]', BINARY))
+            while close_code_of(bytes(received).partition(b"\r\n\r\n")[2]) is None:
+                received += await stream.receive_some()
+            await stream.send_all(frame((1003).to_bytes(2, "big"), 0x8))  # the close reply
+            await wait_until(lambda: closed)
+    assert close_code_of(bytes(received).partition(b"\r\n\r\n")[2]) == 1003
+    assert [e.code for e in closed] == [1003]
