@@ -133,10 +133,9 @@ class _AsgiRequest:
             if "websocket.http.response" in extensions:
                 body = body or f"{status} {HTTPStatus(status).phrase}\n".encode()
                 headers = [(bytes(k).lower(), bytes(v)) for k, v in extra_headers]
-                headers += [
-                    (b"content-type", b"text/plain; charset=utf-8"),
-                    (b"content-length", str(len(body)).encode()),
-                ]
+                if not any(name == b"content-type" for name, _ in headers):
+                    headers.append((b"content-type", b"text/plain; charset=utf-8"))
+                headers.append((b"content-length", str(len(body)).encode()))
                 await self._send(
                     {"type": "websocket.http.response.start", "status": status, "headers": headers}
                 )

@@ -688,8 +688,9 @@ class StreamRunner:
                 elif isinstance(request, ServerHandshake):
                     await request.reject(status, encode_headers(headers), body)
                 else:  # trio-websocket's and the ASGI front end's take bytes
+                    text = (*headers, ("Content-Type", "text/plain; charset=utf-8"))
                     await request.reject(
-                        status, extra_headers=encode_headers(headers), body=body.encode()
+                        status, extra_headers=encode_headers(text), body=body.encode()
                     )
             except _or_tws_closed(trio.BrokenResourceError, HandshakeFailed):
                 pass
