@@ -8,10 +8,12 @@ in-memory server under virtual time.
 from __future__ import annotations
 
 import logging
+import re
 import ssl
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -575,3 +577,90 @@ def test_profile_for_options_are_checked(ca: trustme.CA, server_cert: trustme.Le
     assert server.profile_for is lookup
     assert server.security_profile is SecurityProfile.TLS_CLIENT_CERT
     assert server.refuse_unknown_subprotocol is False
+
+
+# --- the README's mixed-profile CSMS, as written --------------------------------------
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def readme_block(marker: str) -> str:
+    """The README's one Python block that contains ``marker``."""
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(encoding="utf-8"), re.S)
+    (block,) = [b for b in blocks if marker in b]
+    return block
+
+
+async def test_the_readme_mixed_profile_csms_and_its_a05_upgrade(
+    ca: trustme.CA, tmp_path: Path
+) -> None:
+    """The README's CSMS serves CP001-CP003 on one port and upgrades CP002 from 2 to 3."""
+    files = {
+        "csms-ecdsa": ca.issue_cert("127.0.0.1", key_type=trustme.KeyType.ECDSA),
+        "csms-rsa": ca.issue_cert("127.0.0.1", key_type=trustme.KeyType.RSA),
+    }
+    source = readme_block("def upgrade_to_profile_3")
+    for name, cert in files.items():
+        cert.cert_chain_pems[0].write_to_path(str(tmp_path / f"{name}.pem"))
+        cert.private_key_pem.write_to_path(str(tmp_path / f"{name}.key"))
+        for ext in ("pem", "key"):
+            source = source.replace(f'"{name}.{ext}"', repr(str(tmp_path / f"{name}.{ext}")))
+    ca.cert_pem.write_to_path(str(tmp_path / "stations-ca.pem"))
+    source = source.replace('"stations-ca.pem"', repr(str(tmp_path / "stations-ca.pem")))
+
+    async def on_station(conn: object) -> None:
+        pass
+
+    namespace: dict[str, Any] = {"on_station": on_station}
+    exec(source, namespace)
+    csms: OCPPServer = namespace["csms"]
+    passwords: dict[str, bytes] = namespace["PASSWORDS"]
+    certs = {name: ca.issue_cert(name, common_name=name) for name in ("CP001", "CP002", "CP003")}
+
+    def client(identity: str, **options: Any) -> AbstractAsyncContextManager[OCPPClient]:
+        options.setdefault("reconnect", False)
+        options.setdefault("ping_interval", 0)
+        options.setdefault("protocols", ["ocpp2.0.1"])
+        url = f"wss://127.0.0.1:{csms.port}/ocpp"
+        return open_ocpp_client(url, identity=identity, **options)
+
+    with trio.fail_after(TIMEOUT):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(partial(csms.listen, 0, "127.0.0.1"))
+            p1 = {"security_profile": 1, "password": passwords["CP001"]}
+            p2 = {"security_profile": 2, "password": passwords["CP002"]}
+            async with (
+                client("CP001", ssl_context=station_tls(ca), **p1),
+                client("CP002", ssl_context=station_tls(ca), **p2) as cp002,
+                client("CP003", security_profile=3, ssl_context=station_tls(ca, certs["CP003"])),
+            ):
+                profiles = {
+                    name: conn.handshake.security_profile  # type: ignore[attr-defined]
+                    for name, conn in csms.clients.items()
+                }
+                assert profiles == {"CP001": 1, "CP002": 2, "CP003": 3}
+                seen: list[str] = []
+
+                def accept(ctx: Any) -> dict[str, Any]:
+                    seen.append(ctx.method)
+                    if ctx.method == "SetVariables":
+                        (data,) = ctx.params["setVariableData"]
+                        result = {k: data[k] for k in ("component", "variable")}
+                        return {"setVariableResult": [{"attributeStatus": "Accepted", **result}]}
+                    return {"status": "Accepted"}
+
+                for method in ("SetNetworkProfile", "SetVariables", "Reset"):
+                    cp002.handle(method, accept)
+                upgrade = namespace["upgrade_to_profile_3"]
+                assert await upgrade("CP002", f"wss://127.0.0.1:{csms.port}/ocpp") is True
+                assert seen == ["SetNetworkProfile", "SetVariables", "Reset"]
+            # CP002 comes back: its password no longer opens the door, its certificate does.
+            with pytest.raises(HandshakeRejected) as info:
+                async with client("CP002", ssl_context=station_tls(ca), **p2):
+                    pass
+            assert info.value.status_code == 401
+            async with client(
+                "CP002", security_profile=3, ssl_context=station_tls(ca, certs["CP002"])
+            ):
+                assert csms.clients["CP002"].handshake.security_profile == 3  # type: ignore[attr-defined]
+            await csms.close()
