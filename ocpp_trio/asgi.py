@@ -34,7 +34,8 @@ What an ASGI server does not give, and what to do instead:
   Profiles 2 and 3 (the server's, or a station's from ``profile_for``)
   require a TLS scope (``scope["scheme"]`` ``"wss"``; behind a proxy, let
   Hypercorn's ``ProxyFixMiddleware`` set it from ``X-Forwarded-Proto``),
-  else 403.
+  else 403.  A station ``profile_for`` puts on profile 3 gets 401 here
+  unless ``client_certificate`` gives its certificate.
 - No pings: ASGI has no ping event.  Connections served here run with
   ``ping_interval=0`` (``AsgiTransport.ping`` returns at once); the ASGI
   server's own pings keep the link alive (Hypercorn:

@@ -32,9 +32,11 @@ from ocpp_trio import (
     open_ocpp_client,
     server_ssl_context,
 )
+from ocpp_trio.asgi import OCPPASGIApp
 from ocpp_trio.server import HandshakeRejectedEvent, HandshakeRequest, OCPPServer, serve_ocpp
 from ocpp_trio.testing import open_memory_server
 
+from .asgi.helpers import http_request, hypercorn, upgrade_headers
 from .conftest import raw_exchange, status_of, upgrade_request
 
 TIMEOUT = 10.0
@@ -219,13 +221,19 @@ async def tls_exchange(port: int, data: bytes, ctx: ssl.SSLContext) -> bytes:
 # --- one TLS port, three profiles ---------------------------------------------------
 
 
+@pytest.mark.parametrize("backend", ["websockets", "trio-websocket"])
 async def test_stations_of_profiles_1_2_3_share_one_tls_port(
-    ca: trustme.CA, server_cert: trustme.LeafCert, station_certs: dict[str, trustme.LeafCert]
+    ca: trustme.CA,
+    server_cert: trustme.LeafCert,
+    station_certs: dict[str, trustme.LeafCert],
+    backend: str,
 ) -> None:
     profiles = {"CP1": 1, "CP2": 2, "CP3": 3}
     auth = Auth()
     with trio.fail_after(TIMEOUT):
-        async with csms(csms_tls(ca, server_cert), profiles, auth) as srv:
+        async with csms(
+            csms_tls(ca, server_cert), profiles, auth, websocket_backend=backend
+        ) as srv:
             p1 = {**as_profile_1(ca, "CP1"), "tls": True, "ssl_context": station_tls(ca)}
             assert await accepted(srv, "CP1", **p1) is SecurityProfile.BASIC_AUTH
             assert await accepted(srv, "CP2", **as_profile_2(ca, "CP2")) == 2
@@ -664,3 +672,26 @@ async def test_the_readme_mixed_profile_csms_and_its_a05_upgrade(
             ):
                 assert csms.clients["CP002"].handshake.security_profile == 3  # type: ignore[attr-defined]
             await csms.close()
+
+
+async def test_the_asgi_app_applies_each_stations_profile() -> None:
+    """Behind an ASGI server the lookup applies too: profile 2 needs a TLS scope."""
+    server = OCPPServer(
+        protocols=["ocpp1.6"], security_profile=1, profile_for={"CP2": 2}.get, auth=Auth()
+    )
+    app = OCPPASGIApp(server)
+    with trio.fail_after(TIMEOUT):
+        async with hypercorn(app) as running:  # plain HTTP: scope["scheme"] is "ws"
+            for name, status in [("CP1", 101), ("CP2", 403)]:
+                credentials = basic_auth_header(name, PASSWORDS[name])
+                answer = await http_request(
+                    running.port,
+                    f"/ocpp/{name}",
+                    headers=upgrade_headers("ocpp1.6", extra=(credentials,)),
+                )
+                assert answer.status == status
+            answer = await http_request(
+                running.port, "/ocpp/CP1", headers=upgrade_headers("ocpp1.6")
+            )
+            assert answer.status == 401
+            assert answer.headers["www-authenticate"] == 'Basic realm="OCPP"'
