@@ -695,7 +695,7 @@ async def station_credentials(
             station came without TLS; as :func:`check_credentials`; 500
             when a password would go unchecked (logged).
     """
-    profile = await station_profile(lookup, default, identity)
+    profile = default if lookup is None else await station_profile(lookup, default, identity)
     if profile.requires_tls and not tls:
         raise Refusal(403, f"security profile {int(profile)} requires TLS (wss://)")
     if profile.requires_password and not has_auth:
