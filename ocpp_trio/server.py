@@ -158,6 +158,8 @@ class OCPPServer:
             certificates without requiring them
             (``server_ssl_context(..., cafile=...)``, profile 2).  Raising
             refuses the station with 503 (logged; the server carries on).
+            Keep ``security_profile`` the strictest profile you serve: it
+            is what an identity the lookup does not know gets.
         ssl_context: a server TLS context (``server_ssl_context``) to wrap
             plain listeners with; required for profiles 2 and 3.
         max_connections: connections open or being opened at once, counted
