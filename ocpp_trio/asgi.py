@@ -16,7 +16,8 @@ Per ``websocket`` scope (ASGI 3, spec 2.3+):
    offered subprotocols are ``scope["subprotocols"]``.
 2. A refusal is an HTTP answer through the ``websocket.http.response``
    extension (status, ``WWW-Authenticate`` for 401, a short body without the
-   reason); an ASGI server without it gets ``websocket.close`` before
+   reason, or the list of our subprotocols for ``refuse_unknown_subprotocol``'s
+   400); an ASGI server without it gets ``websocket.close`` before
    ``websocket.accept``, which ASGI turns into 403.
 3. ``websocket.accept`` with the chosen subprotocol; then an
    :class:`AsgiTransport` (``_websocket/asgi.py``) carries the connection: ``websocket.receive`` in,
@@ -30,9 +31,11 @@ What an ASGI server does not give, and what to do instead:
   terminate mTLS in a trusted proxy that verifies the certificate and passes
   it in a header, and give ``client_certificate=`` (off by default) a
   function that turns the request headers into the ``getpeercert()`` dict.
-  Profiles 2 and 3 require a TLS scope (``scope["scheme"]`` ``"wss"``; behind
-  a proxy, let Hypercorn's ``ProxyFixMiddleware`` set it from
-  ``X-Forwarded-Proto``), else 403.
+  Profiles 2 and 3 (the server's, or a station's from ``profile_for``)
+  require a TLS scope (``scope["scheme"]`` ``"wss"``; behind a proxy, let
+  Hypercorn's ``ProxyFixMiddleware`` set it from ``X-Forwarded-Proto``),
+  else 403.  A station ``profile_for`` puts on profile 3 gets 401 here
+  unless ``client_certificate`` gives its certificate.
 - No pings: ASGI has no ping event.  Connections served here run with
   ``ping_interval=0`` (``AsgiTransport.ping`` returns at once); the ASGI
   server's own pings keep the link alive (Hypercorn:
@@ -118,18 +121,22 @@ class _AsgiRequest:
         return tuple(str(p) for p in self._scope.get("subprotocols") or ())
 
     async def reject(
-        self, status: int, /, *, extra_headers: Sequence[tuple[bytes, bytes]] = ()
+        self,
+        status: int,
+        /,
+        *,
+        extra_headers: Sequence[tuple[bytes, bytes]] = (),
+        body: bytes = b"",
     ) -> None:
         self.rejected = True
         extensions = self._scope.get("extensions") or {}
         try:
             if "websocket.http.response" in extensions:
-                body = f"{status} {HTTPStatus(status).phrase}\n".encode()
+                body = body or f"{status} {HTTPStatus(status).phrase}\n".encode()
                 headers = [(bytes(k).lower(), bytes(v)) for k, v in extra_headers]
-                headers += [
-                    (b"content-type", b"text/plain; charset=utf-8"),
-                    (b"content-length", str(len(body)).encode()),
-                ]
+                if not any(name == b"content-type" for name, _ in headers):
+                    headers.append((b"content-type", b"text/plain; charset=utf-8"))
+                headers.append((b"content-length", str(len(body)).encode()))
                 await self._send(
                     {"type": "websocket.http.response.start", "status": status, "headers": headers}
                 )
@@ -274,11 +281,7 @@ class OCPPASGIApp:
         transport: AsgiTransport | None = None
         refusal: Refusal | None = None
         peercert: Mapping[str, Any] | None = None
-        if server.security_profile.requires_tls and scope.get("scheme") not in ("wss", "https"):
-            refusal = Refusal(
-                403, f"security profile {int(server.security_profile)} requires TLS (wss)"
-            )
-        elif self._client_certificate is not None:
+        if self._client_certificate is not None:
             try:
                 peercert = self._client_certificate(header_map(request.headers))
             except Exception as exc:
@@ -312,5 +315,6 @@ class OCPPASGIApp:
             deadline=deadline,
             options=self._options,
             refusal=refusal,
+            tls=scope.get("scheme") in ("wss", "https"),
         )
         await server.serve_upgrade(request, upgrade, remote=_remote(scope), cleanup=cleanup)

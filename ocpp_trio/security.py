@@ -39,12 +39,17 @@
 #   with TLS_RSA_WITH_AES_128_CBC_SHA; 2.0.1 forbids it, and so do we (build
 #   your own context if you must serve such a station).
 # * The CSMS SHALL support TLS_ECDHE_ECDSA_WITH_AES_{128,256}_GCM_SHA{256,384}
-#   and TLS_RSA_WITH_AES_{128,256}_GCM_SHA{256,384} (A00.FR.317/421).  We
-#   enable exactly those four for TLS 1.2 plus their ECDHE-RSA twins: a server
-#   with an RSA key would otherwise be left with the static-RSA suites, which
-#   have no forward secrecy and which the spec itself calls the weaker choice
-#   (A00.FR.318 note).  ECDHE suites come first; static RSA is the last
-#   resort.  TLS 1.3 suites are left to OpenSSL (all of them are AEAD).
+#   and TLS_RSA_WITH_AES_{128,256}_GCM_SHA{256,384} (1.6 SW A00.FR.317;
+#   2.0.1 A00.FR.318, and A00.FR.421 for profile 3).  We enable exactly those
+#   four for TLS 1.2 plus their ECDHE-RSA twins: a server with an RSA key
+#   would otherwise be left with the static-RSA suites, which have no forward
+#   secrecy and which the spec itself calls the weaker choice (the note of
+#   the station's requirement).  ECDHE suites come first; static RSA is the
+#   last resort.  TLS 1.3 suites are left to OpenSSL (all of them are AEAD).
+# * An ECDSA suite needs an ECDSA server certificate and an RSA suite an RSA
+#   one ("the CSMS will have to provide 2 different certificates"): the
+#   server context takes several chains, at most one per key type, and
+#   OpenSSL picks the one that fits the suite it negotiates.
 # * No TLS compression (A00.FR.320 and its profile 3 twin): OP_NO_COMPRESSION.
 # * The station verifies the CSMS certificate chain and host name
 #   (A00.FR.307/308, 411/412): check_hostname is on.
@@ -66,8 +71,9 @@ import binascii
 import datetime
 import enum
 import hmac
+import re
 import ssl
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from os import PathLike
 from typing import Final, TypeAlias, final
@@ -95,7 +101,8 @@ StrPath: TypeAlias = str | PathLike[str]
 KeyPassword: TypeAlias = str | bytes | Callable[[], str | bytes]
 
 #: The TLS 1.2 cipher suites we enable, in order of preference (OpenSSL names).
-#: The four the OCPP specs require of a CSMS (A00.FR.317/421) are
+#: The four the OCPP specs require of a CSMS (1.6 SW A00.FR.317, 2.0.1
+#: A00.FR.318/421) are
 #: ECDHE-ECDSA-AES128-GCM-SHA256, ECDHE-ECDSA-AES256-GCM-SHA384,
 #: AES128-GCM-SHA256 (TLS_RSA_WITH_AES_128_GCM_SHA256) and AES256-GCM-SHA384
 #: (TLS_RSA_WITH_AES_256_GCM_SHA384); the ECDHE-RSA pair gives servers with an
@@ -288,8 +295,94 @@ def _harden(ctx: ssl.SSLContext) -> None:
     ctx.set_ciphers(":".join(OCPP_TLS12_CIPHERS))
 
 
+#: One certificate chain of a server: a PEM file with the key and the chain,
+#: or ``(certfile, keyfile)``.
+CertChain: TypeAlias = StrPath | tuple[StrPath, StrPath | None]
+
+# DER encodings of the public-key algorithms OpenSSL keeps one server
+# certificate for each (its certificate "slots").
+_KEY_TYPES: Final[Mapping[bytes, str]] = {
+    bytes.fromhex("2a864886f70d010101"): "RSA",  # rsaEncryption
+    bytes.fromhex("2a8648ce3d0201"): "ECDSA",  # id-ecPublicKey
+    bytes.fromhex("2b6570"): "Ed25519",
+    bytes.fromhex("2b6571"): "Ed448",
+}
+_PEM_CERT = re.compile(rb"-----BEGIN CERTIFICATE-----([A-Za-z0-9+/=\s]+?)-----END CERTIFICATE-----")
+
+
+def _der_item(data: bytes, pos: int) -> tuple[int, int, int]:
+    """``(tag, content start, content end)`` of the DER item at ``pos``."""
+    tag, first = data[pos], data[pos + 1]
+    pos += 2
+    if first < 0x80:
+        length = first
+    else:
+        count = first & 0x7F
+        length = int.from_bytes(data[pos : pos + count], "big")
+        pos += count
+    if pos + length > len(data):
+        raise IndexError("truncated DER")
+    return tag, pos, pos + length
+
+
+def _certificate_key_type(certfile: StrPath) -> str | None:
+    """The public-key algorithm of the first certificate in a PEM file, if known.
+
+    Walks the DER just far enough to read the subjectPublicKeyInfo algorithm
+    (RFC 5280 §4.1): Certificate -> TBSCertificate -> [version], serial,
+    signature, issuer, validity, subject, subjectPublicKeyInfo.
+    """
+    with open(certfile, "rb") as f:
+        match = _PEM_CERT.search(f.read())
+    if match is None:
+        return None
+    try:
+        der = base64.b64decode(b"".join(match.group(1).split()))
+        _, cert, _ = _der_item(der, 0)
+        _, pos, _ = _der_item(der, cert)  # TBSCertificate
+        if der[pos] == 0xA0:  # [0] version
+            pos = _der_item(der, pos)[2]
+        for _ in range(5):  # serial, signature, issuer, validity, subject
+            pos = _der_item(der, pos)[2]
+        _, spki, _ = _der_item(der, pos)
+        _, algorithm, _ = _der_item(der, spki)
+        tag, oid_start, oid_end = _der_item(der, algorithm)
+    except (IndexError, binascii.Error, ValueError):
+        return None
+    return _KEY_TYPES.get(der[oid_start:oid_end]) if tag == 0x06 else None
+
+
+def _chains(
+    certfile: StrPath | Sequence[CertChain] | None, keyfile: StrPath | None
+) -> list[tuple[StrPath, StrPath | None]]:
+    if certfile is None:
+        if keyfile is not None:
+            raise ValueError("keyfile given without certfile")
+        return []
+    if isinstance(certfile, str | PathLike):
+        return [(certfile, keyfile)]
+    if keyfile is not None:
+        raise ValueError(
+            "keyfile applies to a single certfile; give each chain of a list as "
+            "(certfile, keyfile) or as one PEM file holding the key and the chain"
+        )
+    chains: list[tuple[StrPath, StrPath | None]] = []
+    for chain in certfile:
+        if isinstance(chain, str | PathLike):
+            chains.append((chain, None))
+        elif isinstance(chain, tuple) and len(chain) == 2:
+            chains.append((chain[0], chain[1]))
+        else:
+            raise ValueError(
+                f"a certificate chain is a PEM file or (certfile, keyfile), got {chain!r}"
+            )
+    if not chains:
+        raise ValueError("certfile is an empty list: give at least one certificate chain")
+    return chains
+
+
 def server_ssl_context(
-    certfile: StrPath | None,
+    certfile: StrPath | Sequence[CertChain] | None,
     keyfile: StrPath | None = None,
     *,
     cafile: StrPath | None = None,
@@ -302,29 +395,46 @@ def server_ssl_context(
     TLS 1.2 is the minimum, TLS 1.2 suites are :data:`OCPP_TLS12_CIPHERS`
     (the server's order wins), compression is off.
 
+    The four TLS 1.2 suites OCPP requires of a CSMS (2.0.1 A00.FR.318) are
+    two ECDSA and two RSA ones, and a suite can only be served with a
+    certificate of its key type: give both an ECDSA and an RSA chain
+    (``certfile=[("csms-ec.pem", "csms-ec.key"), ("csms-rsa.pem",
+    "csms-rsa.key")]``) and OpenSSL picks, per handshake, the one that fits
+    the suite it negotiates.  With one chain only the suites of its key type
+    are offered.
+
     Profile 3 requires and verifies a client certificate (``CERT_REQUIRED``)
     against ``cafile``/``cadata``.  Profile 2 given a CA *requests* one
     (``CERT_OPTIONAL``): a station that sends a certificate must send a valid
-    one, a station that sends none goes on to Basic Auth, so one listener can
-    serve stations on both profiles, as during a profile upgrade (A05).
+    one, a station that sends none goes on to Basic Auth.  That is the
+    context of a server whose stations have profiles of their own
+    (``OCPPServer(profile_for=...)``): the server then requires the
+    certificate of each profile 3 station, and one listener serves every
+    profile, as during a profile upgrade (A05).
 
     Args:
-        certfile: PEM file with the CSMS certificate (and its chain), or
+        certfile: the CSMS certificate chain: a PEM file with the
+            certificate and its chain (and the key, unless ``keyfile``); or
+            a list of chains, each such a file or ``(certfile, keyfile)``,
+            at most one per key type (RSA, ECDSA, Ed25519, Ed448); or
             ``None`` to load it yourself afterwards (e.g. trustme's
-            ``configure_cert``); a handshake fails until you do.
-        keyfile: PEM file with the private key, if not in ``certfile``.
+            ``configure_cert``), a handshake fails until you do.
+        keyfile: PEM file with the private key of a single ``certfile``.
         cafile: PEM file with the CA certificates that sign station certificates.
         cadata: the same in memory: PEM text (``str``) or DER (``bytes``).
         profile: ``TLS_BASIC_AUTH`` (2) or ``TLS_CLIENT_CERT`` (3), or the
             number.
-        password: passphrase of an encrypted private key (never logged).
+        password: passphrase of the encrypted private keys (never logged).
 
     Returns:
         A new server-side :class:`ssl.SSLContext`.
 
     Raises:
         ValueError: ``profile`` is not a security profile or does not use
-            TLS, or is 3 without a CA.
+            TLS, or is 3 without a CA; ``certfile`` is an empty list, holds
+            something that is not a chain, or two chains of one key type
+            (OpenSSL would silently keep only the last); ``keyfile`` with a
+            list.
         OSError, ssl.SSLError: a file cannot be read or a key does not match.
     """
     profile = SecurityProfile(profile)
@@ -335,11 +445,23 @@ def server_ssl_context(
         raise ValueError(
             "security profile 3 needs the CA that signs station certificates: pass cafile or cadata"
         )
+    chains = _chains(certfile, keyfile)
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     _harden(ctx)
     ctx.options |= ssl.OP_CIPHER_SERVER_PREFERENCE
-    if certfile is not None:
-        ctx.load_cert_chain(certfile, keyfile, password)
+    loaded: dict[str, StrPath] = {}
+    for chain_file, chain_key in chains:
+        ctx.load_cert_chain(chain_file, chain_key, password)
+        if len(chains) > 1:
+            kind = _certificate_key_type(chain_file)
+            if kind is not None and kind in loaded:
+                raise ValueError(
+                    f"two {kind} certificate chains ({str(loaded[kind])!r} and "
+                    f"{str(chain_file)!r}): a TLS server holds one per key type; give one "
+                    "ECDSA and one RSA chain"
+                )
+            if kind is not None:
+                loaded[kind] = chain_file
     if has_ca:
         ctx.load_verify_locations(cafile=cafile, cadata=cadata)
         ctx.verify_mode = ssl.CERT_REQUIRED if profile.requires_client_cert else ssl.CERT_OPTIONAL

@@ -17,8 +17,10 @@ loop or another station.  Per stream:
    swallows what it raises and ends the handshake at once when the peer
    goes away or sends garbage), then the decisions of
    ``_server/admission.py`` (a bad upgrade -> 405/505/426/400, identity ->
-   400, profile credentials -> 401), then the user's ``auth`` callback (an
-   exception there -> 500; nothing of it is sent).
+   400, the station's security profile -- the server's, or the user's
+   ``profile_for(identity)`` -- and its credentials -> 403/401), then the
+   user's ``auth`` callback (an exception there -> 500; nothing of it is
+   sent).
 2. Only then the identity is claimed; the same station twice
    (``duplicate_policy``; identities compare without regard to ASCII case):
    ``"replace"`` closes the older connection with 4000 ("replaced by a new
@@ -36,7 +38,8 @@ Sec-WebSocket-Protocol header and then immediately close the WebSocket
 connection" (OCPP-J 1.6 §3.2; OCPP 2.0.1 Part 4 §3.2; OCPP 2.1 Part 4
 §3.3).  So we do: 101 without the header, then close 1002 (protocol error)
 with the reason "no subprotocol in common".  Auth has run by then, so an
-unauthorized station still gets its 401.
+unauthorized station still gets its 401.  Some test tools and proxies expect
+an HTTP refusal instead: ``refuse_unknown_subprotocol=True`` answers 400.
 
 Every failure path ends with ``trio.aclose_forcefully(stream)``; per-stream
 failures are logged at INFO (the station's fault) or WARNING (ours) and
@@ -81,6 +84,7 @@ from ._server.admission import (
     AuthReject,
     HandshakeRejectedEvent,
     HandshakeRequest,
+    ProfileLookup,
     ServerEvents,
     StationHandshake,
     UpgradeRequest,
@@ -137,7 +141,27 @@ class OCPPServer:
             401) to refuse it.  Runs under ``handshake_timeout``; raising
             refuses with 500.  Required for profiles 1 and 2 (someone has to
             check the password).
-        security_profile: 0-3 (see ``SecurityProfile``).
+        security_profile: 0-3 (see ``SecurityProfile``): the profile of
+            every station, or of those ``profile_for`` gives none.
+        profile_for: ``profile_for(identity)``, sync or async: the security
+            profile of one station (a ``SecurityProfile``, 0-3, or None
+            for ``security_profile``), so that stations of every profile
+            share one listener, as while a fleet is upgraded (OCPP 2.0.1
+            A05).  Asked after the upgrade request is parsed and before the
+            credentials are checked, under ``handshake_timeout``, with the
+            identity as the station sent it (identities compare without
+            regard to ASCII case: key your table by ``identity.lower()``).
+            The server then enforces that profile: 1 and 2 need Basic Auth
+            with the identity as user-id (else 401 with ``WWW-Authenticate:
+            Basic``) and ``auth`` to check the password; 2 and 3 need TLS
+            (else 403); 3 needs a verified client certificate that names the
+            station (else 401), so a profile 3 station never passes with a
+            password.  Give the listener a context that requests client
+            certificates without requiring them
+            (``server_ssl_context(..., cafile=...)``, profile 2).  Raising
+            refuses the station with 503 (logged; the server carries on).
+            Keep ``security_profile`` the strictest profile you serve: it
+            is what an identity the lookup does not know gets.
         ssl_context: a server TLS context (``server_ssl_context``) to wrap
             plain listeners with; required for profiles 2 and 3.
         max_connections: connections open or being opened at once, counted
@@ -164,6 +188,11 @@ class OCPPServer:
             subjectAltName, is the identity, ignoring ASCII case; OCPP 2.0.1
             Part 2 A00.FR.405), else 401.  False leaves that decision to
             ``auth`` (then required), which sees ``request.certificate``.
+        refuse_unknown_subprotocol: a station that offers no subprotocol
+            we speak gets HTTP 400 (with a body that lists ours) instead of
+            what OCPP-J prescribes and the default does: ``101`` without
+            ``Sec-WebSocket-Protocol``, then a close (1002).  For test tools
+            and proxies that expect an HTTP refusal.
 
     Station identities: the last path segment, percent-decoded (OCPP-J
     1.6 §3.1.1, 2.0.1 Part 4 §3.1.1), 1-48 printable ASCII characters
@@ -198,6 +227,8 @@ class OCPPServer:
         handshake_timeout: float = 10.0,
         duplicate_policy: DuplicatePolicy = "replace",
         certificate_identity_check: bool = True,
+        profile_for: ProfileLookup | None = None,
+        refuse_unknown_subprotocol: bool = False,
         compression: bool = True,
         compression_threshold: int = DEFAULT_COMPRESSION_THRESHOLD,
         websocket_backend: WebSocketBackend = "websockets",
@@ -223,6 +254,7 @@ class OCPPServer:
             handshake_timeout=handshake_timeout,
             duplicate_policy=duplicate_policy,
             certificate_identity_check=certificate_identity_check,
+            profile_for=profile_for,
         )
         self._settings = ServerSettings(
             handler=handler,
@@ -239,6 +271,8 @@ class OCPPServer:
             compression_threshold=compression_threshold,
             websocket_backend=websocket_backend,
             options=base,
+            profile_for=profile_for,
+            refuse_unknown_subprotocol=bool(refuse_unknown_subprotocol),
         )
         self._events = ServerEvents()
         self._streams = StreamRunner(self._settings, self._events)
@@ -272,8 +306,18 @@ class OCPPServer:
 
     @property
     def security_profile(self) -> SecurityProfile:
-        """The security profile (read-only)."""
+        """The security profile of stations ``profile_for`` gives none (read-only)."""
         return self._settings.security_profile
+
+    @property
+    def profile_for(self) -> ProfileLookup | None:
+        """The lookup of a station's own security profile, if any (read-only)."""
+        return self._settings.profile_for
+
+    @property
+    def refuse_unknown_subprotocol(self) -> bool:
+        """Whether no subprotocol in common is answered with HTTP 400 (read-only)."""
+        return self._settings.refuse_unknown_subprotocol
 
     @property
     def ssl_context(self) -> ssl.SSLContext | None:
@@ -663,10 +707,11 @@ async def serve_ocpp(
         handler_nursery: where the per-station tasks run.
         task_status: receives the server once it is listening.
         **server_options: ``OCPPServer`` options (``protocols``, ``auth``,
-            ``security_profile``, ``max_connections``,
+            ``security_profile``, ``profile_for``, ``max_connections``,
             ``max_pending_handshakes``, ``handshake_timeout``,
-            ``duplicate_policy``, ``certificate_identity_check``) and
-            connection options (``call_timeout``, ...).
+            ``duplicate_policy``, ``certificate_identity_check``,
+            ``refuse_unknown_subprotocol``) and connection options
+            (``call_timeout``, ...).
 
     Runs until cancelled or until ``server.close()``.
     """

@@ -36,7 +36,8 @@ IDENTITY = "CP001"
 OPERATOR = "Example CSO"
 SECRET = "correct-horse-battery-staple"
 
-# The four suites A00.FR.317/421 require of a CSMS, by their OpenSSL names.
+# The four suites OCPP requires of a CSMS (1.6 SW A00.FR.317, 2.0.1 A00.FR.318/421),
+# by their OpenSSL names.
 REQUIRED_SUITES = (
     "ECDHE-ECDSA-AES128-GCM-SHA256",
     "ECDHE-ECDSA-AES256-GCM-SHA384",
@@ -628,3 +629,135 @@ def test_check_station_certificate_mismatch(
     with pytest.raises(CertificateMismatch, match=message) as info:
         check_station_certificate(_info(subject), IDENTITY, organization=organization)
     assert isinstance(info.value, OCPPError)
+
+
+# ---------------------------------------------------------------- every suite OCPP requires
+
+
+@dataclass(frozen=True)
+class DualPKI:
+    """An ECDSA chain and an RSA chain for the CSMS, each from a CA of its own key type."""
+
+    ecdsa_file: Path  # key + chain in one file
+    rsa_cert_file: Path  # chain only
+    rsa_key_file: Path
+    cadata: str  # both CAs
+
+
+@pytest.fixture(scope="module")
+def dual(tmp_path_factory: pytest.TempPathFactory) -> DualPKI:
+    directory = tmp_path_factory.mktemp("dual")
+    ecdsa_ca = trustme.CA(key_type=trustme.KeyType.ECDSA)
+    rsa_ca = trustme.CA(key_type=trustme.KeyType.RSA)
+    ecdsa = ecdsa_ca.issue_cert("127.0.0.1", key_type=trustme.KeyType.ECDSA)
+    rsa = rsa_ca.issue_cert("127.0.0.1", key_type=trustme.KeyType.RSA)
+    ecdsa_file = directory / "csms-ecdsa.pem"
+    ecdsa.private_key_and_cert_chain_pem.write_to_path(str(ecdsa_file))
+    rsa_cert_file = directory / "csms-rsa.pem"
+    for blob in rsa.cert_chain_pems:
+        blob.write_to_path(str(rsa_cert_file), append=True)
+    rsa_key_file = directory / "csms-rsa.key"
+    rsa.private_key_pem.write_to_path(str(rsa_key_file))
+    cadata = ecdsa_ca.cert_pem.bytes().decode("ascii") + rsa_ca.cert_pem.bytes().decode("ascii")
+    return DualPKI(ecdsa_file, rsa_cert_file, rsa_key_file, cadata)
+
+
+def dual_server(dual: DualPKI) -> ssl.SSLContext:
+    return server_ssl_context([dual.ecdsa_file, (dual.rsa_cert_file, dual.rsa_key_file)])
+
+
+def offering(dual: DualPKI, ciphers: str) -> ssl.SSLContext:
+    """A TLS 1.2 client that offers only ``ciphers`` (not one of our contexts)."""
+    client = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    client.load_verify_locations(cadata=dual.cadata)
+    client.maximum_version = ssl.TLSVersion.TLSv1_2
+    client.set_ciphers(ciphers)
+    return client
+
+
+@pytest.mark.parametrize(
+    "suite",
+    [*REQUIRED_SUITES, "ECDHE-RSA-AES128-GCM-SHA256", "ECDHE-RSA-AES256-GCM-SHA384"],
+)
+async def test_every_required_suite_negotiates_with_an_ecdsa_and_an_rsa_chain(
+    dual: DualPKI, suite: str
+) -> None:
+    """OCPP 2.0.1 A00.FR.318: all four suites (and the ECDHE-RSA pair) on one context."""
+    result = await exchange(dual_server(dual), offering(dual, suite))
+    assert_ok(result)
+    assert result.version == "TLSv1.2"
+    assert result.cipher == suite
+
+
+@pytest.mark.parametrize(
+    ("chain", "missing"),
+    [
+        ("ecdsa", ("AES128-GCM-SHA256", "AES256-GCM-SHA384")),
+        ("rsa", ("ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-ECDSA-AES256-GCM-SHA384")),
+    ],
+)
+async def test_one_chain_serves_only_the_suites_of_its_key_type(
+    dual: DualPKI, chain: str, missing: tuple[str, ...]
+) -> None:
+    server = (
+        server_ssl_context(dual.ecdsa_file)
+        if chain == "ecdsa"
+        else server_ssl_context(dual.rsa_cert_file, dual.rsa_key_file)
+    )
+    for suite in missing:
+        result = await exchange(server, offering(dual, suite))
+        assert "NO_SHARED_CIPHER" in str(ssl_cause(result.server_error))
+        assert result.client_failed_in_handshake
+
+
+@pytest.mark.parametrize(
+    "suite",
+    [
+        "ECDHE-ECDSA-AES128-SHA",  # CBC
+        "ECDHE-RSA-AES256-SHA384",  # CBC
+        "AES128-SHA256",  # static RSA, CBC
+        "ECDHE-ECDSA-CHACHA20-POLY1305",
+        "ECDHE-RSA-CHACHA20-POLY1305",
+        "DHE-RSA-AES128-GCM-SHA256",
+    ],
+)
+async def test_other_tls12_suites_are_refused_by_the_dual_server(dual: DualPKI, suite: str) -> None:
+    result = await exchange(dual_server(dual), offering(dual, suite))
+    assert "NO_SHARED_CIPHER" in str(ssl_cause(result.server_error))
+    assert result.client_failed_in_handshake
+
+
+@pytest.mark.filterwarnings("ignore:ssl.TLSVersion.TLSv1_1 is deprecated:DeprecationWarning")
+@pytest.mark.filterwarnings("ignore:ssl.TLSVersion.TLSv1 is deprecated:DeprecationWarning")
+@pytest.mark.parametrize("version", ["TLSv1", "TLSv1_1"])
+async def test_tls10_and_tls11_are_refused_by_the_dual_server(dual: DualPKI, version: str) -> None:
+    legacy = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    legacy.load_verify_locations(cadata=dual.cadata)
+    legacy.minimum_version = legacy.maximum_version = ssl.TLSVersion[version]
+    legacy.set_ciphers("DEFAULT:@SECLEVEL=0")
+    result = await exchange(dual_server(dual), legacy)
+    # The ClientHello reached the server, which refused its version.
+    assert "UNSUPPORTED_PROTOCOL" in str(ssl_cause(result.server_error))
+    assert result.client_failed_in_handshake
+
+
+def test_server_context_refuses_chains_it_cannot_use(dual: DualPKI, pki: PKI) -> None:
+    with pytest.raises(ValueError, match="two ECDSA certificate chains"):
+        server_ssl_context([dual.ecdsa_file, pki.server_file])
+    with pytest.raises(ValueError, match="two RSA certificate chains"):
+        server_ssl_context([(dual.rsa_cert_file, dual.rsa_key_file), pki.rsa_server_file])
+    with pytest.raises(ValueError, match="empty"):
+        server_ssl_context([])
+    with pytest.raises(ValueError, match="keyfile"):
+        server_ssl_context([dual.ecdsa_file], dual.rsa_key_file)
+    with pytest.raises(ValueError, match="keyfile"):
+        server_ssl_context(None, dual.rsa_key_file)
+    with pytest.raises(ValueError, match="PEM file or"):
+        server_ssl_context([(dual.rsa_cert_file,)])  # type: ignore[list-item]
+    with pytest.raises(ssl.SSLError):  # the RSA key with the ECDSA certificate
+        server_ssl_context([(dual.ecdsa_file, dual.rsa_key_file)])
+    # A single chain in a list, and the classic two arguments, still work.
+    assert server_ssl_context([dual.ecdsa_file]).verify_mode == ssl.CERT_NONE
+    assert isinstance(
+        server_ssl_context(str(dual.rsa_cert_file), str(dual.rsa_key_file)), ssl.SSLContext
+    )

@@ -27,7 +27,12 @@ the identity is claimed (and a duplicate evicted) only after every check.
    Basic Auth such an identity can never match its user-id, so it gets 401.
    The path before the identity (``endpoint``) and the query are kept for
    the auth callback.
-3. The credentials the security profile asks for (OCPP 1.6 Security
+3. The station's security profile: the server's ``security_profile``, or
+   what ``profile_for(identity)`` returns for this station (sync or async,
+   under the handshake's deadline; raising answers 503, returning no
+   profile 500), so one listener serves stations of every profile, as a
+   fleet being upgraded (OCPP 2.0.1 A05) needs.  Profiles 2 and 3 need TLS,
+   else 403.  Then the credentials the profile asks for (OCPP 1.6 Security
    Whitepaper §2, OCPP 2.0.1 Part 2 A00): profiles 1 and 2 need HTTP Basic
    Auth whose user-id is the identity (A00.FR.204/303), else 401 with
    ``WWW-Authenticate: Basic realm="OCPP"`` (RFC 7617 §2); profile 3 needs a
@@ -35,9 +40,14 @@ the identity is claimed (and a duplicate evicted) only after every check.
    or one of its DNS subjectAltNames, is the identity: A00.FR.405 puts the
    station's serial number, which the identity is, in the CN), else 401.
    ``certificate_identity_check=False`` leaves that last check to ``auth``.
+   A station whose profile is 3 never passes with a password alone, and
+   one whose profile is 1 or 2 never without one.
 4. ``auth``, then the subprotocol: the server's ``protocols`` in the
    server's order of preference among those offered (RFC 6455 §4.2.2 leaves
-   the choice to the server).
+   the choice to the server).  None in common: OCPP-J's answer is 101
+   without ``Sec-WebSocket-Protocol`` and a close; with
+   ``refuse_unknown_subprotocol`` it is HTTP 400 instead, with a body that
+   names the subprotocols we speak.
 
 The records here never show a password or an ``Authorization`` header in
 their repr.  The small trio helper at the end (``Gate``)
@@ -102,13 +112,24 @@ _SECRET_HEADERS: Final = frozenset({"authorization", "proxy-authorization", "coo
 
 
 class Refusal(Exception):
-    """The handshake is refused with HTTP ``status``; ``reason`` is logged, never sent."""
+    """The handshake is refused with HTTP ``status``; ``reason`` is logged, never sent.
 
-    def __init__(self, status: int, reason: str, headers: Sequence[tuple[str, str]] = ()) -> None:
+    ``body``, when not empty, is the text of the answer (meant for the peer).
+    """
+
+    def __init__(
+        self,
+        status: int,
+        reason: str,
+        headers: Sequence[tuple[str, str]] = (),
+        *,
+        body: str = "",
+    ) -> None:
         super().__init__(reason)
         self.status = status
         self.reason = reason
         self.headers = tuple(headers)
+        self.body = body
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,8 +152,13 @@ def check_server_options(
     handshake_timeout: float,
     duplicate_policy: str,
     certificate_identity_check: bool,
+    profile_for: object = None,
 ) -> None:
     """Raise ValueError for server options that cannot work together."""
+    if profile_for is not None and not callable(profile_for):
+        raise TypeError(
+            f"profile_for must be a function of the identity, got {type(profile_for).__name__}"
+        )
     if isinstance(protocols, str) or not protocols:
         raise ValueError("protocols must be a non-empty list of subprotocol names")
     if any(not isinstance(p, str) or not p for p in protocols):
@@ -152,7 +178,11 @@ def check_server_options(
             "security profile 3 requires an ssl_context that verifies client certificates "
             "(verify_mode CERT_REQUIRED, as server_ssl_context(profile=3) builds)"
         )
-    if profile.requires_client_cert and not certificate_identity_check and auth is None:
+    if (
+        (profile.requires_client_cert or profile_for is not None)
+        and not certificate_identity_check
+        and auth is None
+    ):
         raise ValueError(
             "certificate_identity_check=False leaves it to the auth callback to check that a "
             "certificate names its station: pass auth"
@@ -448,7 +478,9 @@ class HandshakeRequest:
             (compare it with :func:`ocpp_trio.check_password`), else None.
             Never in the repr.
         certificate: the verified TLS client certificate, if any.
-        security_profile: the server's security profile.
+        security_profile: the security profile applied to this station
+            (``profile_for``'s answer, else the server's), whose checks
+            passed.
     """
 
     identity: str
@@ -477,7 +509,7 @@ class StationHandshake(HandshakeInfo):
         query: the query parameters.
         offered_protocols: the subprotocols the station offered.
         certificate: the verified TLS client certificate, if any.
-        security_profile: the server's security profile.
+        security_profile: the security profile the station was admitted with.
     """
 
     identity: str = ""
@@ -592,6 +624,121 @@ def check_credentials(
         if certificate_identity_check and not certificate_names(certificate, identity):
             raise Refusal(401, "the TLS client certificate does not name the station")
     return password, certificate
+
+
+ProfileResult: TypeAlias = SecurityProfile | int | None
+#: ``profile_for(identity)``: sync or async; the station's security profile,
+#: or None for the server's ``security_profile``.
+ProfileLookup: TypeAlias = Callable[[str], ProfileResult | Awaitable[ProfileResult]]
+
+
+async def station_profile(
+    lookup: ProfileLookup | None, default: SecurityProfile, identity: str
+) -> SecurityProfile:
+    """The security profile of station ``identity``: ``lookup(identity)``, else ``default``.
+
+    Runs in the handshake's cancel scopes (deadline, peer gone, server
+    closing): a lookup that awaits is cancelled with them.
+
+    Raises:
+        Refusal: 503 when the lookup raises (logged with its traceback,
+            nothing of it sent: the profile store may be down for a while);
+            500 when it returns something that is not a profile (logged: a
+            bug in the application).
+    """
+    if lookup is None:
+        return default
+    try:
+        result: object = lookup(identity)
+        if inspect.isawaitable(result):
+            result = await result
+    except Exception as exc:
+        log.error(
+            "profile_for raised %s for %r; answering 503",
+            type(exc).__name__,
+            identity,
+            exc_info=exc,
+        )
+        raise Refusal(503, f"profile_for raised {type(exc).__name__}") from None
+    if result is None:
+        return default
+    if isinstance(result, int) and not isinstance(result, bool) and 0 <= result <= 3:
+        return SecurityProfile(result)
+    log.error(
+        "profile_for returned %r for %r, not a security profile (0-3 or None); answering 500",
+        result,
+        identity,
+    )
+    raise Refusal(500, "profile_for returned no security profile")
+
+
+async def station_credentials(
+    identity: str,
+    headers: Mapping[str, str],
+    peercert: Mapping[str, object] | None,
+    *,
+    tls: bool,
+    default: SecurityProfile,
+    lookup: ProfileLookup | None,
+    has_auth: bool,
+    certificate_identity_check: bool = True,
+) -> tuple[SecurityProfile, bytes | None, CertificateInfo | None]:
+    """The station's profile, and its credentials checked against it.
+
+    ``(profile, password, certificate)``: the profile from
+    :func:`station_profile`; TLS when it asks for it; then
+    :func:`check_credentials`.  ``has_auth``: whether an ``auth`` callback
+    will check the password (profiles 1 and 2 cannot do without one).
+
+    Raises:
+        Refusal: as :func:`station_profile`; 403 when a profile 2 or 3
+            station came without TLS; as :func:`check_credentials`; 500
+            when a password would go unchecked (logged).
+    """
+    profile = default if lookup is None else await station_profile(lookup, default, identity)
+    if profile.requires_tls and not tls:
+        raise Refusal(403, f"security profile {int(profile)} requires TLS (wss://)")
+    if profile.requires_password and not has_auth:
+        log.error(
+            "station %r has security profile %d, whose password only an auth callback can "
+            "check, and the server has none; answering 500",
+            identity,
+            int(profile),
+        )
+        raise Refusal(500, f"security profile {int(profile)} with no auth callback")
+    try:
+        password, certificate = check_credentials(
+            profile,
+            identity,
+            headers,
+            peercert,
+            certificate_identity_check=certificate_identity_check,
+        )
+    except Refusal as exc:
+        if lookup is None:
+            raise
+        raise Refusal(
+            exc.status, f"{exc.reason} (security profile {int(profile)})", exc.headers
+        ) from None
+    return profile, password, certificate
+
+
+def no_common_subprotocol(offered: Sequence[str], protocols: Sequence[str]) -> Refusal:
+    """The HTTP 400 of ``refuse_unknown_subprotocol``: no subprotocol in common.
+
+    The body names what we speak (never a secret), so a person reading a
+    test tool's log sees at once what to offer; it echoes nothing of the
+    request.  The reason (logged) names what the station offered.
+    """
+    if offered:
+        reason = f"none of the offered subprotocols ({', '.join(offered)}) is spoken here"
+    else:
+        reason = "no subprotocol offered (Sec-WebSocket-Protocol)"
+    body = (
+        "No OCPP subprotocol in common: offer one of these in Sec-WebSocket-Protocol: "
+        f"{', '.join(protocols)}\n"
+    )
+    return Refusal(400, reason, body=body)
 
 
 async def run_auth(auth: AuthCallback, request: HandshakeRequest) -> object:
@@ -709,7 +856,11 @@ class UpgradeRequest(Protocol):
     @property
     def proposed_subprotocols(self) -> tuple[str, ...]: ...
 
-    async def reject(self, status: int, /, *, extra_headers: Any = ...) -> None: ...
+    # ``body``: the answer's text; bytes for trio-websocket's request and the
+    # ASGI front end's, str for our own parser's (``ServerHandshake``).
+    async def reject(
+        self, status: int, /, *, extra_headers: Any = ..., body: Any = ...
+    ) -> None: ...
 
 
 def encode_headers(headers: Sequence[tuple[str, str]]) -> list[tuple[bytes, bytes]]:

@@ -71,15 +71,16 @@ from .admission import (
     StationHandshake,
     UpgradeRequest,
     auth_decision,
-    check_credentials,
     check_upgrade,
     encode_headers,
     header_map,
+    no_common_subprotocol,
     parse_target,
     redacted,
     remote_of,
     run_auth,
     select_protocol,
+    station_credentials,
     station_key,
     tls_reason,
 )
@@ -89,7 +90,7 @@ if TYPE_CHECKING:
 
     from .._websocket import trio_websocket as tws
     from ..cluster._server_glue import ClusterGlue
-    from .admission import AuthCallback
+    from .admission import AuthCallback, ProfileLookup
 
 log = logging.getLogger("ocpp_trio.server")
 
@@ -122,6 +123,8 @@ class ServerSettings:
     compression_threshold: int
     websocket_backend: WebSocketBackend
     options: ConnectionOptions
+    profile_for: ProfileLookup | None = None
+    refuse_unknown_subprotocol: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -140,6 +143,7 @@ class Upgrade:
         options: the connection options, when not the server's.
         refusal: the front end's own refusal (the request is then answered
             with it and nothing else is decided).
+        tls: whether the request came over TLS (profiles 2 and 3 need it).
     """
 
     peercert: Mapping[str, Any] | None
@@ -148,6 +152,7 @@ class Upgrade:
     phase: Callable[[], trio.CancelScope] = trio.CancelScope
     options: ConnectionOptions | None = None
     refusal: Refusal | None = None
+    tls: bool = False
 
 
 def _or_tws_closed(*errors: type[Exception]) -> tuple[type[Exception], ...]:
@@ -618,7 +623,13 @@ class StreamRunner:
         return await self._admit(
             peer,
             request,
-            Upgrade(peercert=peercert, accept=accept, deadline=deadline, phase=gate.scope),
+            Upgrade(
+                peercert=peercert,
+                accept=accept,
+                deadline=deadline,
+                phase=gate.scope,
+                tls=isinstance(stream, trio.SSLStream),
+            ),
         )
 
     async def _upgrade(self, peer: Peer, request: UpgradeRequest, upgrade: Upgrade) -> None:
@@ -646,7 +657,7 @@ class StreamRunner:
         with trio.move_on_at(upgrade.deadline) as timeout, upgrade.phase():
             if refusal is None:
                 try:
-                    outcome = await self._decide(peer, request, upgrade.peercert)
+                    outcome = await self._decide(peer, request, upgrade.peercert, upgrade.tls)
                 except Refusal as exc:
                     # Kept, not raised again: without its traceback (which
                     # holds this frame, which holds it: a reference cycle).
@@ -656,10 +667,10 @@ class StreamRunner:
             if not timeout.cancelled_caught:
                 self._rejected(peer, None, "the peer went away")
                 return None
-            refusal = Refusal(503, "handshake timeout (auth took too long)")
+            refusal = Refusal(503, "handshake timeout (profile_for or auth took too long)")
         if refusal is not None:
             self._rejected(peer, refusal.status, refusal.reason)
-            await self._refuse(request, refusal.status, refusal.headers)
+            await self._refuse(request, refusal.status, refusal.headers, refusal.body)
             return None
         assert outcome is not None
         identity, protocol, session, info = outcome
@@ -700,21 +711,35 @@ class StreamRunner:
         request: UpgradeRequest,
         status: int,
         headers: Sequence[tuple[str, str]] = (),
+        body: str = "",
     ) -> None:
         """Send an HTTP error answer, within a bound; the peer may be gone already."""
         with trio.move_on_after(self.settings.handshake_timeout):
             try:
-                await request.reject(status, extra_headers=encode_headers(headers))
+                if not body:
+                    await request.reject(status, extra_headers=encode_headers(headers))
+                elif isinstance(request, ServerHandshake):
+                    await request.reject(status, encode_headers(headers), body)
+                else:  # trio-websocket's and the ASGI front end's take bytes
+                    text = (*headers, ("Content-Type", "text/plain; charset=utf-8"))
+                    await request.reject(
+                        status, extra_headers=encode_headers(text), body=body.encode()
+                    )
             except _or_tws_closed(trio.BrokenResourceError, HandshakeFailed):
                 pass
 
     async def _decide(
-        self, peer: Peer, request: UpgradeRequest, peercert: Mapping[str, Any] | None
+        self,
+        peer: Peer,
+        request: UpgradeRequest,
+        peercert: Mapping[str, Any] | None,
+        tls: bool,
     ) -> tuple[str, str | None, Mapping[str, Any], StationHandshake]:
         """Everything between the upgrade request and ``101``; raises ``Refusal``.
 
         In the order that keeps a bad request from touching anyone else: the
-        upgrade, the identity, capacity, the credentials, ``auth``.  The
+        upgrade, the identity, capacity, the station's profile and its
+        credentials, ``auth``, the subprotocol.  The
         identity is claimed later (:meth:`_claim`), once all of these passed.
         """
         headers = header_map(request.headers)
@@ -740,11 +765,14 @@ class StreamRunner:
                 raise Refusal(503, f"max_connections={self.settings.max_connections} reached")
             peer.slot = True
             self._slots += 1
-        password, certificate = check_credentials(
-            self.settings.security_profile,
+        profile, password, certificate = await station_credentials(
             identity,
             headers,
             peercert,
+            tls=tls,
+            default=self.settings.security_profile,
+            lookup=self.settings.profile_for,
+            has_auth=self.settings.auth is not None,
             certificate_identity_check=self.settings.certificate_identity_check,
         )
         offered = tuple(request.proposed_subprotocols)
@@ -758,15 +786,15 @@ class StreamRunner:
             protocols=offered,
             password=password,
             certificate=certificate,
-            security_profile=self.settings.security_profile,
+            security_profile=profile,
         )
         protocol = select_protocol(self.settings.protocols, offered)
         session: Mapping[str, Any] = {}
         if self.settings.auth is not None:
             result = await run_auth(self.settings.auth, hs_request)
-            session, protocol = auth_decision(
-                result, offered, protocol, self.settings.security_profile
-            )
+            session, protocol = auth_decision(result, offered, protocol, profile)
+        if protocol is None and self.settings.refuse_unknown_subprotocol:
+            raise no_common_subprotocol(offered, self.settings.protocols)
         info = StationHandshake(
             path=request.path,
             subprotocol=protocol,
@@ -778,7 +806,7 @@ class StreamRunner:
             query=target.query,
             offered_protocols=offered,
             certificate=certificate,
-            security_profile=self.settings.security_profile,
+            security_profile=profile,
         )
         return identity, protocol, session, info
 
