@@ -64,7 +64,7 @@ import trio
 from websockets.client import ClientProtocol
 from websockets.exceptions import PayloadTooBig, ProtocolError
 from websockets.frames import Frame, Opcode
-from websockets.protocol import Protocol, State
+from websockets.protocol import Protocol, Side, State
 from websockets.server import ServerProtocol
 
 from .._core.errors import ConnectionClosed
@@ -116,6 +116,9 @@ _TEXT, _BINARY, _CONT, _PING, _PONG = (
     Opcode.PONG,
 )
 _OPEN = State.OPEN
+#: How long a client that failed the connection waits for the server to
+#: close TCP before closing it itself.
+CLIENT_CLOSE_WAIT: Final = 1.0
 
 
 #: The close reason of a connection whose frame write was cancelled half-way.
@@ -354,7 +357,10 @@ class WSTransport:
         return messages.pop(0)
 
     async def _fail(self) -> None:
-        """The parser met a protocol error (RFC 6455 §7.1.7): close now, never wait for the peer.
+        """The parser met a protocol error (RFC 6455 §7.1.7): close now, not waiting for a close frame.
+
+        A client still gives the server up to ``CLIENT_CLOSE_WAIT`` to close
+        the TCP connection first, as RFC 6455 §7.1.1 asks.
 
         websockets has queued the close frame (1002, 1007, 1009...) if the
         connection was open; when the bad frame came along with the upgrade
@@ -376,6 +382,13 @@ class WSTransport:
             await self._flush()
         except ConnectionClosed:
             pass
+        else:
+            if proto.side is Side.CLIENT:
+                # RFC 6455 §7.1.1: the server closes TCP first; a client
+                # waits for that (briefly; what arrives is discarded).
+                with trio.move_on_after(CLIENT_CLOSE_WAIT):
+                    while self._closed is None:
+                        await self._read_once()
         self._set_closed()
 
     async def _read_once(self) -> None:
