@@ -1,9 +1,11 @@
 """The CSMS side: ``OCPPServer`` and ``serve_ocpp``.
 
-Theory of operation.  ``serve_listeners`` accepts TCP (or TLS) streams with
-``trio.serve_listeners`` and gives each one a task of its own, in a cancel
-scope of its own, guarded so that nothing a station does reaches the accept
-loop or another station.  Per stream:
+Theory of operation.  ``serve_listeners`` accepts TCP (or TLS) streams
+(``_server/accept.py``: a wake-up of a listener takes its whole backlog, so a
+new station never waits behind hundreds of queued connections one scheduling
+round each) and gives each one a task of its own, in a cancel scope of its
+own, guarded so that nothing a station does reaches the accept loop or
+another station.  Per stream:
 
 0. At accept, before TLS: at ``max_connections`` streams, or at
    ``max_pending_handshakes`` streams still in their handshake, the new
@@ -77,6 +79,7 @@ import trio
 from ._rpc.connection import OCPPConnection
 from ._rpc.options import ConnectionOptions
 from ._rpc.outbound import prepare_validators
+from ._server.accept import serve_listeners
 from ._server.admission import (
     DEFAULT_MAX_PENDING_HANDSHAKES,
     AuthAccept,
@@ -560,15 +563,10 @@ class OCPPServer:
         async with trio.open_nursery() as nursery:
             tasks = handler_nursery if handler_nursery is not None else nursery
 
-            async def accept_loop(
-                task_status: trio.TaskStatus[list[trio.abc.Listener[Any]]],
-            ) -> None:
+            async def accept_loop(task_status: trio.TaskStatus[None]) -> None:
                 with accept_scope:
-                    await trio.serve_listeners(
-                        self._streams.handle_stream,
-                        list(listeners),
-                        handler_nursery=tasks,
-                        task_status=task_status,
+                    await serve_listeners(
+                        self._streams.handle_stream, listeners, tasks, task_status=task_status
                     )
 
             self._listeners = list(listeners)

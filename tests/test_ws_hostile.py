@@ -571,3 +571,30 @@ async def test_frame_files_as_text_and_as_binary(raw: bytes, autojump_clock: Any
         assert await fails_with(transport, 1000) == [expected]
     transport, _, _ = await accepted(REQUEST + frame(raw, BINARY) + close, size=2**21)
     await fails_with(transport, 1003)
+
+
+async def test_a_large_read_is_parsed_a_slice_per_task_step(autojump_clock: Any) -> None:
+    """64 KiB of small frames in one read: the parser gets it ``PARSE_SLICE`` bytes per
+    step, and other tasks run in between (it used to be one step of ~2,000 frames)."""
+    from ocpp_trio._websocket.driver import PARSE_SLICE
+
+    burst = b"".join(frame(b'[2,"%d","Heartbeat",{}]' % i) for i in range(2000))
+    assert len(burst) > 6 * PARSE_SLICE
+    transport, peer, _ = await accepted(REQUEST)
+    rounds = 0
+
+    async def ticker() -> None:
+        nonlocal rounds
+        while True:
+            await trio.lowlevel.checkpoint()
+            rounds += 1
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(ticker)
+        await peer.send_all(burst)
+        before = rounds
+        first = await transport.receive()
+        during = rounds - before
+        nursery.cancel_scope.cancel()
+    assert first == '[2,"0","Heartbeat",{}]'
+    assert during >= 5  # one schedule point per slice of the read

@@ -18,7 +18,9 @@ task switch and one memory channel per message; see ``benchmarks/``).
 Fairness.  One read of ``RECEIVE_SIZE`` bytes can hold thousands of small
 messages; ``receive()`` passes a schedule point for each message it returns
 from what an earlier read queued, so a peer that writes a burst is handled one
-message per task step and every other connection keeps its turn.
+message per task step and every other connection keeps its turn.  Parsing is
+bounded per step too: a read is fed to websockets' parser ``PARSE_SLICE``
+bytes at a time (some 200 small frames), with a schedule point between.
 
 What OCPP-J accepts of the peer, beyond what websockets checks.  Every OCPP-J
 message is JSON text in UTF-8 (OCPP-J 1.6 §4.1.2, 2.0.1 Part 4 §4.1.2, 2.1
@@ -116,6 +118,8 @@ _TEXT, _BINARY, _CONT, _PING, _PONG = (
     Opcode.PONG,
 )
 _OPEN = State.OPEN
+#: The parser is fed at most this much of a read per task step (see ``_parse_in_slices``).
+PARSE_SLICE: Final = 8192
 #: How long a client that failed the connection waits for the server to
 #: close TCP before closing it itself.
 CLIENT_CLOSE_WAIT: Final = 1.0
@@ -412,10 +416,12 @@ class WSTransport:
                 self._reading = False
             if self._aborted:
                 return  # abort() closed the parser meanwhile
-            if data:
-                proto.receive_data(data)
-            else:
+            if not data:
                 proto.receive_eof()
+            elif len(data) <= PARSE_SLICE:
+                proto.receive_data(data)
+            elif not await self._parse_in_slices(data):
+                return  # aborted meanwhile
             self._on_events()
             await self._settle()
             if not data:
@@ -424,6 +430,29 @@ class WSTransport:
             waiter, self._read_waiter = self._read_waiter, None
             if waiter is not None:
                 waiter.set()
+
+    async def _parse_in_slices(self, data: bytes | bytearray) -> bool:
+        """Feed a large read to the parser ``PARSE_SLICE`` bytes at a time, a schedule point between.
+
+        websockets parses every complete frame of what it is fed at once: 64 KiB
+        of small frames is some 2,000 of them and tens of milliseconds in one
+        task step, which every other connection waits out (a flood from 500
+        connections made that seconds per scheduling round).  Still the one
+        reader: ``aclose()`` sees ``_reading`` and waits.  False when
+        ``abort()`` came meanwhile (the parser is gone).
+        """
+        proto = self._proto
+        self._reading = True
+        try:
+            for start in range(0, len(data), PARSE_SLICE):
+                if start:
+                    await trio.lowlevel.checkpoint()
+                    if self._aborted:
+                        return False
+                proto.receive_data(data[start : start + PARSE_SLICE])
+        finally:
+            self._reading = False
+        return True
 
     async def _settle(self) -> None:
         """Write what the parser queued (pongs, a close reply); note a close received or sent."""
