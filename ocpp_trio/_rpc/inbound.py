@@ -320,10 +320,30 @@ class Dispatcher:
         )
         if event.failed_call is not None:
             waiter = self._link.pending.pop(event.failed_call, None)
-            if waiter is not None:
-                waiter.resolve(
-                    MalformedResponseError(event.error, action=event.failed_action or "")
-                )
+            action = event.failed_action or ""
+            if event.peer_error is not None:
+                # A CALLERROR with a readable code but malformed details (some
+                # peers send an array): the caller learns what the peer said.
+                code, description, raw = event.peer_error
+                if waiter is not None:
+                    waiter.resolve(
+                        CallErrorReceived(
+                            code, description, {}, action=action, raw_details=raw, malformed=True
+                        )
+                    )
+                if self._link.emitter.has("call_error"):
+                    self._link.emitter.emit(
+                        "call_error",
+                        CallErrorEvent(
+                            message_id=event.failed_call,
+                            method=action,
+                            code=code,
+                            description=description,
+                            details={},
+                        ),
+                    )
+            elif waiter is not None:
+                waiter.resolve(MalformedResponseError(event.error, action=action))
         if event.reply is not None:
             try:
                 await self._link.write(event.reply)
