@@ -71,8 +71,13 @@ requires RFC 3339 date-times (the dateTime primitive of OCPP 1.6, 2.0.1 and
 calendar date, ``T``, a time (leap second ``60`` allowed), optional fraction,
 and ``Z`` or a ``+hh:mm`` offset; ASCII digits only.  fastjsonschema's own pattern also
 accepts ``+hhmm``, which RFC 3339 does not, so we replace it.  ``uri`` (two
-1.6 fields) must be ``scheme:`` followed by non-blank characters (RFC 3986
-§3.1 scheme; IRIs allowed).  :func:`create_validator` takes
+1.6 fields, ``UpdateFirmware.location`` and ``GetDiagnostics.location``) is
+RFC 3986 §3's ``URI`` exactly, as its Appendix A's ABNF defines it (an
+absolute URI: a scheme and ``:``, an optional ``//authority``, a path, an
+optional query and fragment; only ASCII, ``%`` followed by two hex digits):
+``x:`` and ``urn:a`` pass, ``http://a/<b>``, ``http://a/%zz``, a relative
+reference and an IRI with non-ASCII characters do not.  These are the only
+formats the OCA schemas use.  :func:`create_validator` takes
 ``check_formats=False`` for peers that cannot be fixed.
 
 Load-time adaptations
@@ -94,7 +99,7 @@ And at compile time (not edits of the schema):
 
 5. ``default`` is never inserted into payloads (``use_default=False``):
    validation does not mutate what it checks.
-6. ``date-time`` and ``uri`` use the stricter patterns described above.
+6. ``date-time`` and ``uri`` are checked as their RFCs define them (above).
 
 Thread safety: compilation is serialised by a lock; validating is lock-free.
 This module never imports trio.
@@ -170,7 +175,7 @@ LOAD_TIME_ADAPTATIONS: Final[tuple[str, ...]] = (
     "read files as UTF-8, tolerating a byte-order mark",
     "compile with use_default=False: `default` values are never inserted into payloads",
     "check `date-time` as RFC 3339 §5.6 exactly (fastjsonschema also accepts `+hhmm`)",
-    "check `uri` as an RFC 3986 scheme, `:`, then non-blank characters",
+    "check `uri` as RFC 3986 §3 `URI` exactly (the ABNF of its Appendix A)",
 )
 
 _ANNOTATIONS: Final = frozenset({"title", "description", "comment", "$comment", "javaType"})
@@ -204,7 +209,49 @@ _DATE: Final = (
 _TIME: Final = r"(?:[01][0-9]|2[0-3]):[0-5][0-9]:(?:[0-5][0-9]|60)(?:\.[0-9]+)?"
 _OFFSET: Final = r"(?:[Zz]|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])"
 DATE_TIME_PATTERN: Final = rf"^(?:{_DATE})[Tt]{_TIME}{_OFFSET}\Z"
-URI_PATTERN: Final = r"^[A-Za-z][A-Za-z0-9+.\-]*:[^\s]+\Z"
+
+# RFC 3986 §3 ``URI``, written out from the ABNF of its Appendix A.  ``host``
+# is ``IP-literal / reg-name``: every IPv4address is also a reg-name.
+_HEX: Final = "[0-9A-Fa-f]"
+_PCT: Final = f"%{_HEX}{_HEX}"
+_UNRESERVED_SUB: Final = r"A-Za-z0-9\-._~!$&'()*+,;="  # unreserved / sub-delims
+_PCHAR: Final = f"(?:[{_UNRESERVED_SUB}:@]|{_PCT})"
+_H16: Final = f"{_HEX}{{1,4}}"
+_DEC_OCTET: Final = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_IPV4: Final = rf"{_DEC_OCTET}(?:\.{_DEC_OCTET}){{3}}"
+_LS32: Final = f"(?:{_H16}:{_H16}|{_IPV4})"
+_IPV6: Final = (
+    "(?:"
+    + "|".join(
+        (
+            f"(?:{_H16}:){{6}}{_LS32}",
+            f"::(?:{_H16}:){{5}}{_LS32}",
+            f"(?:{_H16})?::(?:{_H16}:){{4}}{_LS32}",
+            f"(?:(?:{_H16}:){{0,1}}{_H16})?::(?:{_H16}:){{3}}{_LS32}",
+            f"(?:(?:{_H16}:){{0,2}}{_H16})?::(?:{_H16}:){{2}}{_LS32}",
+            f"(?:(?:{_H16}:){{0,3}}{_H16})?::{_H16}:{_LS32}",
+            f"(?:(?:{_H16}:){{0,4}}{_H16})?::{_LS32}",
+            f"(?:(?:{_H16}:){{0,5}}{_H16})?::{_H16}",
+            f"(?:(?:{_H16}:){{0,6}}{_H16})?::",
+        )
+    )
+    + ")"
+)
+_IP_LITERAL: Final = rf"\[(?:{_IPV6}|[vV]{_HEX}+\.[{_UNRESERVED_SUB}:]+)\]"
+_AUTHORITY: Final = (
+    f"(?:(?:[{_UNRESERVED_SUB}:]|{_PCT})*@)?"  # userinfo "@"
+    f"(?:{_IP_LITERAL}|(?:[{_UNRESERVED_SUB}]|{_PCT})*)"  # host
+    "(?::[0-9]*)?"  # ":" port
+)
+_SEGMENTS: Final = f"{_PCHAR}+(?:/{_PCHAR}*)*"  # segment-nz *( "/" segment )
+_HIER_PART: Final = (
+    f"(?://{_AUTHORITY}(?:/{_PCHAR}*)*"  # "//" authority path-abempty
+    f"|/(?:{_SEGMENTS})?"  # path-absolute
+    f"|{_SEGMENTS}"  # path-rootless
+    ")?"  # path-empty
+)
+_QUERY: Final = f"(?:{_PCHAR}|[/?])*"  # query and fragment
+URI_PATTERN: Final = rf"^[A-Za-z][A-Za-z0-9+\-.]*:{_HIER_PART}(?:\?{_QUERY})?(?:#{_QUERY})?\Z"
 _FORMATS: Final[Mapping[str, str]] = {"date-time": DATE_TIME_PATTERN, "uri": URI_PATTERN}
 
 #: The error class for each schema rule; a rule not listed gives FormatViolation.

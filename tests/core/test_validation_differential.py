@@ -17,7 +17,8 @@ Deliberate differences, each pinned by a test at the end of this module:
    needs ``rfc3339-validator``, ``uri`` needs ``rfc3987``; neither is a
    dependency here).  We assert RFC 3339 ``date-time`` and ``uri``, so the
    reference is given a ``FormatChecker`` with checkers written here from the
-   RFCs' grammar, independently of ours.  fastjsonschema's built-in
+   RFCs' grammar (``date-time``) or by ``rfc3986-validator`` (``uri``, the
+   checker jsonschema uses when it is installed), independently of ours.  fastjsonschema's built-in
    ``date-time`` pattern also accepts ``+hhmm`` offsets; ours does not.
 2. ``multipleOf``.  jsonschema divides binary floats, so it rejects ``0.7``
    as a multiple of ``0.1``; we (through fastjsonschema) divide
@@ -38,6 +39,7 @@ import fastjsonschema
 import jsonschema
 import pytest
 from hypothesis import HealthCheck, given, settings
+from rfc3986_validator import validate_rfc3986
 
 from ocpp_trio._core.errors import (
     RPCError,
@@ -52,7 +54,6 @@ _RFC3339 = re.compile(
     r"([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt]([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.[0-9]+)?"
     r"(?:[Zz]|[+-]([0-9]{2}):([0-9]{2}))"
 )
-_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*")
 
 
 def reference_date_time(value: object) -> bool:
@@ -75,11 +76,11 @@ def reference_date_time(value: object) -> bool:
 
 
 def reference_uri(value: object) -> bool:
-    """RFC 3986 §3: a scheme, ``:``, then something without blanks."""
+    """RFC 3986 §3 ``URI``, by ``rfc3986-validator`` (what jsonschema itself uses for ``uri``)."""
     if not isinstance(value, str):
         return True
-    scheme, sep, rest = value.partition(":")
-    return bool(sep and _SCHEME.fullmatch(scheme) and rest and not re.search(r"\s", rest))
+    # Its pattern ends in `$`, which also matches before a final newline.
+    return not value.endswith("\n") and bool(validate_rfc3986(value, rule="URI"))
 
 
 FORMAT_CHECKER = jsonschema.FormatChecker()
