@@ -135,6 +135,7 @@ if TYPE_CHECKING:
 __all__ = [
     "LOAD_TIME_ADAPTATIONS",
     "RULE_ERRORS",
+    "SCHEMA_VARIANTS",
     "SUPPORTED_PROTOCOLS",
     "Direction",
     "SchemaSource",
@@ -164,6 +165,15 @@ SchemaSource: TypeAlias = (
 
 #: The protocols whose OCA schemas ship with ocpp_trio.
 SUPPORTED_PROTOCOLS: Final = ("ocpp1.6", "ocpp2.0.1", "ocpp2.1")
+
+#: The other schema sets shipped for a protocol, by name (``schemas/README.md``
+#: tells where each comes from).  ``"pre-errata"``: the OCPP 1.6 JSON schemas
+#: as first published, before the OCA's 2019-12 set that came with the 1.6
+#: errata sheet v4.0 (no ``additionalProperties: false`` on inner objects, no
+#: ``Celsius`` in the ``unit`` enums, ``number`` for three integers), plus the
+#: same Security Extension files; what many older stations and CSMSes were
+#: built against.  Select it with ``get_validator("ocpp1.6", variant="pre-errata")``.
+SCHEMA_VARIANTS: Final[Mapping[str, tuple[str, ...]]] = {"ocpp1.6": ("pre-errata",)}
 
 _DIRECTIONS: Final[frozenset[str]] = frozenset({"request", "response"})
 
@@ -321,25 +331,34 @@ def _adapt(node: Any) -> Any:
     return out
 
 
-def _builtin_folder(protocol: str) -> Traversable:
+def _builtin_folder(protocol: str, variant: str | None = None) -> Traversable:
     if protocol not in SUPPORTED_PROTOCOLS:
         raise ValueError(
             f"unknown protocol {protocol!r}; the built-in protocols are "
             f"{', '.join(SUPPORTED_PROTOCOLS)} (use create_validator for others)"
         )
+    folder = protocol
+    if variant is not None:
+        known = SCHEMA_VARIANTS.get(protocol, ())
+        if variant not in known:
+            raise ValueError(
+                f"{protocol} has no schema variant {variant!r}; "
+                + (f"it has {', '.join(map(repr, known))}" if known else "it has none")
+            )
+        folder = f"{protocol}-{variant}"
     import importlib.resources  # costs ~10 ms cold, so only when a folder is needed
 
     try:
-        packaged = importlib.resources.files("ocpp_trio").joinpath("_schemas", protocol)
+        packaged = importlib.resources.files("ocpp_trio").joinpath("_schemas", folder)
         if packaged.is_dir():
             return packaged
     except (ModuleNotFoundError, OSError):  # pragma: no cover - broken install
         pass
-    source_tree = Path(__file__).resolve().parents[2] / "schemas" / protocol
+    source_tree = Path(__file__).resolve().parents[2] / "schemas" / folder
     if source_tree.is_dir():
         return source_tree
     raise FileNotFoundError(
-        f"the {protocol} schemas are missing: neither ocpp_trio/_schemas/{protocol} "
+        f"the {folder} schemas are missing: neither ocpp_trio/_schemas/{folder} "
         f"nor {source_tree} exists"
     )
 
@@ -379,22 +398,25 @@ def _read_json(file: Traversable) -> Schema:
     return data
 
 
-def load_schemas(protocol: str, *, raw: bool = False) -> dict[tuple[str, str], Schema]:
+def load_schemas(
+    protocol: str, *, raw: bool = False, variant: str | None = None
+) -> dict[tuple[str, str], Schema]:
     """Read every schema of a built-in protocol.
 
     Args:
         protocol: one of :data:`SUPPORTED_PROTOCOLS`.
         raw: return the OCA files exactly as parsed, without the load-time
             adaptations (for comparing with another validator).
+        variant: another shipped set of the protocol (:data:`SCHEMA_VARIANTS`).
 
     Returns:
         ``{(action, direction): schema}`` with direction ``"request"`` or
         ``"response"``; a SEND-only message is filed as a request.
 
     Raises:
-        ValueError: ``protocol`` is not a built-in protocol.
+        ValueError: ``protocol`` is not a built-in protocol, or has no such variant.
     """
-    files, _ = _index_folder(_builtin_folder(protocol))
+    files, _ = _index_folder(_builtin_folder(protocol, variant))
     if raw:
         return {key: _read_json(file) for key, file in files.items()}
     return {key: adapt_schema(_read_json(file)) for key, file in files.items()}
@@ -428,6 +450,9 @@ class Validator:
 
     Attributes:
         protocol: the OCPP-J subprotocol name, e.g. ``"ocpp2.0.1"``.
+        variant: the built-in schema variant it validates against
+            (:data:`SCHEMA_VARIANTS`), or None for the default set (and for
+            validators of :func:`create_validator`).
         actions: the actions that have a request schema.
         send_only_actions: the actions sent as SEND (request schema only).
         require_schema: whether a payload without a schema is an error.
@@ -445,6 +470,7 @@ class Validator:
         "protocol",
         "require_schema",
         "send_only_actions",
+        "variant",
     )
 
     def __init__(
@@ -455,8 +481,10 @@ class Validator:
         send_only: Iterable[str] = (),
         require_schema: bool = False,
         check_formats: bool = True,
+        variant: str | None = None,
     ) -> None:
         self.protocol = protocol
+        self.variant = variant
         self._sources: dict[_Key, _Loader] = dict(sources)
         self._known = frozenset(action for action, _ in self._sources)
         self.actions = frozenset(a for a, direction in self._sources if direction == "request")
@@ -468,10 +496,8 @@ class Validator:
         self._precompiling = threading.Lock()  # one precompile() at a time; the others wait
 
     def __repr__(self) -> str:
-        return (
-            f"<Validator {self.protocol}: {len(self._sources)} schemas, "
-            f"{len(self._compiled)} compiled>"
-        )
+        shown = f"{self.protocol} ({self.variant})" if self.variant else self.protocol
+        return f"<Validator {shown}: {len(self._sources)} schemas, {len(self._compiled)} compiled>"
 
     def has_schema(self, action: str, direction: Direction) -> bool:
         """Whether a schema exists for ``action`` in ``direction``."""
@@ -696,29 +722,40 @@ def _json_type(value: Any) -> str:
 
 # --- factories -----------------------------------------------------------------
 
-_BUILTIN: dict[str, Validator] = {}
+_BUILTIN: dict[tuple[str, str | None], Validator] = {}
 _BUILTIN_LOCK: Final = threading.Lock()
 
 
-def get_validator(protocol: str) -> Validator:
+def get_validator(protocol: str, *, variant: str | None = None) -> Validator:
     """Return the shared validator of a built-in protocol (created once per process).
 
     Building it only lists the schema folder; each schema is read and compiled
     on first use.
 
+    Args:
+        protocol: one of :data:`SUPPORTED_PROTOCOLS`.
+        variant: another shipped schema set of the protocol
+            (:data:`SCHEMA_VARIANTS`): ``get_validator("ocpp1.6",
+            variant="pre-errata")`` validates against the OCPP 1.6 files as
+            first published.  Give it to a connection as
+            ``strict_mode_validators=[...]`` (a server's option, ``AuthAccept``'s
+            ``options`` for one station, or ``reconfigure``).
+
     Raises:
-        ValueError: ``protocol`` is not in :data:`SUPPORTED_PROTOCOLS`.
+        ValueError: ``protocol`` is not in :data:`SUPPORTED_PROTOCOLS`, or has
+            no such variant.
     """
-    validator = _BUILTIN.get(protocol)
+    key = (protocol, variant)
+    validator = _BUILTIN.get(key)
     if validator is not None:
         return validator
     with _BUILTIN_LOCK:
-        validator = _BUILTIN.get(protocol)
+        validator = _BUILTIN.get(key)
         if validator is None:
-            files, send_only = _index_folder(_builtin_folder(protocol))
-            sources = {key: _file_loader(file) for key, file in files.items()}
-            validator = Validator(protocol, sources, send_only=send_only)
-            _BUILTIN[protocol] = validator
+            files, send_only = _index_folder(_builtin_folder(protocol, variant))
+            sources = {k: _file_loader(file) for k, file in files.items()}
+            validator = Validator(protocol, sources, send_only=send_only, variant=variant)
+            _BUILTIN[key] = validator
         return validator
 
 
