@@ -460,6 +460,7 @@ class Validator:
     """
 
     __slots__ = (
+        "_adapted",
         "_compiled",
         "_known",
         "_lock",
@@ -492,6 +493,7 @@ class Validator:
         self.require_schema = require_schema
         self.check_formats = check_formats
         self._compiled: dict[_Key, _CompiledFn] = {}
+        self._adapted: dict[_Key, Schema] = {}
         self._lock = threading.Lock()
         self._precompiling = threading.Lock()  # one precompile() at a time; the others wait
 
@@ -506,10 +508,17 @@ class Validator:
     def schema(self, action: str, direction: Direction) -> Schema:
         """Return the (adapted) schema of ``action`` in ``direction``.
 
+        Read on first use and kept: the same object every time, not to be
+        modified.
+
         Raises:
             KeyError: there is no such schema.
         """
-        return self._sources[(action, direction)]()
+        key = (action, direction)
+        schema = self._adapted.get(key)
+        if schema is None:
+            schema = self._adapted[key] = self._sources[key]()
+        return schema
 
     @property
     def compiled(self) -> bool:

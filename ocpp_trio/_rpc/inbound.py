@@ -62,6 +62,7 @@ from .._core.errors import (
     RPCInternalError,
     RPCNotImplementedError,
     RPCNotSupportedError,
+    ValidationError,
     code_for_protocol,
 )
 from .._core.protocol import (
@@ -399,9 +400,12 @@ class Dispatcher:
             return
         invalid = self._link.validate(action, "request", params, outbound=False, message_id=mid)
         if invalid is not None:
-            if not is_send:
-                await self._reply_error(mid, action, invalid.error)
-            return
+            if isinstance(invalid, dict):
+                params = invalid  # repaired by the validation policy's relaxations
+            else:
+                if not is_send:
+                    await self._reply_error(mid, action, invalid.error)
+                return
         conn = self._conn
         assert conn is not None  # detached only once the reader has ended
         ctx = HandlerContext(
@@ -524,7 +528,7 @@ class Dispatcher:
             )
             return
         invalid = self._link.validate(ctx.method, "response", result, outbound=True, message_id=mid)
-        if invalid is not None:
+        if isinstance(invalid, ValidationError):
             self._link.quiet.log(
                 "handler_failed",
                 logging.ERROR,
