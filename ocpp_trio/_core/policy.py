@@ -55,6 +55,7 @@ This module never imports trio.
 from __future__ import annotations
 
 import copy
+import functools
 import math
 import re
 from collections.abc import Collection, Iterable, Mapping
@@ -265,21 +266,42 @@ def _repair(
     error: ValidationError,
     relaxations: frozenset[Relaxation],
 ) -> dict[str, Any] | ValidationError:
-    """The payload repaired until it passes, or the failure no relaxation covers."""
+    """The payload repaired until it passes, or the failure no relaxation covers.
+
+    The payload is copied only once a repair applies: a failure that no
+    relaxation covers costs one look at the schema.
+    """
+    fix = _fix(validator, action, direction, payload, error, relaxations)
+    if fix is None:
+        return error
     fixed = copy.deepcopy(payload)
     set_aside: list[tuple[tuple[str | int, ...], str, Any]] = []
     for _ in range(MAX_REPAIRS):
-        if not _repair_one(validator, action, direction, fixed, error, relaxations, set_aside):
-            return error
+        path, replacement = fix
+        if isinstance(replacement, _Drop):  # unknown properties: out while checking
+            node = _at(fixed, path)
+            set_aside.extend((path, key, node.pop(key)) for key in replacement.keys)
+        else:
+            _at(fixed, path[:-1])[path[-1]] = replacement
         try:
             validator.validate(action, direction, fixed)
         except ValidationError as exc:
             error = exc
+            fix = _fix(validator, action, direction, fixed, error, relaxations)
+            if fix is None:
+                return error
             continue
-        for path, key, value in set_aside:  # unknown properties go back in
-            _at(fixed, path)[key] = value
+        for where, key, value in set_aside:  # ... and back in what is delivered
+            _at(fixed, where)[key] = value
         return fixed
     return error
+
+
+@dataclass(frozen=True, slots=True)
+class _Drop:
+    """A repair that takes the object's undeclared properties out while it is checked."""
+
+    keys: tuple[str, ...]
 
 
 def _at(root: Any, path: tuple[str | int, ...]) -> Any:
@@ -292,92 +314,98 @@ def _at(root: Any, path: tuple[str | int, ...]) -> Any:
 def _schema_at(
     validator: Validator, action: str, direction: Direction, path: tuple[str | int, ...]
 ) -> Mapping[str, Any] | None:
-    """The (adapted) subschema that applies at ``path``, following local ``$ref``s."""
+    """:func:`_subschema`, every list index as 0 (``items`` is one schema in OCPP), cached."""
+    return _subschema(
+        validator, action, direction, tuple(0 if isinstance(step, int) else step for step in path)
+    )
+
+
+@functools.lru_cache(maxsize=1024)
+def _subschema(
+    validator: Validator, action: str, direction: Direction, path: tuple[str | int, ...]
+) -> Mapping[str, Any] | None:
+    """The (adapted) subschema that applies at ``path``, following local ``$ref``s.
+
+    Adapted schemas are plain dicts (``isinstance`` against ``Mapping`` would
+    cost ten times as much here).
+    """
     root = validator.schema(action, direction)
     node: Any = root
     for step in path:
         node = _deref(root, node)
         if isinstance(step, int):
-            node = node.get("items") if isinstance(node, Mapping) else None
+            node = node.get("items") if isinstance(node, dict) else None
         else:
-            props = node.get("properties") if isinstance(node, Mapping) else None
-            node = props.get(step) if isinstance(props, Mapping) else None
+            props = node.get("properties") if isinstance(node, dict) else None
+            node = props.get(step) if isinstance(props, dict) else None
         if node is None:
             return None
     node = _deref(root, node)
-    return node if isinstance(node, Mapping) else None
+    return node if isinstance(node, dict) else None
 
 
 def _deref(root: Mapping[str, Any], node: Any) -> Any:
     for _ in range(16):  # a chain of refs, bounded
-        if not (isinstance(node, Mapping) and isinstance(node.get("$ref"), str)):
+        if not (isinstance(node, dict) and isinstance(node.get("$ref"), str)):
             return node
         target: Any = root
         for part in node["$ref"].lstrip("#").split("/"):
             if part:
-                target = target.get(part) if isinstance(target, Mapping) else None
+                target = target.get(part) if isinstance(target, dict) else None
         node = target
     return node
 
 
-def _repair_one(
+def _fix(
     validator: Validator,
     action: str,
     direction: Direction,
-    fixed: dict[str, Any],
+    payload: dict[str, Any],
     error: ValidationError,
     relaxations: frozenset[Relaxation],
-    set_aside: list[tuple[tuple[str | int, ...], str, Any]],
-) -> bool:
-    """Repair the one failure ``error`` names in ``fixed``; False when no relaxation covers it."""
+) -> tuple[tuple[str | int, ...], Any] | None:
+    """The repair of the one failure ``error`` names: ``(path, new value or _Drop)``.
+
+    None when no enabled relaxation covers it.  Changes nothing.
+    """
     path, rule = error.path, error.rule
-    try:
-        value = _at(fixed, path)
-    except (KeyError, IndexError, TypeError):  # pragma: no cover - paths come from the validator
-        return False
     if not path and rule != "additionalProperties":
-        return False  # the payload itself is not an object: nothing to relax
+        return None  # the payload itself is not an object: nothing to relax
+    try:
+        value = _at(payload, path)
+    except (KeyError, IndexError, TypeError):  # pragma: no cover - paths come from the validator
+        return None
     schema = _schema_at(validator, action, direction, path)
     if schema is None:
-        return False
+        return None
     if rule == "type" and "numbers_as_strings" in relaxations and isinstance(value, str):
         wanted = schema.get("type")
-        number: int | float | None = None
         if wanted == "integer" and _INTEGER.match(value):
-            number = int(value)
-        elif wanted == "number" and _NUMBER.match(value):
-            as_float = float(value)
-            number = int(value) if _INTEGER.match(value) else as_float
-            if not math.isfinite(as_float):
-                return False
-        if number is None:
-            return False
-        _at(fixed, path[:-1])[path[-1]] = number
-        return True
+            return path, int(value)
+        if wanted == "number" and _NUMBER.match(value):
+            if _INTEGER.match(value):
+                return path, int(value)
+            number = float(value)
+            return (path, number) if math.isfinite(number) else None
+        return None
     if rule == "enum" and "enum_case" in relaxations and isinstance(value, str):
         folded = value.casefold()
         matches = [
             v for v in schema.get("enum", ()) if isinstance(v, str) and v.casefold() == folded
         ]
         if len(matches) != 1 or matches[0] == value:
-            return False
-        _at(fixed, path[:-1])[path[-1]] = matches[0]
-        return True
+            return None
+        return path, matches[0]
     if rule == "format" and "timestamps_without_zone" in relaxations and isinstance(value, str):
         if schema.get("format") != "date-time" or not _DATE_TIME.match(value + "Z"):
-            return False
-        _at(fixed, path[:-1])[path[-1]] = value + "Z"
-        return True
+            return None
+        return path, value + "Z"
     if (
         rule == "additionalProperties"
         and "unknown_properties" in relaxations
         and isinstance(value, dict)
     ):
         declared = schema.get("properties") or {}
-        extra = [key for key in value if key not in declared]
-        if not extra:
-            return False
-        for key in extra:
-            set_aside.append((path, key, value.pop(key)))
-        return True
-    return False
+        extra = tuple(key for key in value if key not in declared)
+        return (path, _Drop(extra)) if extra else None
+    return None
