@@ -47,7 +47,9 @@ on the remaining failure.
 Cost: a connection without a policy pays nothing (strict mode checks
 ``policy is None`` only once a payload has already failed); with one, a payload
 that passes its schema pays nothing either.  The failure path costs one
-dictionary lookup per failure, and one validation per repair.
+dictionary lookup per failure; a repair costs a copy of the payload and one
+validation per repair.  The first repair in an action reads that action's
+schema (``Validator.schema``, kept afterwards); nothing is compiled.
 
 This module never imports trio.
 """
