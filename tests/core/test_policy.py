@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any, Final
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from ocpp_trio._core.errors import ValidationError
 from ocpp_trio._core.policy import (
@@ -26,7 +28,8 @@ from ocpp_trio._core.policy import (
     Verdict,
 )
 from ocpp_trio._core.protocol import CallReceived, Role, RPCProtocol
-from ocpp_trio._core.validation import Validator, create_validator, get_validator
+from ocpp_trio._core.validation import Validator, create_validator, get_validator, load_schemas
+from ocpp_trio.testing.strategies import invalid_payloads
 
 SESSION: Final = Path(__file__).resolve().parents[1] / "corpus" / "sessions"
 SLOPPY: Final = [
@@ -313,3 +316,34 @@ def test_bad_policies_are_refused() -> None:
         ValidationPolicy(default="allow")  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="PolicyRule"):
         ValidationPolicy([("report",)])  # type: ignore[list-item]
+
+
+# --- properties over every 1.6 action ------------------------------------------------
+
+
+KEYS_16: Final = sorted(load_schemas("ocpp1.6"))
+EVERY: Final = ValidationPolicy(relaxations=RELAXATIONS)
+ONLY_UNKNOWN: Final = ValidationPolicy(relaxations={"unknown_properties"})
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    st.sampled_from(KEYS_16).flatmap(
+        lambda key: st.tuples(st.just(key), invalid_payloads("ocpp1.6", *key))
+    )
+)
+def test_judging_never_changes_the_payload_and_repairs_are_valid(
+    drawn: tuple[tuple[str, Any], tuple[Any, type]],
+) -> None:
+    (action, direction), (payload, _) = drawn
+    before = json.dumps(payload, sort_keys=True, default=repr)
+    verdict = judge(EVERY, action, payload, direction=direction)
+    assert verdict is not None  # an invalid payload
+    assert json.dumps(payload, sort_keys=True, default=repr) == before
+    if verdict.outcome == "relaxed":
+        assert verdict.payload is not None
+        again = judge(ONLY_UNKNOWN, action, verdict.payload, direction=direction)
+        assert again is None or again.outcome == "relaxed"
+    else:
+        assert verdict.outcome == "reject"
+        assert verdict.payload is None
