@@ -82,11 +82,12 @@ formats the OCA schemas use.  :func:`create_validator` takes
 
 Load-time adaptations
 ---------------------
-The OCA files are shipped unedited; :func:`adapt_schema` changes the parsed
-copy (the list is also :data:`LOAD_TIME_ADAPTATIONS`):
+The OCA files are shipped as the OCA published them (``schemas/README.md``
+tells their provenance); :func:`adapt_schema` changes the parsed copy (the
+list is also :data:`LOAD_TIME_ADAPTATIONS`):
 
 1. The ``$id`` / ``id`` URNs (``urn:OCPP:Cp:2:2025:1:...``, ``urn:OCPP:Cp:1.6:
-   2020:3:...``) are dropped, so every ``$ref`` resolves inside its own file
+   2020:3:...``, ``urn:OCPP:1.6:2019:12:...``) are dropped, so every ``$ref`` resolves inside its own file
    and nothing can make the compiler fetch a remote document.
 2. Every ``$ref`` must be local (``#...``); any other is refused with
    :class:`ValueError` before compilation (the OCA files have none).
