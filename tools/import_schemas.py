@@ -135,7 +135,7 @@ SOURCES: tuple[Source, ...] = (
         keep=_core_16,
         revert=restore_16_ids,
     ),
-    # The OCPP 1.6 Security Extension (first released in ocpp 0.10.0; unchanged since).
+    # The OCPP 1.6 Security Extension (first released in ocpp 0.9.0; unchanged since).
     Source(
         "ocpp==2.1.0",
         "ocpp/v16/schemas/",
