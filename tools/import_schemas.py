@@ -123,7 +123,7 @@ class Source:
 SOURCES: tuple[Source, ...] = (
     # OCPP 1.6 core, the OCA's 2019-12 set (with the errata sheet v4.0).  ocpp
     # 0.5.1 is the only release that carries it without the later edits
-    # (Hertz in MeterValues' unit, 0.6.4; minItems on meterValue and
+    # (Hertz in MeterValues' unit, 0.6.2; minItems on meterValue and
     # sampledValue, 0.9.0).  Kept from its edits: Celsius in StopTransaction's
     # unit enum (errata sheet v4.0, see schemas/README.md).
     Source(
