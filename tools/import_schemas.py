@@ -162,7 +162,7 @@ SOURCES: tuple[Source, ...] = (
         "0df370a20245167515eeac59705db8e8f60d05fd00180617b9b3b9ad52f0c8f7",
     ),
     # The earlier OCPP 1.6 files, before the OCA's 2019-12 set: what ocpp
-    # 0.1.1 to 0.5.0 carried, unedited.  The variant "pre-errata".
+    # 0.1.1, 0.4.4 and 0.5.0 carry, unedited.  The variant "pre-errata".
     Source(
         "ocpp==0.5.0",
         "ocpp/v16/schemas/",
