@@ -289,3 +289,33 @@ async def test_bad_options_from_auth_refuse_the_station() -> None:
             async with srv.connect("CP1"):
                 pass  # pragma: no cover
         assert info.value.status_code == 500
+
+
+async def test_one_rule_of_one_action_relaxed_both_ways() -> None:
+    """A 2.0.1 exiResponse over the OCA's 5600 characters (schemas/README.md, edit 5)."""
+    long_chain = {"status": "Accepted", "exiResponse": "A" * 7000}
+    request = {
+        "iso15118SchemaVersion": "urn:iso:15118:2:2013:MsgDef",
+        "action": "Install",
+        "exiRequest": "AA==",
+    }
+    allow = ValidationPolicy(
+        [
+            PolicyRule(
+                "ignore", action="Get15118EVCertificate", direction="response", rule="maxLength"
+            )
+        ]
+    )
+    async with open_memory_pair("ocpp2.0.1", strict_mode=True) as (station, csms):
+        csms.handle("Get15118EVCertificate", lambda ctx: long_chain)
+        with pytest.raises(CallErrorReceived) as info:  # the CSMS refuses its own answer
+            await station.call("Get15118EVCertificate", request)
+        assert info.value.code == "InternalError"
+        csms.reconfigure(validation_policy=allow)
+        with pytest.raises(ValidationError) as refused:  # now the station refuses it
+            await station.call("Get15118EVCertificate", request)
+        assert refused.value.rule == "maxLength"
+        station.reconfigure(validation_policy=allow)
+        assert await station.call("Get15118EVCertificate", request) == long_chain
+        assert csms.validation_counts == {"reject": 1, "ignore": 2}
+        assert station.validation_counts == {"reject": 1, "ignore": 1}
