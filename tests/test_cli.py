@@ -248,6 +248,24 @@ def test_validator_reads_recordings(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert "2 frames (ocpp2.0.1), 2 valid, 0 invalid" in capsys.readouterr().out
 
 
+def test_validator_with_the_earlier_16_schemas(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    vendor_key = {
+        "connectorId": 1,
+        "meterValue": [{"timestamp": NOW, "sampledValue": [{"value": "1", "acme": 1}]}],
+    }
+    path = tmp_path / "frames.jsonl"
+    path.write_text(json.dumps([2, "1", "MeterValues", vendor_key]) + "\n")
+    assert main(["validate", str(path)]) == 1
+    assert "1 invalid" in capsys.readouterr().out
+    assert main(["validate", "--ocpp16-schemas", "pre-errata", str(path)]) == 0
+    assert "1 valid, 0 invalid" in capsys.readouterr().out
+    argv = ["validate", "--protocol", "ocpp2.0.1", "--ocpp16-schemas", "pre-errata", str(path)]
+    assert main(argv) == 2
+    assert "only used with ocpp1.6 frames" in capsys.readouterr().err
+
+
 def test_field_path() -> None:
     assert (
         field_path("chargingStation.model must be at most 20 characters") == "chargingStation.model"
