@@ -32,6 +32,9 @@ from ._core.errors import TLSError as TLSError
 from ._core.errors import ValidationError as ValidationError
 from ._core.errors import create_rpc_error as create_rpc_error
 from ._core.errors import error_to_dict as error_to_dict
+from ._core.policy import PolicyRule as PolicyRule
+from ._core.policy import ValidationPolicy as ValidationPolicy
+from ._core.validation import SCHEMA_VARIANTS as SCHEMA_VARIANTS
 from ._core.validation import Validator as Validator
 from ._core.validation import create_validator as create_validator
 from ._core.validation import get_validator as get_validator
@@ -63,6 +66,7 @@ from .workers import serve_workers as serve_workers
 
 __all__ = [
     "NOREPLY",
+    "SCHEMA_VARIANTS",
     "AuthAccept",
     "AuthReject",
     "CallErrorReceived",
@@ -82,6 +86,7 @@ __all__ = [
     "OCPPConnection",
     "OCPPError",
     "OCPPServer",
+    "PolicyRule",
     "ProtocolMismatchError",
     "ProtocolNegotiationError",
     "ProtocolStateError",
@@ -102,6 +107,7 @@ __all__ = [
     "SecurityProfile",
     "TLSError",
     "ValidationError",
+    "ValidationPolicy",
     "Validator",
     "__version__",
     "basic_auth_header",

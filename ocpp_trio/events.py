@@ -239,6 +239,9 @@ class StrictValidationFailureEvent:
         outbound: True when *we* were about to send the payload.
         message_id: the frame id when there was one.
         error: the validation error (code and description with the field path).
+        outcome: what the connection did with the payload: ``"reject"``
+            (refused, as strict mode does by default) or ``"report"`` (let
+            through by the connection's ``validation_policy``).
     """
 
     method: str
@@ -246,6 +249,7 @@ class StrictValidationFailureEvent:
     outbound: bool
     message_id: str | None
     error: BaseException
+    outcome: str = "reject"
 
 
 Callback = Callable[[Any], object]

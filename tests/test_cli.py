@@ -6,6 +6,7 @@ The commands themselves, run as subprocesses, are in ``test_cli_commands.py``.
 
 from __future__ import annotations
 
+import argparse
 import io
 import json
 from collections.abc import AsyncIterator, Callable
@@ -41,6 +42,8 @@ TIMEOUT = 15.0
     [
         (["serve", "--port", "x"], "argument --port: not a port number: 'x'"),
         (["serve", "--protocols", "ocpp9"], "unknown protocol 'ocpp9'"),
+        (["serve", "--relax", "be_nice"], "unknown relaxation 'be_nice'"),
+        (["serve", "--ocpp16-schemas", "2015"], "invalid choice: '2015'"),
         (["station", "ws://h/ocpp"], "the following arguments are required: IDENTITY"),
         (["station", "ws://h/ocpp", "CP", "--count", "0"], "--count: must be >= 1"),
         (["demo", "--duration", "-1"], "--duration: must be > 0"),
@@ -66,6 +69,9 @@ def test_checks_after_parsing_are_usage_errors(
         (["serve", "--security-profile", "1"], "--security-profile 1 needs --password-file"),
         (["serve", "--security-profile", "2", "--password-file", "x"], "needs --cert"),
         (["serve", "--cert", "c.pem"], "--cert and --key are only used with"),
+        (["serve", "--relax", "enum_case"], "--relax is only used with --strict"),
+        (["serve", "--report-invalid"], "--report-invalid is only used with --strict"),
+        (["serve", "--ocpp16-schemas", "pre-errata"], "--ocpp16-schemas is only used with"),
         (["station", "http://h", "CP"], "ENDPOINT must be a ws:// or wss:// URL"),
         (["station", "ws://h", "CP", "--security-profile", "2", "--password", "p"], "wss://"),
         (["station", "ws://h", "CP", "--repeat"], "--repeat needs --duration"),
@@ -240,6 +246,24 @@ def test_validator_reads_recordings(tmp_path: Path, capsys: pytest.CaptureFixtur
     )
     assert main(["validate", str(path)]) == 0
     assert "2 frames (ocpp2.0.1), 2 valid, 0 invalid" in capsys.readouterr().out
+
+
+def test_validator_with_the_earlier_16_schemas(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    vendor_key = {
+        "connectorId": 1,
+        "meterValue": [{"timestamp": NOW, "sampledValue": [{"value": "1", "acme": 1}]}],
+    }
+    path = tmp_path / "frames.jsonl"
+    path.write_text(json.dumps([2, "1", "MeterValues", vendor_key]) + "\n")
+    assert main(["validate", str(path)]) == 1
+    assert "1 invalid" in capsys.readouterr().out
+    assert main(["validate", "--ocpp16-schemas", "pre-errata", str(path)]) == 0
+    assert "1 valid, 0 invalid" in capsys.readouterr().out
+    argv = ["validate", "--protocol", "ocpp2.0.1", "--ocpp16-schemas", "pre-errata", str(path)]
+    assert main(argv) == 2
+    assert "only used with ocpp1.6 frames" in capsys.readouterr().err
 
 
 def test_field_path() -> None:
@@ -560,3 +584,32 @@ async def test_demo_live_view() -> None:
     assert "DEMO-3" in text
     assert "demo summary: 3 stations (1 ocpp1.6, 1 ocpp2.0.1, 1 ocpp2.1)" in text
     assert "3 completed their scenario, 0 failed" in text
+
+
+def test_serve_strict_mode_options() -> None:
+    from ocpp_trio import ValidationPolicy, get_validator
+    from ocpp_trio.cli.serve import _validation, add_arguments
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    assert _validation(parser.parse_args([])) == {"strict_mode": False}
+    assert _validation(parser.parse_args(["--strict"])) == {"strict_mode": True}
+    options = _validation(
+        parser.parse_args(
+            [
+                "--strict",
+                "--ocpp16-schemas",
+                "pre-errata",
+                "--relax",
+                "enum_case,numbers_as_strings",
+                "--report-invalid",
+            ]
+        )
+    )
+    assert options == {
+        "strict_mode": True,
+        "strict_mode_validators": [get_validator("ocpp1.6", variant="pre-errata")],
+        "validation_policy": ValidationPolicy(
+            default="report", relaxations={"enum_case", "numbers_as_strings"}
+        ),
+    }

@@ -20,15 +20,19 @@ from ocpp_trio import (
     MalformedResponseError,
     ProtocolMismatchError,
     ProtocolStateError,
+    RPCFormationViolationError,
+    RPCGenericError,
     RPCPropertyConstraintViolationError,
     ValidationError,
 )
 from ocpp_trio.events import (
     BadMessageEvent,
+    CallErrorEvent,
     CallResultErrorEvent,
     CloseEvent,
     ErrorEvent,
     LateResponseEvent,
+    MessageEvent,
     PingEvent,
     StrictValidationFailureEvent,
 )
@@ -509,6 +513,55 @@ async def test_malformed_answer_fails_the_call_at_once(
         with pytest.raises(MalformedResponseError):
             await station.call("Heartbeat", {})
         assert trio.current_time() == 0
+
+
+@pytest.mark.parametrize("details", [[{"path": ".connectorId"}], None, "x", 3])
+async def test_callerror_with_malformed_details_raises_the_peers_error(
+    autojump_clock: trio.testing.MockClock, details: object
+) -> None:
+    async with open_memory_pair("ocpp1.6", call_timeout=30) as (station, csms):
+        bad = Recorder(station, "bad_message", "call_error")
+        written = Recorder(station, "message")
+
+        @csms.handle("Heartbeat")
+        async def refuse(ctx: HandlerContext) -> Any:
+            frame = [4, ctx.message_id, "FormationViolation", "connectorId: wrong type", details]
+            await csms.send_raw(json.dumps(frame))
+            return NOREPLY
+
+        with pytest.raises(CallErrorReceived) as info:
+            await station.call("Heartbeat", {})
+        assert trio.current_time() == 0  # at once, not at the timeout
+        err = info.value
+        assert (err.code, err.description) == ("FormationViolation", "connectorId: wrong type")
+        assert err.details == {}
+        assert err.raw_details == details
+        assert err.malformed is True
+        assert isinstance(err.error, RPCFormationViolationError)
+        (event,) = bad["bad_message"]
+        assert isinstance(event, BadMessageEvent)
+        assert not event.replied
+        assert station.bad_message_count == 1
+        (error_event,) = bad["call_error"]
+        assert isinstance(error_event, CallErrorEvent)
+        assert error_event.code == "FormationViolation"
+        await trio.testing.wait_all_tasks_blocked()
+        # The frame was not answered: the station wrote only its CALL.
+        outbound = [e for e in written["message"] if isinstance(e, MessageEvent) and e.outbound]
+        assert [json.loads(e.text)[0] for e in outbound] == [2]
+
+
+async def test_well_formed_callerror_keeps_details_as_raw_details() -> None:
+    async with open_memory_pair("ocpp1.6") as (station, csms):
+
+        @csms.handle("Heartbeat")
+        def refuse(ctx: HandlerContext) -> Any:
+            raise RPCGenericError("no", {"k": 1})
+
+        with pytest.raises(CallErrorReceived) as info:
+            await station.call("Heartbeat", {})
+        assert info.value.details == info.value.raw_details == {"k": 1}
+        assert info.value.malformed is False
 
 
 async def test_pings_are_sent_on_schedule(autojump_clock: trio.testing.MockClock) -> None:

@@ -148,8 +148,10 @@ def test_nested_names_follow_the_schemas() -> None:
     assert v201.ChargingStationType.__required_keys__ == {"model", "vendorName"}
     assert v16.IdTagInfo.__required_keys__ == {"status"}
     assert typing.get_type_hints(v16.AuthorizeResponse)["idTagInfo"] is v16.IdTagInfo
-    # one name, two different structures: each variant is prefixed with its action
-    assert v16.MeterValuesSampledValue is not v16.StopTransactionSampledValue
+    # one name, one structure in two messages: one type (MeterValues' and
+    # StopTransaction's sampledValue agree since the OCA's 2019-12 1.6 set)
+    assert typing.get_type_hints(v16.MeterValue)["sampledValue"] == list[v16.SampledValue]
+    assert typing.get_type_hints(v16.TransactionData)["sampledValue"] == list[v16.SampledValue]
     assert typing.get_args(v201.ResetEnumType) == ("Immediate", "OnIdle")
 
 

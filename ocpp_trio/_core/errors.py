@@ -280,12 +280,26 @@ class FrameDecodeError(OCPPError):
         message_id: the frame's id when it could be read, else ``"-1"``.
         error: the RPC error to answer with (its class names the code to send).
         message_type: the message type number when it could be read.
+        peer_error: for a CALLERROR (or CALLRESULTERROR) whose errorCode could
+            be read but whose errorDescription or errorDetails break the
+            framing rules: what the peer said, ``(code, description,
+            raw_details)``; the description is ``""`` when it was not a
+            string, ``raw_details`` the errorDetails element as received.
+            None otherwise.
     """
 
-    def __init__(self, error: RPCError, *, message_id: str = "-1", message_type: int | None = None):
+    def __init__(
+        self,
+        error: RPCError,
+        *,
+        message_id: str = "-1",
+        message_type: int | None = None,
+        peer_error: tuple[str, str, Any] | None = None,
+    ):
         self.error = error
         self.message_id = message_id
         self.message_type = message_type
+        self.peer_error = peer_error
         super().__init__(error.description)
 
 
@@ -295,17 +309,35 @@ class CallErrorReceived(OCPPError):
     Attributes:
         code: the error code as the peer sent it.
         description: the peer's description.
-        details: the peer's errorDetails object.
+        details: the peer's errorDetails object (``{}`` when it sent something
+            other than an object).
+        raw_details: errorDetails exactly as received: the same object as
+            ``details``, or, from a peer that breaks the framing rule that
+            errorDetails is an object (an array, a string, null...), that
+            value.  Such a frame is also reported as a ``bad_message``.
+        malformed: whether the frame broke the framing rules (errorDetails not
+            an object, or errorDescription not a string).
         error: the matching :class:`RPCError` (``create_rpc_error``), handy for ``match``.
         action: the action of the call that failed.
     """
 
     def __init__(
-        self, code: str, description: str, details: Mapping[str, Any], *, action: str = ""
+        self,
+        code: str,
+        description: str,
+        details: Mapping[str, Any],
+        *,
+        action: str = "",
+        raw_details: Any = None,
+        malformed: bool = False,
     ) -> None:
         self.code = code
         self.description = description
         self.details = dict(details)
+        self.raw_details: Any = (
+            self.details if raw_details is None and not malformed else raw_details
+        )
+        self.malformed = malformed
         self.action = action
         self.error = create_rpc_error(code, description, details)
         where = f"{action}: " if action else ""

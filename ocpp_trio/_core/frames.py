@@ -439,19 +439,21 @@ def decode(text: str | bytes, *, allowed_types: frozenset[int] | None = None) ->
             message_id,
             mtype,
         )
-    if not isinstance(description, str):
-        raise _fail(
-            RPCFrameworkError(f"errorDescription must be a string, got {_describe(description)}"),
-            message_id,
-            mtype,
-        )
-    if not isinstance(details, dict):
-        raise _fail(
-            RPCFormatViolationError(
+    if not isinstance(description, str) or not isinstance(details, dict):
+        # The code was readable: keep what the peer said, so the call it
+        # answers fails with the peer's code rather than a framing complaint.
+        error: RPCError = (
+            RPCFrameworkError(f"errorDescription must be a string, got {_describe(description)}")
+            if not isinstance(description, str)
+            else RPCFormatViolationError(
                 f"errorDetails must be a JSON object, got {_describe(details)}"
-            ),
-            message_id,
-            mtype,
+            )
+        )
+        raise FrameDecodeError(
+            error,
+            message_id=message_id,
+            message_type=mtype,
+            peer_error=(code, description if isinstance(description, str) else "", details),
         )
     cls = CallError if mtype is MessageType.CALLERROR else CallResultError
     return cls(

@@ -215,6 +215,10 @@ class BadMessage:
         failed_call: the id of our pending call this frame claimed to answer
             (that call is no longer pending and must fail), else None.
         failed_action: the action of ``failed_call``.
+        peer_error: for a CALLERROR answering ``failed_call`` whose errorCode
+            was readable but whose errorDescription or errorDetails were not as
+            OCPP-J requires: ``(code, description, raw_details)`` as the peer
+            sent them (see :attr:`FrameDecodeError.peer_error`); else None.
     """
 
     error: RPCError
@@ -225,6 +229,7 @@ class BadMessage:
     limit_exceeded: bool
     failed_call: str | None = None
     failed_action: str | None = None
+    peer_error: tuple[str, str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -577,6 +582,7 @@ class RPCProtocol:
         reply: str | None = None
         failed_call: str | None = None
         failed_action: str | None = None
+        peer_error: tuple[str, str, Any] | None = None
         if exc.error.code == ErrorCode.MESSAGE_TYPE_NOT_SUPPORTED:
             if not self._is_16:  # OCPP-J 1.6 §4.1.3: ignore a message of an unknown type
                 reply = self._error_text(CallError, exc.message_id, exc.error)
@@ -587,6 +593,8 @@ class RPCProtocol:
             pending = self._pending.pop(exc.message_id, None)
             if pending is not None:
                 failed_call, failed_action = exc.message_id, pending
+                if mtype == MessageType.CALLERROR:
+                    peer_error = exc.peer_error
                 if mtype == MessageType.CALLRESULT and self.supports_send:
                     reply = self._error_text(CallResultError, exc.message_id, exc.error)
         elif mtype in (MessageType.CALLRESULTERROR, MessageType.SEND):
@@ -606,6 +614,7 @@ class RPCProtocol:
             limit_exceeded=self._bad_count > self.max_bad_messages,
             failed_call=failed_call,
             failed_action=failed_action,
+            peer_error=peer_error,
         )
 
 

@@ -71,17 +71,23 @@ requires RFC 3339 date-times (the dateTime primitive of OCPP 1.6, 2.0.1 and
 calendar date, ``T``, a time (leap second ``60`` allowed), optional fraction,
 and ``Z`` or a ``+hh:mm`` offset; ASCII digits only.  fastjsonschema's own pattern also
 accepts ``+hhmm``, which RFC 3339 does not, so we replace it.  ``uri`` (two
-1.6 fields) must be ``scheme:`` followed by non-blank characters (RFC 3986
-§3.1 scheme; IRIs allowed).  :func:`create_validator` takes
+1.6 fields, ``UpdateFirmware.location`` and ``GetDiagnostics.location``) is
+RFC 3986 §3's ``URI`` exactly, as its Appendix A's ABNF defines it (an
+absolute URI: a scheme and ``:``, an optional ``//authority``, a path, an
+optional query and fragment; only ASCII, ``%`` followed by two hex digits):
+``x:`` and ``urn:a`` pass, ``http://a/<b>``, ``http://a/%zz``, a relative
+reference and an IRI with non-ASCII characters do not.  These are the only
+formats the OCA schemas use.  :func:`create_validator` takes
 ``check_formats=False`` for peers that cannot be fixed.
 
 Load-time adaptations
 ---------------------
-The OCA files are shipped unedited; :func:`adapt_schema` changes the parsed
-copy (the list is also :data:`LOAD_TIME_ADAPTATIONS`):
+The OCA files are shipped as the OCA published them (``schemas/README.md``
+tells their provenance); :func:`adapt_schema` changes the parsed copy (the
+list is also :data:`LOAD_TIME_ADAPTATIONS`):
 
 1. The ``$id`` / ``id`` URNs (``urn:OCPP:Cp:2:2025:1:...``, ``urn:OCPP:Cp:1.6:
-   2020:3:...``) are dropped, so every ``$ref`` resolves inside its own file
+   2020:3:...``, ``urn:OCPP:1.6:2019:12:...``) are dropped, so every ``$ref`` resolves inside its own file
    and nothing can make the compiler fetch a remote document.
 2. Every ``$ref`` must be local (``#...``); any other is refused with
    :class:`ValueError` before compilation (the OCA files have none).
@@ -94,7 +100,7 @@ And at compile time (not edits of the schema):
 
 5. ``default`` is never inserted into payloads (``use_default=False``):
    validation does not mutate what it checks.
-6. ``date-time`` and ``uri`` use the stricter patterns described above.
+6. ``date-time`` and ``uri`` are checked as their RFCs define them (above).
 
 Thread safety: compilation is serialised by a lock; validating is lock-free.
 This module never imports trio.
@@ -130,6 +136,7 @@ if TYPE_CHECKING:
 __all__ = [
     "LOAD_TIME_ADAPTATIONS",
     "RULE_ERRORS",
+    "SCHEMA_VARIANTS",
     "SUPPORTED_PROTOCOLS",
     "Direction",
     "SchemaSource",
@@ -160,6 +167,15 @@ SchemaSource: TypeAlias = (
 #: The protocols whose OCA schemas ship with ocpp_trio.
 SUPPORTED_PROTOCOLS: Final = ("ocpp1.6", "ocpp2.0.1", "ocpp2.1")
 
+#: The other schema sets shipped for a protocol, by name (``schemas/README.md``
+#: tells where each comes from).  ``"pre-errata"``: the OCPP 1.6 JSON schemas
+#: as first published, before the OCA's 2019-12 set that came with the 1.6
+#: errata sheet v4.0 (no ``additionalProperties: false`` on inner objects, no
+#: ``Celsius`` in the ``unit`` enums, ``number`` for three integers), plus the
+#: same Security Extension files; what many older stations and CSMSes were
+#: built against.  Select it with ``get_validator("ocpp1.6", variant="pre-errata")``.
+SCHEMA_VARIANTS: Final[Mapping[str, tuple[str, ...]]] = {"ocpp1.6": ("pre-errata",)}
+
 _DIRECTIONS: Final[frozenset[str]] = frozenset({"request", "response"})
 
 #: Each load-time adaptation, in words (the module docstring explains why).
@@ -170,7 +186,7 @@ LOAD_TIME_ADAPTATIONS: Final[tuple[str, ...]] = (
     "read files as UTF-8, tolerating a byte-order mark",
     "compile with use_default=False: `default` values are never inserted into payloads",
     "check `date-time` as RFC 3339 §5.6 exactly (fastjsonschema also accepts `+hhmm`)",
-    "check `uri` as an RFC 3986 scheme, `:`, then non-blank characters",
+    "check `uri` as RFC 3986 §3 `URI` exactly (the ABNF of its Appendix A)",
 )
 
 _ANNOTATIONS: Final = frozenset({"title", "description", "comment", "$comment", "javaType"})
@@ -204,7 +220,49 @@ _DATE: Final = (
 _TIME: Final = r"(?:[01][0-9]|2[0-3]):[0-5][0-9]:(?:[0-5][0-9]|60)(?:\.[0-9]+)?"
 _OFFSET: Final = r"(?:[Zz]|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])"
 DATE_TIME_PATTERN: Final = rf"^(?:{_DATE})[Tt]{_TIME}{_OFFSET}\Z"
-URI_PATTERN: Final = r"^[A-Za-z][A-Za-z0-9+.\-]*:[^\s]+\Z"
+
+# RFC 3986 §3 ``URI``, written out from the ABNF of its Appendix A.  ``host``
+# is ``IP-literal / reg-name``: every IPv4address is also a reg-name.
+_HEX: Final = "[0-9A-Fa-f]"
+_PCT: Final = f"%{_HEX}{_HEX}"
+_UNRESERVED_SUB: Final = r"A-Za-z0-9\-._~!$&'()*+,;="  # unreserved / sub-delims
+_PCHAR: Final = f"(?:[{_UNRESERVED_SUB}:@]|{_PCT})"
+_H16: Final = f"{_HEX}{{1,4}}"
+_DEC_OCTET: Final = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_IPV4: Final = rf"{_DEC_OCTET}(?:\.{_DEC_OCTET}){{3}}"
+_LS32: Final = f"(?:{_H16}:{_H16}|{_IPV4})"
+_IPV6: Final = (
+    "(?:"
+    + "|".join(
+        (
+            f"(?:{_H16}:){{6}}{_LS32}",
+            f"::(?:{_H16}:){{5}}{_LS32}",
+            f"(?:{_H16})?::(?:{_H16}:){{4}}{_LS32}",
+            f"(?:(?:{_H16}:){{0,1}}{_H16})?::(?:{_H16}:){{3}}{_LS32}",
+            f"(?:(?:{_H16}:){{0,2}}{_H16})?::(?:{_H16}:){{2}}{_LS32}",
+            f"(?:(?:{_H16}:){{0,3}}{_H16})?::{_H16}:{_LS32}",
+            f"(?:(?:{_H16}:){{0,4}}{_H16})?::{_LS32}",
+            f"(?:(?:{_H16}:){{0,5}}{_H16})?::{_H16}",
+            f"(?:(?:{_H16}:){{0,6}}{_H16})?::",
+        )
+    )
+    + ")"
+)
+_IP_LITERAL: Final = rf"\[(?:{_IPV6}|[vV]{_HEX}+\.[{_UNRESERVED_SUB}:]+)\]"
+_AUTHORITY: Final = (
+    f"(?:(?:[{_UNRESERVED_SUB}:]|{_PCT})*@)?"  # userinfo "@"
+    f"(?:{_IP_LITERAL}|(?:[{_UNRESERVED_SUB}]|{_PCT})*)"  # host
+    "(?::[0-9]*)?"  # ":" port
+)
+_SEGMENTS: Final = f"{_PCHAR}+(?:/{_PCHAR}*)*"  # segment-nz *( "/" segment )
+_HIER_PART: Final = (
+    f"(?://{_AUTHORITY}(?:/{_PCHAR}*)*"  # "//" authority path-abempty
+    f"|/(?:{_SEGMENTS})?"  # path-absolute
+    f"|{_SEGMENTS}"  # path-rootless
+    ")?"  # path-empty
+)
+_QUERY: Final = f"(?:{_PCHAR}|[/?])*"  # query and fragment
+URI_PATTERN: Final = rf"^[A-Za-z][A-Za-z0-9+\-.]*:{_HIER_PART}(?:\?{_QUERY})?(?:#{_QUERY})?\Z"
 _FORMATS: Final[Mapping[str, str]] = {"date-time": DATE_TIME_PATTERN, "uri": URI_PATTERN}
 
 #: The error class for each schema rule; a rule not listed gives FormatViolation.
@@ -274,25 +332,34 @@ def _adapt(node: Any) -> Any:
     return out
 
 
-def _builtin_folder(protocol: str) -> Traversable:
+def _builtin_folder(protocol: str, variant: str | None = None) -> Traversable:
     if protocol not in SUPPORTED_PROTOCOLS:
         raise ValueError(
             f"unknown protocol {protocol!r}; the built-in protocols are "
             f"{', '.join(SUPPORTED_PROTOCOLS)} (use create_validator for others)"
         )
+    folder = protocol
+    if variant is not None:
+        known = SCHEMA_VARIANTS.get(protocol, ())
+        if variant not in known:
+            raise ValueError(
+                f"{protocol} has no schema variant {variant!r}; "
+                + (f"it has {', '.join(map(repr, known))}" if known else "it has none")
+            )
+        folder = f"{protocol}-{variant}"
     import importlib.resources  # costs ~10 ms cold, so only when a folder is needed
 
     try:
-        packaged = importlib.resources.files("ocpp_trio").joinpath("_schemas", protocol)
+        packaged = importlib.resources.files("ocpp_trio").joinpath("_schemas", folder)
         if packaged.is_dir():
             return packaged
     except (ModuleNotFoundError, OSError):  # pragma: no cover - broken install
         pass
-    source_tree = Path(__file__).resolve().parents[2] / "schemas" / protocol
+    source_tree = Path(__file__).resolve().parents[2] / "schemas" / folder
     if source_tree.is_dir():
         return source_tree
     raise FileNotFoundError(
-        f"the {protocol} schemas are missing: neither ocpp_trio/_schemas/{protocol} "
+        f"the {folder} schemas are missing: neither ocpp_trio/_schemas/{folder} "
         f"nor {source_tree} exists"
     )
 
@@ -332,22 +399,25 @@ def _read_json(file: Traversable) -> Schema:
     return data
 
 
-def load_schemas(protocol: str, *, raw: bool = False) -> dict[tuple[str, str], Schema]:
+def load_schemas(
+    protocol: str, *, raw: bool = False, variant: str | None = None
+) -> dict[tuple[str, str], Schema]:
     """Read every schema of a built-in protocol.
 
     Args:
         protocol: one of :data:`SUPPORTED_PROTOCOLS`.
         raw: return the OCA files exactly as parsed, without the load-time
             adaptations (for comparing with another validator).
+        variant: another shipped set of the protocol (:data:`SCHEMA_VARIANTS`).
 
     Returns:
         ``{(action, direction): schema}`` with direction ``"request"`` or
         ``"response"``; a SEND-only message is filed as a request.
 
     Raises:
-        ValueError: ``protocol`` is not a built-in protocol.
+        ValueError: ``protocol`` is not a built-in protocol, or has no such variant.
     """
-    files, _ = _index_folder(_builtin_folder(protocol))
+    files, _ = _index_folder(_builtin_folder(protocol, variant))
     if raw:
         return {key: _read_json(file) for key, file in files.items()}
     return {key: adapt_schema(_read_json(file)) for key, file in files.items()}
@@ -381,6 +451,9 @@ class Validator:
 
     Attributes:
         protocol: the OCPP-J subprotocol name, e.g. ``"ocpp2.0.1"``.
+        variant: the built-in schema variant it validates against
+            (:data:`SCHEMA_VARIANTS`), or None for the default set (and for
+            validators of :func:`create_validator`).
         actions: the actions that have a request schema.
         send_only_actions: the actions sent as SEND (request schema only).
         require_schema: whether a payload without a schema is an error.
@@ -388,6 +461,7 @@ class Validator:
     """
 
     __slots__ = (
+        "_adapted",
         "_compiled",
         "_known",
         "_lock",
@@ -398,6 +472,7 @@ class Validator:
         "protocol",
         "require_schema",
         "send_only_actions",
+        "variant",
     )
 
     def __init__(
@@ -408,8 +483,10 @@ class Validator:
         send_only: Iterable[str] = (),
         require_schema: bool = False,
         check_formats: bool = True,
+        variant: str | None = None,
     ) -> None:
         self.protocol = protocol
+        self.variant = variant
         self._sources: dict[_Key, _Loader] = dict(sources)
         self._known = frozenset(action for action, _ in self._sources)
         self.actions = frozenset(a for a, direction in self._sources if direction == "request")
@@ -417,14 +494,13 @@ class Validator:
         self.require_schema = require_schema
         self.check_formats = check_formats
         self._compiled: dict[_Key, _CompiledFn] = {}
+        self._adapted: dict[_Key, Schema] = {}
         self._lock = threading.Lock()
         self._precompiling = threading.Lock()  # one precompile() at a time; the others wait
 
     def __repr__(self) -> str:
-        return (
-            f"<Validator {self.protocol}: {len(self._sources)} schemas, "
-            f"{len(self._compiled)} compiled>"
-        )
+        shown = f"{self.protocol} ({self.variant})" if self.variant else self.protocol
+        return f"<Validator {shown}: {len(self._sources)} schemas, {len(self._compiled)} compiled>"
 
     def has_schema(self, action: str, direction: Direction) -> bool:
         """Whether a schema exists for ``action`` in ``direction``."""
@@ -433,10 +509,17 @@ class Validator:
     def schema(self, action: str, direction: Direction) -> Schema:
         """Return the (adapted) schema of ``action`` in ``direction``.
 
+        Read on first use and kept: the same object every time, not to be
+        modified.
+
         Raises:
             KeyError: there is no such schema.
         """
-        return self._sources[(action, direction)]()
+        key = (action, direction)
+        schema = self._adapted.get(key)
+        if schema is None:
+            schema = self._adapted[key] = self._sources[key]()
+        return schema
 
     @property
     def compiled(self) -> bool:
@@ -649,29 +732,40 @@ def _json_type(value: Any) -> str:
 
 # --- factories -----------------------------------------------------------------
 
-_BUILTIN: dict[str, Validator] = {}
+_BUILTIN: dict[tuple[str, str | None], Validator] = {}
 _BUILTIN_LOCK: Final = threading.Lock()
 
 
-def get_validator(protocol: str) -> Validator:
+def get_validator(protocol: str, *, variant: str | None = None) -> Validator:
     """Return the shared validator of a built-in protocol (created once per process).
 
     Building it only lists the schema folder; each schema is read and compiled
     on first use.
 
+    Args:
+        protocol: one of :data:`SUPPORTED_PROTOCOLS`.
+        variant: another shipped schema set of the protocol
+            (:data:`SCHEMA_VARIANTS`): ``get_validator("ocpp1.6",
+            variant="pre-errata")`` validates against the OCPP 1.6 files as
+            first published.  Give it to a connection as
+            ``strict_mode_validators=[...]`` (a server's option, ``AuthAccept``'s
+            ``options`` for one station, or ``reconfigure``).
+
     Raises:
-        ValueError: ``protocol`` is not in :data:`SUPPORTED_PROTOCOLS`.
+        ValueError: ``protocol`` is not in :data:`SUPPORTED_PROTOCOLS`, or has
+            no such variant.
     """
-    validator = _BUILTIN.get(protocol)
+    key = (protocol, variant)
+    validator = _BUILTIN.get(key)
     if validator is not None:
         return validator
     with _BUILTIN_LOCK:
-        validator = _BUILTIN.get(protocol)
+        validator = _BUILTIN.get(key)
         if validator is None:
-            files, send_only = _index_folder(_builtin_folder(protocol))
-            sources = {key: _file_loader(file) for key, file in files.items()}
-            validator = Validator(protocol, sources, send_only=send_only)
-            _BUILTIN[protocol] = validator
+            files, send_only = _index_folder(_builtin_folder(protocol, variant))
+            sources = {k: _file_loader(file) for k, file in files.items()}
+            validator = Validator(protocol, sources, send_only=send_only, variant=variant)
+            _BUILTIN[key] = validator
         return validator
 
 

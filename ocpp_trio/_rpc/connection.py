@@ -46,6 +46,7 @@ import trio
 from .._core.errors import (
     ProtocolMismatchError,
     ProtocolStateError,
+    ValidationError,
 )
 from .._core.frames import new_message_id
 from .._core.protocol import Role, RPCProtocol
@@ -186,6 +187,16 @@ class OCPPConnection(HandlerSurface):
         return self._link.proto.bad_message_count
 
     @property
+    def validation_counts(self) -> Mapping[str, int]:
+        """Schema failures in strict mode so far, by what became of them.
+
+        ``"reject"`` (refused), ``"report"`` and ``"ignore"`` (let through by
+        the ``validation_policy``), ``"relaxed"`` (repaired by its
+        relaxations); a key appears with its first failure.  A copy.
+        """
+        return dict(self._link.validation_counts or {})
+
+    @property
     def pending_calls(self) -> int:
         """Our calls waiting for an answer."""
         return len(self._link.pending)
@@ -217,6 +228,7 @@ class OCPPConnection(HandlerSurface):
             validator.precompile()  # see reconfigure(): the reader never compiles
         old, link.options = link.options, new
         link.validator = validator
+        link.policy = new.validation_policy
         link.proto.max_bad_messages = new.max_bad_messages
         if self._call_limiter is not None:
             self._call_limiter.total_tokens = new.call_concurrency
@@ -330,7 +342,7 @@ class OCPPConnection(HandlerSurface):
                 f"SEND does not exist in {link.protocol}; it is new in ocpp2.1"
             )
         invalid = link.validate(method, "request", params, outbound=True, message_id=None)
-        if invalid is not None:
+        if isinstance(invalid, ValidationError):
             raise invalid
         mid, text = link.proto.send_send(method, params)
         await link.write(text)

@@ -62,6 +62,7 @@ from .._core.errors import (
     RPCInternalError,
     RPCNotImplementedError,
     RPCNotSupportedError,
+    ValidationError,
     code_for_protocol,
 )
 from .._core.protocol import (
@@ -318,10 +319,30 @@ class Dispatcher:
         )
         if event.failed_call is not None:
             waiter = self._link.pending.pop(event.failed_call, None)
-            if waiter is not None:
-                waiter.resolve(
-                    MalformedResponseError(event.error, action=event.failed_action or "")
-                )
+            action = event.failed_action or ""
+            if event.peer_error is not None:
+                # A CALLERROR with a readable code but malformed details (some
+                # peers send an array): the caller learns what the peer said.
+                code, description, raw = event.peer_error
+                if waiter is not None:
+                    waiter.resolve(
+                        CallErrorReceived(
+                            code, description, {}, action=action, raw_details=raw, malformed=True
+                        )
+                    )
+                if self._link.emitter.has("call_error"):
+                    self._link.emitter.emit(
+                        "call_error",
+                        CallErrorEvent(
+                            message_id=event.failed_call,
+                            method=action,
+                            code=code,
+                            description=description,
+                            details={},
+                        ),
+                    )
+            elif waiter is not None:
+                waiter.resolve(MalformedResponseError(event.error, action=action))
         if event.reply is not None:
             try:
                 await self._link.write(event.reply)
@@ -377,9 +398,12 @@ class Dispatcher:
             return
         invalid = self._link.validate(action, "request", params, outbound=False, message_id=mid)
         if invalid is not None:
-            if not is_send:
-                await self._reply_error(mid, action, invalid.error)
-            return
+            if isinstance(invalid, dict):
+                params = invalid  # repaired by the validation policy's relaxations
+            else:
+                if not is_send:
+                    await self._reply_error(mid, action, invalid.error)
+                return
         conn = self._conn
         assert conn is not None  # detached only once the reader has ended
         ctx = HandlerContext(
@@ -502,7 +526,7 @@ class Dispatcher:
             )
             return
         invalid = self._link.validate(ctx.method, "response", result, outbound=True, message_id=mid)
-        if invalid is not None:
+        if isinstance(invalid, ValidationError):
             self._link.quiet.log(
                 "handler_failed",
                 logging.ERROR,

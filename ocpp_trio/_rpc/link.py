@@ -78,6 +78,9 @@ class Link:
         emitter: the event callbacks.
         router: the handlers.
         validator: strict mode's validator for ``protocol``, or None.
+        policy: the options' ``validation_policy``, or None.
+        validation_counts: schema failures so far, by outcome (``"reject"``,
+            ``"report"``, ``"ignore"``, ``"relaxed"``); None until the first.
         state: CONNECTING, OPEN, CLOSING, CLOSED (``state.py``'s table).
         pending: our calls waiting for their answer, by message id.
         handlers_running: the peer's calls whose async handler runs now.
@@ -102,12 +105,14 @@ class Link:
         "nursery",
         "options",
         "pending",
+        "policy",
         "proto",
         "protocol",
         "quiet",
         "router",
         "state",
         "transport",
+        "validation_counts",
         "validator",
     )
 
@@ -131,6 +136,8 @@ class Link:
         self.emitter = emitter
         self.router = router
         self.validator = validator
+        self.policy = options.validation_policy
+        self.validation_counts: dict[str, int] | None = None
         self.state = ConnectionState.CONNECTING
         self.pending: dict[str, PendingCall] = {}
         self.handlers_running = 0
@@ -196,11 +203,16 @@ class Link:
         *,
         outbound: bool,
         message_id: str | None,
-    ) -> ValidationError | None:
-        """Strict mode's verdict on ``payload``: None when it passes (or strict mode is off).
+    ) -> ValidationError | dict[str, Any] | None:
+        """Strict mode's verdict on ``payload``.
 
-        The validator is built before the connection runs (``outbound.prepare_validators``),
-        so this never compiles a schema.
+        Returns None when it passes (or strict mode is off, or the policy lets
+        it through as it is), the error when it is refused, or, when the
+        policy's relaxations repaired a payload the peer sent, the repaired
+        payload to use instead.  The validator is built before the connection
+        runs (``outbound.prepare_validators``), so this never compiles a
+        schema; without a policy, a payload that passes costs the validation
+        and nothing else.
         """
         validator = self.validator
         if validator is None:
@@ -208,19 +220,45 @@ class Link:
         try:
             validator.validate(method, direction, payload)
         except ValidationError as exc:
-            if self.emitter.has("strict_validation_failure"):
-                self.emitter.emit(
-                    "strict_validation_failure",
-                    StrictValidationFailureEvent(
-                        method=method,
-                        direction=direction,
-                        outbound=outbound,
-                        message_id=message_id,
-                        error=exc,
-                    ),
-                )
-            return exc
+            return self._failed(validator, method, direction, payload, exc, outbound, message_id)
         return None
+
+    def _failed(
+        self,
+        validator: Validator,
+        method: str,
+        direction: Literal["request", "response"],
+        payload: Mapping[str, Any],
+        exc: ValidationError,
+        outbound: bool,
+        message_id: str | None,
+    ) -> ValidationError | dict[str, Any] | None:
+        """Apply the policy (if any) to a failed payload; count and report the outcome."""
+        policy = self.policy
+        outcome: str = "reject"
+        error = exc
+        result: ValidationError | dict[str, Any] | None = exc
+        if policy is not None:
+            verdict = policy.judge(validator, method, direction, payload, exc, inbound=not outbound)
+            outcome, error = verdict.outcome, verdict.error
+            result = error if outcome == "reject" else verdict.payload
+        counts = self.validation_counts
+        if counts is None:
+            counts = self.validation_counts = {}
+        counts[outcome] = counts.get(outcome, 0) + 1
+        if outcome in ("reject", "report") and self.emitter.has("strict_validation_failure"):
+            self.emitter.emit(
+                "strict_validation_failure",
+                StrictValidationFailureEvent(
+                    method=method,
+                    direction=direction,
+                    outbound=outbound,
+                    message_id=message_id,
+                    error=error,
+                    outcome=outcome,
+                ),
+            )
+        return result
 
     async def send_call_result_error(self, message_id: str, error: RPCError) -> None:
         """OCPP 2.1: answer the peer's result with a CALLRESULTERROR (its result was invalid)."""

@@ -11,6 +11,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from .._core.policy import ValidationPolicy
+
 if TYPE_CHECKING:
     from .._core.validation import Validator
 
@@ -65,7 +67,14 @@ class ConnectionOptions:
         strict_mode: validate against the schemas: True for every protocol that
             has them, or a list of protocols.
         strict_mode_validators: extra validators (``create_validator``), e.g.
-            for vendor protocols; they win over the built-in ones.
+            for vendor protocols, or a built-in protocol's schema variant
+            (``get_validator("ocpp1.6", variant="pre-errata")``); they win
+            over the built-in ones.
+        validation_policy: what strict mode does with a payload that breaks
+            its schema, per protocol, action, direction and rule (reject,
+            report, ignore), and which relaxations repair what peers send
+            (``ValidationPolicy``); None (the default): every failure is
+            rejected, at no cost.
         max_bad_messages: consecutive malformed frames tolerated before closing
             with 1002; ``math.inf`` never closes.
         respond_with_detailed_errors: put the exception type and text of a
@@ -101,6 +110,7 @@ class ConnectionOptions:
     defer_pings_on_activity: bool = False
     strict_mode: bool | Sequence[str] = False
     strict_mode_validators: Sequence[Validator] = ()
+    validation_policy: ValidationPolicy | None = None
     max_bad_messages: float = math.inf
     respond_with_detailed_errors: bool = False
     close_timeout: float = 5.0
@@ -134,6 +144,11 @@ class ConnectionOptions:
             )
         if not self.max_bad_messages >= 0:
             raise ValueError(f"max_bad_messages must be >= 0, got {self.max_bad_messages!r}")
+        policy = self.validation_policy
+        if policy is not None and not isinstance(policy, ValidationPolicy):
+            raise TypeError(
+                f"validation_policy must be a ValidationPolicy or None, got {type(policy).__name__}"
+            )
         if isinstance(self.strict_mode, str):
             raise TypeError("strict_mode takes True/False or a list of protocols, not a string")
 

@@ -31,7 +31,7 @@ from typing import Any, Protocol
 
 import trio
 
-from .._core.errors import CallTimeout, ProtocolMismatchError
+from .._core.errors import CallTimeout, ProtocolMismatchError, ValidationError
 from .._core.validation import SUPPORTED_PROTOCOLS, Validator, get_validator
 from ..events import CallEvent
 from ..types import Message, SendAction
@@ -214,7 +214,7 @@ async def exchange(
     validator = link.validator
     if validator is not None:
         invalid = link.validate(method, "request", params, outbound=True, message_id=None)
-        if invalid is not None:
+        if isinstance(invalid, ValidationError):
             raise invalid
     mid, text = link.proto.send_call(method, params)
     call = PendingCall(method)
@@ -240,8 +240,10 @@ async def exchange(
     if validator is None:
         return outcome
     invalid = link.validate(method, "response", outcome, outbound=False, message_id=mid)
-    if invalid is not None:
-        if link.proto.supports_send and link.is_open:
-            await link.send_call_result_error(mid, invalid.error)
-        raise invalid
-    return outcome
+    if invalid is None:
+        return outcome
+    if isinstance(invalid, dict):
+        return invalid  # repaired by the validation policy's relaxations
+    if link.proto.supports_send and link.is_open:
+        await link.send_call_result_error(mid, invalid.error)
+    raise invalid

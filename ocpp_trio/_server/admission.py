@@ -84,6 +84,7 @@ from websockets.headers import (
     parse_upgrade,
 )
 
+from .._rpc.options import ConnectionOptions
 from .._websocket.transport import HandshakeInfo
 from ..security import (
     BasicAuthError,
@@ -529,10 +530,17 @@ class AuthAccept:
         session: data for the application, visible as ``conn.session``.
         protocol: the subprotocol to use instead of the server's preference;
             it must be one the station offered.
+        options: connection options for this station only, on top of the
+            server's: ``{"validation_policy": ValidationPolicy(...)}``,
+            ``{"strict_mode_validators": [get_validator("ocpp1.6",
+            variant="pre-errata")]}``, ``{"call_timeout": 60}``...  An unknown
+            name or a bad value refuses the station with 500 (logged: a bug
+            in the application).
     """
 
     session: Mapping[str, Any] = field(default_factory=dict)
     protocol: str | None = None
+    options: Mapping[str, Any] = field(default_factory=dict)
 
 
 @final
@@ -764,8 +772,8 @@ async def run_auth(auth: AuthCallback, request: HandshakeRequest) -> object:
 
 def auth_decision(
     result: object, offered: Sequence[str], protocol: str | None, profile: SecurityProfile
-) -> tuple[Mapping[str, Any], str | None]:
-    """Interpret what an ``auth`` callback returned: ``(session, protocol)``.
+) -> tuple[Mapping[str, Any], str | None, Mapping[str, Any]]:
+    """Interpret what an ``auth`` callback returned: ``(session, protocol, options)``.
 
     Raises:
         Refusal: the callback refused (its status), or returned something
@@ -786,9 +794,15 @@ def auth_decision(
                 log.error("auth callback chose subprotocol %r, not offered", result.protocol)
                 raise Refusal(500, "auth callback chose a subprotocol the station did not offer")
             protocol = result.protocol
-        return result.session, protocol
+        if result.options:
+            try:
+                ConnectionOptions().replace(**result.options)
+            except (TypeError, ValueError) as exc:
+                log.error("auth callback gave bad connection options: %s; answering 500", exc)
+                raise Refusal(500, "auth callback gave bad connection options") from None
+        return result.session, protocol, result.options
     if result is True or result is None:
-        return {}, protocol
+        return {}, protocol, {}
     log.error("auth callback returned a %s; answering 500", type(result).__name__)
     raise Refusal(500, "auth callback returned an unexpected value")
 

@@ -652,7 +652,9 @@ class StreamRunner:
         The decisions and ``auth`` (until ``upgrade.deadline``), the refusal,
         the duplicate policy and the acceptance (``upgrade.accept``).
         """
-        outcome: tuple[str, str | None, Mapping[str, Any], StationHandshake] | None = None
+        outcome: (
+            tuple[str, str | None, Mapping[str, Any], StationHandshake, Mapping[str, Any]] | None
+        ) = None
         refusal = upgrade.refusal
         with trio.move_on_at(upgrade.deadline) as timeout, upgrade.phase():
             if refusal is None:
@@ -673,7 +675,7 @@ class StreamRunner:
             await self._refuse(request, refusal.status, refusal.headers, refusal.body)
             return None
         assert outcome is not None
-        identity, protocol, session, info = outcome
+        identity, protocol, session, info, overrides = outcome
         if not await self._claim(peer, request):
             return None
         transport: Transport | None = None
@@ -688,6 +690,8 @@ class StreamRunner:
             return None
         self._handshake_over(peer)
         options = upgrade.options or self.settings.options
+        if overrides:  # AuthAccept(options=...): checked when auth returned them
+            options = options.replace(**overrides)
         # A no-op once built (serve_listeners builds the server's at start);
         # front ends that start no listener (ASGI, in-memory) build here.
         await prepare_validators(options, [protocol] if protocol is not None else [])
@@ -734,7 +738,7 @@ class StreamRunner:
         request: UpgradeRequest,
         peercert: Mapping[str, Any] | None,
         tls: bool,
-    ) -> tuple[str, str | None, Mapping[str, Any], StationHandshake]:
+    ) -> tuple[str, str | None, Mapping[str, Any], StationHandshake, Mapping[str, Any]]:
         """Everything between the upgrade request and ``101``; raises ``Refusal``.
 
         In the order that keeps a bad request from touching anyone else: the
@@ -790,9 +794,10 @@ class StreamRunner:
         )
         protocol = select_protocol(self.settings.protocols, offered)
         session: Mapping[str, Any] = {}
+        overrides: Mapping[str, Any] = {}
         if self.settings.auth is not None:
             result = await run_auth(self.settings.auth, hs_request)
-            session, protocol = auth_decision(result, offered, protocol, profile)
+            session, protocol, overrides = auth_decision(result, offered, protocol, profile)
         if protocol is None and self.settings.refuse_unknown_subprotocol:
             raise no_common_subprotocol(offered, self.settings.protocols)
         info = StationHandshake(
@@ -808,7 +813,7 @@ class StreamRunner:
             certificate=certificate,
             security_profile=profile,
         )
-        return identity, protocol, session, info
+        return identity, protocol, session, info, overrides
 
     async def _claim(self, peer: Peer, request: UpgradeRequest) -> bool:
         """Make ``peer`` the connection of its station key, per ``duplicate_policy``.

@@ -26,6 +26,8 @@ from typing import Any
 
 import trio
 
+from .._core.policy import RELAXATIONS, ValidationPolicy
+from .._core.validation import get_validator
 from .._server.signals import serve_until_signal
 from ..security import (
     SecurityProfile,
@@ -73,6 +75,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--strict", action="store_true", help="validate every payload against the OCA schemas"
     )
     parser.add_argument(
+        "--ocpp16-schemas",
+        choices=["errata", "pre-errata"],
+        default="errata",
+        help="with --strict: the OCPP 1.6 schemas to validate against: the OCA's 2019-12 set "
+        "(default) or the earlier files older stations were built on",
+    )
+    parser.add_argument(
+        "--relax",
+        type=relaxation_list,
+        default=(),
+        metavar="LIST",
+        help="with --strict: repair what stations send: " + ",".join(sorted(RELAXATIONS)),
+    )
+    parser.add_argument(
+        "--report-invalid",
+        action="store_true",
+        help="with --strict: let a payload that breaks its schema through and report it",
+    )
+    parser.add_argument(
         "--db", default=":memory:", help="SQLite file for the state (default: in memory)"
     )
     parser.add_argument(
@@ -108,6 +129,40 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help="station passwords, one IDENTITY:PASSWORD (or *:PASSWORD) a line (profiles 1-2)",
     )
+
+
+def relaxation_list(text: str) -> tuple[str, ...]:
+    """argparse type: a comma-separated list of validation relaxations."""
+    names = tuple(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
+    unknown = [n for n in names if n not in RELAXATIONS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"unknown relaxation {unknown[0]!r}; choose from {', '.join(sorted(RELAXATIONS))}"
+            if unknown
+            else "give at least one relaxation"
+        )
+    return names
+
+
+def _validation(args: argparse.Namespace) -> dict[str, Any]:
+    """The server's strict-mode keyword arguments."""
+    if not args.strict:
+        for flag, used in (
+            ("--ocpp16-schemas", args.ocpp16_schemas != "errata"),
+            ("--relax", bool(args.relax)),
+            ("--report-invalid", args.report_invalid),
+        ):
+            if used:
+                raise usage_error(f"{flag} is only used with --strict")
+        return {"strict_mode": False}
+    options: dict[str, Any] = {"strict_mode": True}
+    if args.ocpp16_schemas != "errata":
+        options["strict_mode_validators"] = [get_validator("ocpp1.6", variant=args.ocpp16_schemas)]
+    if args.relax or args.report_invalid:
+        options["validation_policy"] = ValidationPolicy(
+            default="report" if args.report_invalid else "reject", relaxations=args.relax
+        )
+    return options
 
 
 def _security(args: argparse.Namespace) -> dict[str, Any]:
@@ -168,6 +223,7 @@ def _first_leaf(group: BaseExceptionGroup[OSError]) -> OSError:
 async def run(args: argparse.Namespace) -> int:
     """Run ``ocpp-trio serve`` until SIGINT/SIGTERM; return the exit status."""
     security = _security(args)
+    validation = _validation(args)
     store = Store(args.db)
     printer = Printer(json_mode=args.json, verbose=args.verbose, quiet=args.quiet)
     log = MessageLog(printer, frames=not args.quiet)
@@ -184,9 +240,7 @@ async def run(args: argparse.Namespace) -> int:
             printer.write(f"stopping ({signal.Signals(signum).name})")
 
     try:
-        server = OCPPServer(
-            app.on_station, protocols=args.protocols, strict_mode=args.strict, **security
-        )
+        server = OCPPServer(app.on_station, protocols=args.protocols, **validation, **security)
         async with trio.open_nursery() as nursery:
 
             async def serve(task_status: trio.TaskStatus[OCPPServer]) -> None:

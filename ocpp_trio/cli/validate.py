@@ -93,9 +93,9 @@ def field_path(description: str) -> str | None:
 class FrameChecker:
     """Checks a sequence of frames of one protocol, pairing answers with their CALLs."""
 
-    def __init__(self, protocol: str) -> None:
+    def __init__(self, protocol: str, *, variant: str | None = None) -> None:
         self.protocol = protocol
-        self.validator: Validator = get_validator(protocol)
+        self.validator: Validator = get_validator(protocol, variant=variant)
         self.allowed: frozenset[int] | None = (
             None if protocol == "ocpp2.1" else frozenset({2, 3, 4})
         )
@@ -377,6 +377,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=SUPPORTED_PROTOCOLS,
         help="the OCPP version of the frames (default: a recording's own, else ocpp1.6)",
     )
+    parser.add_argument(
+        "--ocpp16-schemas",
+        choices=["errata", "pre-errata"],
+        default="errata",
+        help="the OCPP 1.6 schemas: the OCA's 2019-12 set (default) or the earlier files",
+    )
     parser.add_argument("--json", action="store_true", help="one JSON object per problem")
     parser.add_argument("-q", "--quiet", action="store_true", help="print only the summary")
 
@@ -386,7 +392,11 @@ def run(args: argparse.Namespace) -> int:
     data = _read(args.file)
     source = "<stdin>" if args.file == "-" else args.file
     protocol = args.protocol or recording_protocol(data) or "ocpp1.6"
-    checker = FrameChecker(protocol)
+    if args.ocpp16_schemas != "errata" and protocol != "ocpp1.6":
+        raise usage_error(f"--ocpp16-schemas is only used with ocpp1.6 frames, not {protocol}")
+    checker = FrameChecker(
+        protocol, variant=None if args.ocpp16_schemas == "errata" else args.ocpp16_schemas
+    )
     out = sys.stdout
     for line, text in frames_of(data):
         for problem in checker.check(text, line):

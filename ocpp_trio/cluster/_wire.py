@@ -40,6 +40,9 @@ def encode_error(exc: BaseException) -> dict[str, Any]:
                 "details": dict(exc.details),
                 "action": exc.action,
             }
+            if exc.malformed:  # errorDetails as the peer sent it (JSON, from its frame)
+                err["malformed"] = True
+                err["raw_details"] = exc.raw_details
         case CallTimeout():
             err = {"type": "timeout", "message": str(exc)}
         case ConnectionClosed():
@@ -99,6 +102,8 @@ def error_of(err: dict[str, Any]) -> Exception:
             str(err.get("description", "")),
             _details(err),
             action=str(err.get("action", "")),
+            raw_details=err.get("raw_details"),
+            malformed=err.get("malformed") is True,
         )
     if kind == "timeout":
         return CallTimeout(message)

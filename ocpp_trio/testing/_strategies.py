@@ -426,29 +426,33 @@ def invalid_from_schema(schema: Mapping[str, Any]) -> st.SearchStrategy[tuple[An
 
 @cache
 def payloads(
-    protocol: str, action: str, direction: Direction = "request"
+    protocol: str, action: str, direction: Direction = "request", *, variant: str | None = None
 ) -> st.SearchStrategy[dict[str, Any]]:
     """Valid payloads of a built-in protocol's ``action`` in ``direction``.
 
+    ``variant`` names another shipped schema set of the protocol
+    (``SCHEMA_VARIANTS``, e.g. ``"pre-errata"`` for OCPP 1.6).
+
     Raises:
         KeyError: the protocol has no schema for ``action`` in ``direction``.
-        ValueError: ``protocol`` is not a built-in protocol.
+        ValueError: ``protocol`` is not a built-in protocol, or has no such variant.
     """
-    return from_schema(get_validator(protocol).schema(action, direction))
+    return from_schema(get_validator(protocol, variant=variant).schema(action, direction))
 
 
 @cache
 def invalid_payloads(
-    protocol: str, action: str, direction: Direction = "request"
+    protocol: str, action: str, direction: Direction = "request", *, variant: str | None = None
 ) -> st.SearchStrategy[tuple[Any, type[RPCError]]]:
     """``(payload, error_class)`` pairs, each payload breaking exactly one rule.
 
     See :func:`invalid_from_schema`; ``error_class`` is the canonical class
     (``RPCFormatViolationError``, ``RPCOccurrenceConstraintViolationError``...):
-    the connection sends each version's own spelling.
+    the connection sends each version's own spelling.  ``variant`` as for
+    :func:`payloads`.
 
     Raises:
         KeyError: the protocol has no schema for ``action`` in ``direction``.
-        ValueError: ``protocol`` is not a built-in protocol.
+        ValueError: ``protocol`` is not a built-in protocol, or has no such variant.
     """
-    return invalid_from_schema(get_validator(protocol).schema(action, direction))
+    return invalid_from_schema(get_validator(protocol, variant=variant).schema(action, direction))

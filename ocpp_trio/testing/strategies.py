@@ -5,7 +5,8 @@ ocpp_trio); ``ocpp_trio.testing`` itself does not.
 
 Payload strategies (from the OCA JSON schemas, all actions of all three versions):
 
-- :func:`payloads` ``(protocol, action, direction="request")``: valid payloads;
+- :func:`payloads` ``(protocol, action, direction="request", *, variant=None)``:
+  valid payloads (``variant="pre-errata"``: against OCPP 1.6's earlier files);
   formats (RFC 3339 date-time, uri), enums, patterns, lengths, bounds,
   ``multipleOf``, array sizes and nested definitions are respected.
 - :func:`invalid_payloads`: ``(payload, error_class)``, the payload breaking

@@ -339,19 +339,19 @@ class LogStatusNotificationResponse(TypedDict):
     """The response payload of ``LogStatusNotification`` (OCPP 1.6)."""
 
 
-class MeterValuesSampledValue(TypedDict):
+class SampledValue(TypedDict):
     value: str
     context: NotRequired[Literal["Interruption.Begin", "Interruption.End", "Sample.Clock", "Sample.Periodic", "Transaction.Begin", "Transaction.End", "Trigger", "Other"]]
     format: NotRequired[Literal["Raw", "SignedData"]]
     measurand: NotRequired[Literal["Energy.Active.Export.Register", "Energy.Active.Import.Register", "Energy.Reactive.Export.Register", "Energy.Reactive.Import.Register", "Energy.Active.Export.Interval", "Energy.Active.Import.Interval", "Energy.Reactive.Export.Interval", "Energy.Reactive.Import.Interval", "Power.Active.Export", "Power.Active.Import", "Power.Offered", "Power.Reactive.Export", "Power.Reactive.Import", "Power.Factor", "Current.Import", "Current.Export", "Current.Offered", "Voltage", "Frequency", "Temperature", "SoC", "RPM"]]
     phase: NotRequired[Literal["L1", "L2", "L3", "N", "L1-N", "L2-N", "L3-N", "L1-L2", "L2-L3", "L3-L1"]]
     location: NotRequired[Literal["Cable", "EV", "Inlet", "Outlet", "Body"]]
-    unit: NotRequired[Literal["Wh", "kWh", "varh", "kvarh", "W", "kW", "VA", "kVA", "var", "kvar", "A", "V", "K", "Celcius", "Celsius", "Fahrenheit", "Percent", "Hertz"]]
+    unit: NotRequired[Literal["Wh", "kWh", "varh", "kvarh", "W", "kW", "VA", "kVA", "var", "kvar", "A", "V", "K", "Celcius", "Celsius", "Fahrenheit", "Percent"]]
 
 
 class MeterValue(TypedDict):
     timestamp: str
-    sampledValue: list[MeterValuesSampledValue]
+    sampledValue: list[SampledValue]
 
 
 class MeterValuesRequest(TypedDict):
@@ -554,19 +554,9 @@ class StatusNotificationResponse(TypedDict):
     """The response payload of ``StatusNotification`` (OCPP 1.6)."""
 
 
-class StopTransactionSampledValue(TypedDict):
-    value: str
-    context: NotRequired[Literal["Interruption.Begin", "Interruption.End", "Sample.Clock", "Sample.Periodic", "Transaction.Begin", "Transaction.End", "Trigger", "Other"]]
-    format: NotRequired[Literal["Raw", "SignedData"]]
-    measurand: NotRequired[Literal["Energy.Active.Export.Register", "Energy.Active.Import.Register", "Energy.Reactive.Export.Register", "Energy.Reactive.Import.Register", "Energy.Active.Export.Interval", "Energy.Active.Import.Interval", "Energy.Reactive.Export.Interval", "Energy.Reactive.Import.Interval", "Power.Active.Export", "Power.Active.Import", "Power.Offered", "Power.Reactive.Export", "Power.Reactive.Import", "Power.Factor", "Current.Import", "Current.Export", "Current.Offered", "Voltage", "Frequency", "Temperature", "SoC", "RPM"]]
-    phase: NotRequired[Literal["L1", "L2", "L3", "N", "L1-N", "L2-N", "L3-N", "L1-L2", "L2-L3", "L3-L1"]]
-    location: NotRequired[Literal["Cable", "EV", "Inlet", "Outlet", "Body"]]
-    unit: NotRequired[Literal["Wh", "kWh", "varh", "kvarh", "W", "kW", "VA", "kVA", "var", "kvar", "A", "V", "K", "Celcius", "Celsius", "Fahrenheit", "Percent"]]
-
-
 class TransactionData(TypedDict):
     timestamp: str
-    sampledValue: list[StopTransactionSampledValue]
+    sampledValue: list[SampledValue]
 
 
 class StopTransactionRequest(TypedDict):

@@ -16,6 +16,7 @@ CORE_MODULES: Final = (
     "ocpp_trio._core.errors",
     "ocpp_trio._core.protocol",
     "ocpp_trio._core.validation",
+    "ocpp_trio._core.policy",
 )
 FORBIDDEN: Final = ("trio", "trio_websocket")
 

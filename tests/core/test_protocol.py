@@ -476,6 +476,40 @@ def test_malformed_answer_fails_the_pending_call(version: str, text: str) -> Non
     assert proto.bad_message_count == 1
 
 
+@pytest.mark.parametrize("version", VERSIONS)
+@pytest.mark.parametrize(
+    ("text", "description", "raw"),
+    [
+        # ocpp-ts sends an array of schema errors as errorDetails.
+        ('[4,"c1","FormationViolation","bad",[{"path":"x"}]]', "bad", [{"path": "x"}]),
+        ('[4,"c1","InternalError","oops",null]', "oops", None),
+        ('[4,"c1","GenericError","x","text"]', "x", "text"),
+        ('[4,"c1","GenericError",null,{}]', "", {}),
+    ],
+)
+def test_callerror_with_malformed_details_keeps_what_the_peer_said(
+    version: str, text: str, description: str, raw: object
+) -> None:
+    proto = RPCProtocol(protocol=version, id_factory=lambda: "c1")
+    proto.send_call("Heartbeat", {})
+    event = proto.receive(text)
+    assert isinstance(event, BadMessage)
+    assert event.reply is None  # a CALLERROR is never answered
+    assert event.failed_call == "c1"
+    assert event.peer_error == (json.loads(text)[2], description, raw)
+    assert proto.bad_message_count == 1
+    assert proto.pending_calls == {}
+
+
+def test_malformed_callerror_for_unknown_id_carries_nothing() -> None:
+    proto = RPCProtocol(protocol="ocpp1.6", id_factory=lambda: "c1")
+    proto.send_call("Heartbeat", {})
+    event = proto.receive('[4,"other","GenericError","x",[]]')
+    assert isinstance(event, BadMessage)
+    assert (event.failed_call, event.peer_error) == (None, None)
+    assert proto.pending_calls == {"c1": "Heartbeat"}
+
+
 def test_malformed_answer_for_another_id_leaves_the_pending_call() -> None:
     proto = RPCProtocol(protocol="ocpp2.0.1", id_factory=lambda: "c1")
     proto.send_call("Heartbeat", {})

@@ -4,7 +4,8 @@ For every action of every built-in protocol, in both directions, payloads
 drawn by :mod:`ocpp_trio.testing._strategies` must be judged the same way by
 ``ocpp_trio._core.validation`` (fastjsonschema, adapted schemas) and by
 ``jsonschema`` (``Draft4Validator`` / ``Draft6Validator`` as the file's
-``$schema`` says, run on the *unadapted* OCA file):
+``$schema`` says, run on the *unadapted* OCA file), with the default sets and
+with OCPP 1.6's earlier files (the ``"pre-errata"`` variant):
 
 * a valid payload passes both;
 * a payload breaking one rule fails both, ours with exactly the claimed error
@@ -17,7 +18,8 @@ Deliberate differences, each pinned by a test at the end of this module:
    needs ``rfc3339-validator``, ``uri`` needs ``rfc3987``; neither is a
    dependency here).  We assert RFC 3339 ``date-time`` and ``uri``, so the
    reference is given a ``FormatChecker`` with checkers written here from the
-   RFCs' grammar, independently of ours.  fastjsonschema's built-in
+   RFCs' grammar (``date-time``) or by ``rfc3986-validator`` (``uri``, the
+   checker jsonschema uses when it is installed), independently of ours.  fastjsonschema's built-in
    ``date-time`` pattern also accepts ``+hhmm`` offsets; ours does not.
 2. ``multipleOf``.  jsonschema divides binary floats, so it rejects ``0.7``
    as a multiple of ``0.1``; we (through fastjsonschema) divide
@@ -38,6 +40,7 @@ import fastjsonschema
 import jsonschema
 import pytest
 from hypothesis import HealthCheck, given, settings
+from rfc3986_validator import validate_rfc3986
 
 from ocpp_trio._core.errors import (
     RPCError,
@@ -45,14 +48,19 @@ from ocpp_trio._core.errors import (
     RPCPropertyConstraintViolationError,
     ValidationError,
 )
-from ocpp_trio._core.validation import RULE_ERRORS, SUPPORTED_PROTOCOLS, get_validator, load_schemas
+from ocpp_trio._core.validation import (
+    RULE_ERRORS,
+    SCHEMA_VARIANTS,
+    SUPPORTED_PROTOCOLS,
+    get_validator,
+    load_schemas,
+)
 from ocpp_trio.testing._strategies import invalid_payloads, payloads
 
 _RFC3339 = re.compile(
     r"([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt]([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.[0-9]+)?"
     r"(?:[Zz]|[+-]([0-9]{2}):([0-9]{2}))"
 )
-_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*")
 
 
 def reference_date_time(value: object) -> bool:
@@ -75,11 +83,11 @@ def reference_date_time(value: object) -> bool:
 
 
 def reference_uri(value: object) -> bool:
-    """RFC 3986 §3: a scheme, ``:``, then something without blanks."""
+    """RFC 3986 §3 ``URI``, by ``rfc3986-validator`` (what jsonschema itself uses for ``uri``)."""
     if not isinstance(value, str):
         return True
-    scheme, sep, rest = value.partition(":")
-    return bool(sep and _SCHEME.fullmatch(scheme) and rest and not re.search(r"\s", rest))
+    # Its pattern ends in `$`, which also matches before a final newline.
+    return not value.endswith("\n") and bool(validate_rfc3986(value, rule="URI"))
 
 
 FORMAT_CHECKER = jsonschema.FormatChecker()
@@ -87,18 +95,25 @@ FORMAT_CHECKER.checks("date-time")(reference_date_time)
 FORMAT_CHECKER.checks("uri")(reference_uri)
 
 KEYS = [
-    pytest.param(protocol, action, direction, id=f"{protocol}-{action}-{direction}")
+    pytest.param(protocol, None, action, direction, id=f"{protocol}-{action}-{direction}")
     for protocol in SUPPORTED_PROTOCOLS
     for (action, direction) in sorted(load_schemas(protocol, raw=True))
+] + [
+    pytest.param(
+        protocol, variant, action, direction, id=f"{protocol}-{variant}-{action}-{direction}"
+    )
+    for protocol, variants in SCHEMA_VARIANTS.items()
+    for variant in variants
+    for (action, direction) in sorted(load_schemas(protocol, raw=True, variant=variant))
 ]
 
-_REFERENCE: dict[tuple[str, str, str], Any] = {}
+_REFERENCE: dict[tuple[str, str | None, str, str], Any] = {}
 
 
-def reference(protocol: str, action: str, direction: str) -> Any:
-    key = (protocol, action, direction)
+def reference(protocol: str, action: str, direction: str, variant: str | None = None) -> Any:
+    key = (protocol, variant, action, direction)
     if key not in _REFERENCE:
-        raw = load_schemas(protocol, raw=True)[(action, direction)]
+        raw = load_schemas(protocol, raw=True, variant=variant)[(action, direction)]
         schema = json.loads(json.dumps(raw), parse_float=Decimal)
         cls = jsonschema.validators.validator_for(schema)
         expected = {
@@ -125,10 +140,12 @@ def reference_classes(errors: list[jsonschema.ValidationError]) -> set[type[RPCE
     return out
 
 
-@pytest.mark.parametrize(("protocol", "action", "direction"), KEYS)
-def test_agrees_with_jsonschema(protocol: str, action: str, direction: Any) -> None:
-    ours = get_validator(protocol)
-    ref = reference(protocol, action, direction)
+@pytest.mark.parametrize(("protocol", "variant", "action", "direction"), KEYS)
+def test_agrees_with_jsonschema(
+    protocol: str, variant: str | None, action: str, direction: Any
+) -> None:
+    ours = get_validator(protocol, variant=variant)
+    ref = reference(protocol, action, direction, variant)
 
     @settings(
         max_examples=5,
@@ -136,7 +153,10 @@ def test_agrees_with_jsonschema(protocol: str, action: str, direction: Any) -> N
         database=None,
         suppress_health_check=list(HealthCheck),
     )
-    @given(payloads(protocol, action, direction), invalid_payloads(protocol, action, direction))
+    @given(
+        payloads(protocol, action, direction, variant=variant),
+        invalid_payloads(protocol, action, direction, variant=variant),
+    )
     def check(valid: Any, broken: tuple[Any, type[RPCError]]) -> None:
         ours.validate(action, direction, valid)
         assert list(ref.iter_errors(as_decimal(valid))) == []
@@ -153,7 +173,8 @@ def test_agrees_with_jsonschema(protocol: str, action: str, direction: Any) -> N
 
 
 def test_every_file_is_covered() -> None:
-    assert len(KEYS) == 78 + 128 + 181
+    # the three default sets, and OCPP 1.6's earlier files ("pre-errata")
+    assert len(KEYS) == 78 + 128 + 181 + 78
 
 
 # --- the deliberate differences -------------------------------------------------
