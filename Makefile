@@ -58,8 +58,14 @@ bench: $(STAMP) node-deps
 	$(BIN)/python benchmarks/startup.py $(BENCH_BASELINE) >> benchmarks/RESULTS.md
 
 SOAK_ARGS ?= --stations 2000 --processes 4 --duration 180 --pace 20 --csms-pace 20
+# The chaos soak, then every hostile-load case at the scale of the figures in
+# soak/RESULTS.md (100 flooding stations; 500 for the unread flood), each
+# against the revision before the hardening and the current tree.
 soak: $(STAMP)
 	$(BIN)/python soak/soak.py $(SOAK_ARGS) --report soak-report.json
+	$(BIN)/python soak/hostile.py $(HOSTILE_ARGS) --flooders 100
+	$(BIN)/python soak/hostile.py $(HOSTILE_ARGS) --cases 1b --flooders 500 \
+		--md soak/RESULTS-hostile-500.md --report soak/hostile-500-report.json
 
 # One hostile station must not degrade the rest: each case against the
 # revision before the hardening (a git worktree) and the current tree.

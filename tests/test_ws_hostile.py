@@ -598,3 +598,19 @@ async def test_a_large_read_is_parsed_a_slice_per_task_step(autojump_clock: Any)
         nursery.cancel_scope.cancel()
     assert first == '[2,"0","Heartbeat",{}]'
     assert during >= 5  # one schedule point per slice of the read
+
+
+async def test_closing_after_a_bad_frame_sends_the_parsers_close_at_once(
+    autojump_clock: Any,
+) -> None:
+    """A message, then a frame with a reserved bit set, in one read: the caller is
+    handed the message and closes; the 1002 the parser queued goes out then, not
+    after the peer sends something else (Autobahn 3.2 as a client waited 1 s)."""
+    good = frame(b"[]")
+    bad = frame(b"x")
+    bad = bytes([bad[0] | 0x20]) + bad[1:]  # RSV2
+    transport, peer, buffer = await accepted(REQUEST + good + bad)
+    assert await transport.receive() == "[]"
+    with trio.fail_after(1):
+        await transport.aclose()
+    assert close_code_of(bytes(buffer) + await drain(peer)) == 1002

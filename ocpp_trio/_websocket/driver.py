@@ -644,6 +644,11 @@ class WSTransport:
     async def aclose(self, code: int = 1000, reason: str = "") -> None:
         try:
             proto = self._proto
+            if self._closed is None and proto.parser_exc is not None:
+                # The parser failed the connection and queued its close frame
+                # (1002, 1007...) after messages the caller was still handed:
+                # that close goes out now, not after a read.
+                await self._fail()
             if self._closed is None and proto.state is _OPEN:
                 proto.send_close(code, reason)
                 try:
