@@ -20,7 +20,7 @@ messages; ``receive()`` passes a schedule point for each message it returns
 from what an earlier read queued, so a peer that writes a burst is handled one
 message per task step and every other connection keeps its turn.  Parsing is
 bounded per step too: a read is fed to websockets' parser ``PARSE_SLICE``
-bytes at a time (some 200 small frames), with a schedule point between.
+bytes at a time (some 60 small frames), with a schedule point between.
 
 What OCPP-J accepts of the peer, beyond what websockets checks.  Every OCPP-J
 message is JSON text in UTF-8 (OCPP-J 1.6 §4.1.2, 2.0.1 Part 4 §4.1.2, 2.1
@@ -120,7 +120,7 @@ _TEXT, _BINARY, _CONT, _PING, _PONG, _CLOSE = (
 )
 _OPEN = State.OPEN
 #: The parser is fed at most this much of a read per task step (see ``_parse_in_slices``).
-PARSE_SLICE: Final = 8192
+PARSE_SLICE: Final = 2048
 #: How long a client that failed the connection waits for the server to
 #: close TCP before closing it itself.
 CLIENT_CLOSE_WAIT: Final = 1.0
