@@ -449,6 +449,19 @@ BAD_UPGRADES = {
 }
 
 
+async def status_line(stream: trio.abc.Stream, request: bytes) -> str:
+    """Send ``request``; the first line of the answer (within 5 s), or "(closed)"."""
+    await stream.send_all(request)
+    head = b""
+    with trio.move_on_after(5):
+        while b"\r\n" not in head:
+            data = await stream.receive_some(4096)
+            if not data:
+                break
+            head += data
+    return head.split(b"\r\n")[0].decode(errors="replace")[:40] or "(closed)"
+
+
 async def bad_upgrades(port: int, tally: Tally, total: int, every: float) -> None:
     kinds = list(BAD_UPGRADES)
     for i in range(total):
@@ -456,15 +469,8 @@ async def bad_upgrades(port: int, tally: Tally, total: int, every: float) -> Non
         try:
             stream = await trio.open_tcp_stream("127.0.0.1", port)
             async with stream:
-                await stream.send_all(BAD_UPGRADES[kind].format(ident=VICTIM).encode())
-                head = b""
-                with trio.move_on_after(5):
-                    while b"\r\n" not in head:
-                        data = await stream.receive_some(4096)
-                        if not data:
-                            break
-                        head += data
-            status = head.split(b"\r\n")[0].decode(errors="replace")[:40] or "(closed)"
+                request = BAD_UPGRADES[kind].format(ident=VICTIM).encode()
+                status = await status_line(stream, request)
         except (OSError, trio.BrokenResourceError) as exc:
             status = f"({type(exc).__name__})"
         tally.add(f"{kind}: {status}")
@@ -508,15 +514,7 @@ async def intruder(port: int, tally: Tally, tls_dir: str) -> None:
         try:
             tcp = await trio.open_tcp_stream("127.0.0.1", port)
             async with trio.SSLStream(tcp, ctx, server_hostname="127.0.0.1") as stream:
-                await stream.send_all(request)
-                head = b""
-                with trio.move_on_after(5):
-                    while b"\r\n" not in head:
-                        data = await stream.receive_some(4096)
-                        if not data:
-                            break
-                        head += data
-            status = head.split(b"\r\n")[0].decode(errors="replace")[:40] or "(closed)"
+                status = await status_line(stream, request)
         except (OSError, trio.BrokenResourceError) as exc:
             status = f"({type(exc).__name__})"
         tally.add(f"as {VICTIM}: {status}")

@@ -520,9 +520,10 @@ async def test_a_request_being_decided_is_not_displaced() -> None:
     assert "max_pending_handshakes=1 reached; closed at accept" in {e.reason for e in rejected}
 
 
-async def test_max_connections_closes_before_tls(
+def _profile_2(
     ca: trustme.CA, server_cert: trustme.LeafCert
-) -> None:
+) -> tuple[ssl.SSLContext, dict[str, Any]]:
+    """A profile-2 server context, and the options of a station that connects to it."""
     ctx = server_ssl_context(None, profile=2)
     server_cert.configure_cert(ctx)
     tls: dict[str, Any] = {
@@ -531,6 +532,13 @@ async def test_max_connections_closes_before_tls(
         "password": SECRET,
         "ssl_context": client_ssl_context(cadata=ca.cert_pem.bytes().decode("ascii")),
     }
+    return ctx, tls
+
+
+async def test_max_connections_closes_before_tls(
+    ca: trustme.CA, server_cert: trustme.LeafCert
+) -> None:
+    ctx, tls = _profile_2(ca, server_cert)
     with trio.fail_after(TIMEOUT):
         async with (
             serving(
@@ -551,14 +559,7 @@ async def test_a_silent_tls_peer_is_displaced(
     ca: trustme.CA, server_cert: trustme.LeafCert
 ) -> None:
     """Silent until the upgrade request is read: a stalled TLS handshake counts too."""
-    ctx = server_ssl_context(None, profile=2)
-    server_cert.configure_cert(ctx)
-    tls: dict[str, Any] = {
-        "tls": True,
-        "security_profile": 2,
-        "password": SECRET,
-        "ssl_context": client_ssl_context(cadata=ca.cert_pem.bytes().decode("ascii")),
-    }
+    ctx, tls = _profile_2(ca, server_cert)
     with trio.fail_after(TIMEOUT):
         async with serving(
             max_connections=1, ssl_context=ctx, security_profile=2, auth=lambda r: True
