@@ -603,6 +603,20 @@ def _pairs(value: object, field: str) -> Pairs:
     return tuple(out)
 
 
+def _alt_names(value: object) -> Pairs:
+    """subjectAltName entries; a ``DirName`` (a whole name) as ``"key=value,..."``."""
+    if not isinstance(value, tuple):
+        raise ValueError("peer certificate field 'subjectAltName' is not a tuple of pairs")
+    out: list[tuple[str, str]] = []
+    for item in value:
+        if isinstance(item, tuple) and len(item) == 2 and item[0] == "DirName":
+            name = _flatten_name(item[1], "subjectAltName")
+            out.append(("DirName", ",".join(f"{key}={text}" for key, text in name)))
+        else:
+            out.extend(_pairs((item,), "subjectAltName"))
+    return tuple(out)
+
+
 def _time(peercert: Mapping[str, object], field: str) -> datetime.datetime:
     value = peercert.get(field)
     if not isinstance(value, str):
@@ -647,7 +661,7 @@ def certificate_info(peercert: Mapping[str, object] | None) -> CertificateInfo:
         subject=_flatten_name(peercert.get("subject", ()), "subject"),
         issuer=_flatten_name(peercert.get("issuer", ()), "issuer"),
         serial_number=serial_number,
-        san=_pairs(peercert.get("subjectAltName", ()), "subjectAltName"),
+        san=_alt_names(peercert.get("subjectAltName", ())),
         not_before=_time(peercert, "notBefore"),
         not_after=_time(peercert, "notAfter"),
     )

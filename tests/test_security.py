@@ -586,6 +586,25 @@ def test_certificate_info_from_dict() -> None:
     hash(info)
 
 
+def test_certificate_info_takes_a_dirname_alt_name() -> None:
+    """getpeercert() gives a DirName subjectAltName as a whole name (a tuple of RDNs)."""
+    peercert = {
+        "subject": ((("commonName", "SN-0042"),),),
+        "serialNumber": "01",
+        "notBefore": "Jan  1 00:00:00 2020 GMT",
+        "notAfter": "Jun  1 12:00:00 2030 GMT",
+        "subjectAltName": (
+            ("DirName", ((("countryName", "DE"),), (("commonName", IDENTITY),))),
+            ("DNS", "cp001.example"),
+        ),
+    }
+    info = certificate_info(peercert)
+    assert info.san == (
+        ("DirName", f"countryName=DE,commonName={IDENTITY}"),
+        ("DNS", "cp001.example"),
+    )
+
+
 @pytest.mark.parametrize(
     ("peercert", "message"),
     [
