@@ -28,7 +28,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from ocpp_trio._core.frames import _dumps, _loads  # noqa: E402
+from ocpp_trio._core.frames import _dumps, _loads
 
 NOW = "2026-12-02T10:00:00.000Z"
 SAMPLES = [
