@@ -252,6 +252,27 @@ class StrictValidationFailureEvent:
     outcome: str = "reject"
 
 
+#: Any event's payload: what a callback registered for every event
+#: (``on(name, callback)`` with ``name`` typed only as ``EventName``) takes.
+EventPayload = (
+    OpenEvent
+    | CloseEvent
+    | ErrorEvent
+    | ConnectingEvent
+    | ReconnectEvent
+    | MessageEvent
+    | CallEvent
+    | CallResultEvent
+    | CallErrorEvent
+    | BadMessageEvent
+    | PingEvent
+    | PongEvent
+    | StrictValidationFailureEvent
+    | LateResponseEvent
+    | CallResultErrorEvent
+    | LimitEvent
+)
+
 Callback = Callable[[Any], object]
 
 
