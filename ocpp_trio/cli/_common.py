@@ -14,10 +14,12 @@ from typing import Final
 from .._core.validation import SUPPORTED_PROTOCOLS
 from ..security import SecurityProfile, check_password
 
-#: Exit statuses: 0 success, 1 the run failed, 2 a usage error.
+#: Exit statuses: 0 success, 1 the run failed, 2 a usage error, 130 stopped
+#: by Ctrl-C (SIGINT; 128 + 2, as shells report it) or SIGTERM.
 EXIT_OK: Final = 0
 EXIT_FAILED: Final = 1
 EXIT_USAGE: Final = 2
+EXIT_INTERRUPTED: Final = 130
 
 
 class CLIError(Exception):
