@@ -231,6 +231,10 @@ class PasswordBook:
             raise usage_error(f"{source} holds no IDENTITY:PASSWORD line")
         return cls(entries, default)
 
+    def knows(self, identity: str) -> bool:
+        """Whether the book has a password for ``identity`` (its own or the ``*`` one)."""
+        return identity in self._entries or self._default is not None
+
     def check(self, identity: str, given: bytes | None) -> bool:
         """Whether ``given`` is the password of ``identity`` (compared in constant time)."""
         stored = self._entries.get(identity, self._default)

@@ -381,11 +381,26 @@ class SimulatedStation:
                 except (TypeError, ValueError):
                     pass  # boot() reports the unusable answer
 
+        last_close: list[CloseEvent] = []
+
         def on_reconnect(ev: ReconnectEvent) -> None:
+            # the cause: the failed attempt's error, else how the connection closed
+            if ev.error is not None:
+                cause = describe_error(ev.error)
+            elif last_close:
+                closed = last_close[-1]
+                by = "closed by the CSMS" if closed.by_peer else "closed"
+                if closed.code == 1006:
+                    by = "the connection dropped"
+                cause = f"{by} ({closed.code}{': ' + closed.reason if closed.reason else ''})"
+            else:
+                cause = "connection lost"
+            last_close.clear()
             self.note(
                 "reconnecting",
-                f"connection lost, reconnecting in {ev.delay:.1f} s",
+                f"{cause}; reconnecting in {ev.delay:.1f} s (attempt {ev.attempt})",
                 attempt=ev.attempt,
+                cause=cause,
             )
 
         def on_open(ev: OpenEvent) -> None:
@@ -393,6 +408,7 @@ class SimulatedStation:
                 self.note("reconnected", "reconnected")
 
         def on_close(ev: CloseEvent) -> None:
+            last_close.append(ev)
             if ev.by_peer:
                 self.note("closed", f"closed by the CSMS ({ev.code})", code=ev.code)
 
