@@ -107,3 +107,28 @@ async def test_reconfigure_and_on_check_at_run_time() -> None:
         assert pair.station.options.call_timeout == 2.5
         with pytest.raises(ValueError, match="unknown event 'closed'"):
             pair.station.on("closed", print)  # type: ignore[call-overload]
+
+
+def test_memory_pair_kwargs_are_the_connection_options_and_the_per_end_ones() -> None:
+    from ocpp_trio.testing import MemoryPairKwargs
+
+    assert MemoryPairKwargs.__optional_keys__ == ConnectionKwargs.__optional_keys__ | {
+        "station_options",
+        "csms_options",
+    }
+
+
+async def test_the_test_helpers_still_refuse_unknown_options_at_run_time() -> None:
+    from ocpp_trio.testing import open_memory_server
+
+    with pytest.raises(TypeError, match="call_timout"):
+        async with open_memory_pair(call_timout=5):  # type: ignore[call-arg]
+            pass  # pragma: no cover
+    with pytest.raises(TypeError, match="strict_mod"):
+        async with open_memory_pair(station_options={"strict_mod": True}):  # type: ignore[typeddict-unknown-key]
+            pass  # pragma: no cover
+    async with open_memory_server(protocols=["ocpp1.6"]) as srv:
+        assert srv.server.protocols == ("ocpp1.6",)
+        with pytest.raises(TypeError, match="max_reconnect"):
+            async with srv.connect("CP1", max_reconnect=1):  # type: ignore[call-arg]
+                pass  # pragma: no cover

@@ -19,6 +19,7 @@ from ocpp_trio import (
 )
 from ocpp_trio.events import CloseEvent, OpenEvent
 from ocpp_trio.server import HandshakeRejectedEvent
+from ocpp_trio.testing import MemoryServer, open_memory_pair, open_memory_server
 from ocpp_trio.types import v201
 
 
@@ -81,3 +82,17 @@ async def wrong_call_station(server: OCPPServer) -> None:
     print(res["currentTime"])  # type: ignore[typeddict-item]
     # and the request is checked
     await server.call_station("CP1", v201.Reset({"type": "Hard"}))  # type: ignore[typeddict-item]
+
+
+async def misspelt_test_options() -> None:
+    async with open_memory_pair(call_timout=5):  # type: ignore[call-arg]
+        pass
+    async with open_memory_pair(station_options={"strict_mod": True}):  # type: ignore[typeddict-unknown-key]
+        pass
+    async with open_memory_server(duplicate_polcy="reject"):  # type: ignore[call-arg]
+        pass
+
+
+async def misspelt_connect(srv: MemoryServer) -> None:
+    async with srv.connect("CP1", max_reconnect=1):  # type: ignore[call-arg]
+        pass

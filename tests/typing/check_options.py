@@ -124,3 +124,17 @@ async def serve_typed() -> None:
 
 def reconnect_event(ev: ReconnectEvent) -> float:
     return ev.delay
+
+
+async def typed_test_helpers() -> None:
+    from ocpp_trio.testing import open_memory_pair, open_memory_server
+
+    async with open_memory_pair(
+        "ocpp2.0.1", call_timeout=2, station_options={"strict_mode": True}
+    ) as pair:
+        pair.station.reconfigure(call_timeout=1)
+    async with (
+        open_memory_server(protocols=["ocpp1.6"], duplicate_policy="reject") as srv,
+        srv.connect("CP1", password="secret", reconnect=False) as client,
+    ):
+        assert_type(client, OCPPClient)
