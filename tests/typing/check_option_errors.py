@@ -9,6 +9,8 @@ that stops failing fails the check.  One statement per line (``fmt: off``).
 
 from __future__ import annotations
 
+from functools import partial
+
 from ocpp_trio import (
     ConnectionKwargs,
     OCPPClient,
@@ -41,6 +43,7 @@ async def misspelt_options() -> None:
     OCPPServer(None, ping_intervall=0)  # type: ignore[call-arg]
     await serve_ocpp(None, 9000, call_timout=5)  # type: ignore[call-arg]
     await serve_ocpp(None, 9000, duplicate_policy="ignore")  # type: ignore[arg-type]
+    partial(serve_ocpp, None, 0, host="127.0.0.1", call_timout=5)  # type: ignore[call-arg]
     # a client-only option is not a connection option
     shared: ConnectionKwargs = {"reconnect": False}  # type: ignore[typeddict-unknown-key]
     print(shared)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from functools import partial
 from typing import Any, assert_type
 
 import trio
@@ -103,10 +104,11 @@ async def csms(nursery: trio.Nursery) -> None:
     async def on_station(conn: OCPPConnection) -> None:
         conn.reconfigure(call_timeout=3)
 
+    # options through nursery.start go by functools.partial, checked as well
     server = await nursery.start(
-        serve_ocpp, on_station, 0, "127.0.0.1"
-    )  # options through nursery.start are positional only: not checked there
-    assert_type(server, Any)
+        partial(serve_ocpp, on_station, 0, host="127.0.0.1", call_timeout=5)
+    )
+    print(server.port)
     srv = OCPPServer(on_station, call_timeout=5, strict_mode=True, max_message_size=65536)
     reset = await srv.call_station("CP1", v201.Reset({"type": "Immediate"}))
     assert_type(reset, v201.ResetResponse)
