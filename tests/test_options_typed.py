@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import re
 import typing
 
 import pytest
@@ -132,3 +133,23 @@ async def test_the_test_helpers_still_refuse_unknown_options_at_run_time() -> No
         with pytest.raises(TypeError, match="max_reconnect"):
             async with srv.connect("CP1", max_reconnect=1):  # type: ignore[call-arg]
                 pass  # pragma: no cover
+
+
+def test_every_event_has_its_typed_overload() -> None:
+    from ocpp_trio._rpc.surface import HandlerSurface
+
+    typed: dict[str, str] = {}
+    for overload in typing.get_overloads(HandlerSurface.on):
+        name = overload.__annotations__["name"]
+        callback = overload.__annotations__["callback"]
+        literal = re.fullmatch(r"Literal\[['\"](\w+)['\"]\]", name)
+        if literal is None:
+            assert name == "EventName"  # the catch-all: any event, any payload
+            assert callback == "Callable[[EventPayload], object]"
+            continue
+        payload = re.fullmatch(r"Callable\[\[(\w+)\], object\]", callback)
+        assert payload is not None, callback
+        typed[literal[1]] = payload[1]
+    assert set(typed) == EVENT_NAMES
+    assert len(set(typed.values())) == len(typed)  # one payload class per event
+    assert set(typed.values()) == {cls.__name__ for cls in typing.get_args(EventPayload)}

@@ -103,6 +103,9 @@ class HandlerSurface:
         """Remove every handler (inbound calls then get NotImplemented/NotSupported)."""
         self._router.clear()
 
+    # One overload per name of ``EventName`` with its payload class (also a
+    # member of ``EventPayload``); tests/test_options_typed.py checks that
+    # every event has one.
     @overload
     def on(
         self, name: Literal["open"], callback: Callable[[OpenEvent], object]
