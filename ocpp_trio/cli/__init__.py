@@ -54,14 +54,18 @@ def build_parser() -> argparse.ArgumentParser:
         "serve",
         help="run a small CSMS",
         description="A small CSMS: accepts stations, answers them, logs every message, "
-        "keeps its state in SQLite. Its first line is 'listening on URL'.",
+        "keeps its state in SQLite. Its first line is 'listening on URL'. It binds "
+        "127.0.0.1 (this machine only) unless --host says otherwise. Ctrl-C or SIGTERM "
+        "stops it gracefully (exit status 0).",
     )
     serve.add_arguments(p)
 
     p = sub.add_parser(
         "station",
         help="simulate charging stations against a CSMS",
-        description="Simulated charging stations running a scenario and answering the CSMS.",
+        description="Simulated charging stations running a scenario and answering the CSMS. "
+        "Ctrl-C ends a run early: the transactions in progress are stopped, the summary "
+        "says what was completed and what was cut short, and the exit status is 130.",
     )
     station.add_arguments(p)
 
