@@ -39,12 +39,14 @@ from ._core.validation import Validator as Validator
 from ._core.validation import create_validator as create_validator
 from ._core.validation import get_validator as get_validator
 from ._rpc.connection import OCPPConnection as OCPPConnection
+from ._rpc.options import ConnectionKwargs as ConnectionKwargs
 from ._rpc.options import ConnectionOptions as ConnectionOptions
 from ._rpc.state import ConnectionState as ConnectionState
 from ._server.signals import run_server as run_server
 from ._server.signals import serve_until_signal as serve_until_signal
 from ._version import __version__ as __version__
 from ._version import package_ident as package_ident
+from .client import ClientKwargs as ClientKwargs
 from .client import OCPPClient as OCPPClient
 from .client import open_ocpp_client as open_ocpp_client
 from .routing import NOREPLY as NOREPLY
@@ -61,6 +63,7 @@ from .server import AuthAccept as AuthAccept
 from .server import AuthReject as AuthReject
 from .server import HandshakeRequest as HandshakeRequest
 from .server import OCPPServer as OCPPServer
+from .server import ServerKwargs as ServerKwargs
 from .server import serve_ocpp as serve_ocpp
 from .workers import serve_workers as serve_workers
 
@@ -72,9 +75,11 @@ __all__ = [
     "CallErrorReceived",
     "CallTimeout",
     "CertificateInfo",
+    "ClientKwargs",
     "ConnectError",
     "ConnectTimeout",
     "ConnectionClosed",
+    "ConnectionKwargs",
     "ConnectionOptions",
     "ConnectionState",
     "ErrorCode",
@@ -105,6 +110,7 @@ __all__ = [
     "RPCSecurityError",
     "RPCTypeConstraintViolationError",
     "SecurityProfile",
+    "ServerKwargs",
     "TLSError",
     "ValidationError",
     "ValidationPolicy",

@@ -30,7 +30,7 @@ import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from functools import partial
-from typing import Any, TypeVar, overload
+from typing import Any, TypeVar, Unpack, cast, overload
 from urllib.parse import quote, urlencode, urlsplit
 
 import trio
@@ -50,7 +50,7 @@ from ._core.protocol import Role
 from ._rpc.connection import OCPPConnection, apply_options, hold_calls_until, run_connection
 from ._rpc.link import Link
 from ._rpc.logsafe import log_safe
-from ._rpc.options import ConnectionOptions, split_options
+from ._rpc.options import ConnectionKwargs, ConnectionOptions, split_options
 from ._rpc.outbound import parse_call_args, prepare_validators, run_call
 from ._rpc.state import ConnectionState
 from ._rpc.surface import HandlerSurface
@@ -103,6 +103,69 @@ def _describe_tls(exc: BaseException) -> str:
     if isinstance(cause, ssl.SSLError):
         return f"{cause.reason or type(cause).__name__}: {cause}"
     return f"connection lost during TLS setup ({type(exc).__name__})"
+
+
+class ClientKwargs(ConnectionKwargs, total=False):
+    """The options of :func:`open_ocpp_client`, as keyword arguments, every one optional.
+
+    The connection options (:class:`ConnectionKwargs`: ``call_timeout``,
+    ``strict_mode``, ``ping_interval``, ...) and these:
+
+    Attributes:
+        security_profile: 0-3 (``SecurityProfile``); 1 and 2 need
+            ``password``, 2 and 3 a ``wss://`` endpoint, 3 an ``ssl_context``
+            with the client certificate.  Default 0.
+        password: the Basic Auth password (profiles 1 and 2); never logged.
+        ssl_context: the TLS context for ``wss://`` (default: a verifying
+            client context).
+        headers: extra HTTP headers of the upgrade request.
+        query: a query string to append to the URL.
+        reconnect: reconnect when the connection drops (default True).
+        max_reconnects: consecutive failed attempts before giving up
+            (default ``math.inf``).
+        backoff_min: the first reconnect delay, in seconds (default 1).
+        backoff_max: the longest reconnect delay (default 30).
+        backoff_jitter: the random share taken off each delay, 0-1
+            (default 0.5).
+        backoff_reset_after: seconds a connection must stay open before the
+            attempt count starts again (default 30).
+        retry_initial_connect: keep trying when the very first connection
+            fails instead of raising (default False).
+        connect_timeout: bound on TCP + TLS + WebSocket handshake (default 10).
+        max_queued_calls: ``call()``s in progress at once, waiting ones
+            included; one more raises ``ProtocolStateError`` (default 1000).
+        id_factory: makes the message ids of our CALLs.
+        rng: a ``random.Random`` for the jitter (default: the ``random``
+            module's).
+        open_stream: an async ``(host, port) -> trio.abc.Stream`` that
+            replaces TCP, e.g. for in-memory tests or a proxy.
+        compression: offer permessage-deflate (default False).
+        compression_threshold: messages below it, in bytes, go uncompressed
+            (default 1,024).
+        websocket_backend: ``"websockets"`` (the default) or
+            ``"trio-websocket"``.
+    """
+
+    security_profile: SecurityProfile | int
+    password: bytes | str | None
+    ssl_context: ssl.SSLContext | None
+    headers: Mapping[str, str] | None
+    query: Mapping[str, str] | None
+    reconnect: bool
+    max_reconnects: float
+    backoff_min: float
+    backoff_max: float
+    backoff_jitter: float
+    backoff_reset_after: float
+    retry_initial_connect: bool
+    connect_timeout: float
+    max_queued_calls: int
+    id_factory: Callable[[], str]
+    rng: random.Random | None
+    open_stream: Callable[[str, int], Awaitable[trio.abc.Stream]] | None
+    compression: bool
+    compression_threshold: int
+    websocket_backend: WebSocketBackend
 
 
 class OCPPClient(HandlerSurface):
@@ -240,8 +303,17 @@ class OCPPClient(HandlerSurface):
         """How many times the client has reconnected so far."""
         return self._reconnects
 
-    def reconfigure(self, **options: Any) -> None:
-        """Change connection options at run time; applies to this and later connections."""
+    def reconfigure(self, **options: Unpack[ConnectionKwargs]) -> None:
+        """Change connection options at run time; applies to this and later connections.
+
+        Takes the keywords of :class:`ConnectionKwargs` (``call_timeout=5``,
+        ``strict_mode=True``, ...).
+
+        Raises:
+            TypeError: an unknown option (the client's own options, such as
+                ``reconnect``, cannot be changed here).
+            ValueError: a bad value.
+        """
         self._options = self._options.replace(**options)
         self._limiter.total_tokens = self._options.call_concurrency
         if self._conn is not None:
@@ -642,7 +714,7 @@ async def open_ocpp_client(
     identity: str,
     protocols: Sequence[str] = ("ocpp1.6",),
     setup: Callable[[OCPPClient], object] | None = None,
-    **kwargs: Any,
+    **kwargs: Unpack[ClientKwargs],
 ) -> AsyncIterator[OCPPClient]:
     """Connect to a CSMS as station ``identity`` and yield the client.
 
@@ -667,31 +739,23 @@ async def open_ocpp_client(
         identity: the station identity (also the Basic Auth username).
         protocols: subprotocols to offer, in order of preference.
         setup: called with the client before it connects (see above).
-        **kwargs: client options (``security_profile``, ``password``,
-            ``ssl_context``, ``headers``, ``query``, ``reconnect``,
-            ``max_reconnects``, ``backoff_min``, ``backoff_max``,
-            ``backoff_jitter``, ``backoff_reset_after``,
-            ``retry_initial_connect``, ``connect_timeout``, ``max_queued_calls``,
-            ``id_factory``, ``rng`` (a ``random.Random`` for the jitter),
-            ``open_stream`` (an async ``(host, port) -> trio.abc.Stream`` that
-            replaces TCP, e.g. for in-memory tests or a proxy), ``compression``
-            (offer permessage-deflate; off by default), ``compression_threshold``
-            (messages below it, 1,024 bytes by default, go uncompressed),
-            ``websocket_backend``
-            (``"websockets"``, the default, or ``"trio-websocket"``)) and connection options (``call_timeout``,
-            ``call_concurrency``, ``ping_interval``, ``strict_mode``, ... see
-            ``ConnectionOptions``).
+        **kwargs: the client's options and the connection options, each
+            typed (see :class:`ClientKwargs`: ``security_profile``,
+            ``password``, ``reconnect``, ``backoff_min``, ...,
+            ``call_timeout``, ``strict_mode``, ``ping_interval``, ...).
 
     Raises:
         ConnectError (``ConnectTimeout``, ``TLSError``, ``HandshakeRejected``,
         ``ProtocolNegotiationError``): the first connection failed and
         ``retry_initial_connect`` is off.
+        TypeError: an unknown option (a type checker flags it first).
+        ValueError: a bad option value.
 
     On exit the connection is closed (1000) and reconnecting stops; an
     exception from the body propagates as itself, never inside an
     ExceptionGroup.
     """
-    options, rest = split_options(dict(kwargs))
+    options, rest = split_options(cast("dict[str, Any]", dict(kwargs)))
     client = OCPPClient(endpoint, identity=identity, protocols=protocols, options=options, **rest)
     if setup is not None:
         setup(client)

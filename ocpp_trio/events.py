@@ -5,6 +5,12 @@ added, from the task where the event happens; they must not block.  A
 callback that raises is logged and the others still run: a user's callback
 never kills a connection.  Trio code that wants to wait uses
 ``await conn.wait_closed()`` or its own memory channel fed by a callback.
+
+Each name of :data:`EventName` has its payload class (``"close"``:
+:class:`CloseEvent`, ``"call"``: :class:`CallEvent`, ...); ``on()`` is typed
+per name, so a type checker flags a callback written for another event's
+payload, or a misspelt name.  A callback for every event takes
+:data:`EventPayload`.
 """
 
 from __future__ import annotations
@@ -251,6 +257,27 @@ class StrictValidationFailureEvent:
     error: BaseException
     outcome: str = "reject"
 
+
+#: Any event's payload: what a callback registered for every event
+#: (``on(name, callback)`` with ``name`` typed only as ``EventName``) takes.
+EventPayload = (
+    OpenEvent
+    | CloseEvent
+    | ErrorEvent
+    | ConnectingEvent
+    | ReconnectEvent
+    | MessageEvent
+    | CallEvent
+    | CallResultEvent
+    | CallErrorEvent
+    | BadMessageEvent
+    | PingEvent
+    | PongEvent
+    | StrictValidationFailureEvent
+    | LateResponseEvent
+    | CallResultErrorEvent
+    | LimitEvent
+)
 
 Callback = Callable[[Any], object]
 

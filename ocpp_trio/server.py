@@ -72,12 +72,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mappi
 from contextlib import asynccontextmanager
 from functools import partial
 from types import MappingProxyType
-from typing import Any, Final, final
+from typing import Any, Final, Literal, TypeVar, Unpack, final, overload
 
 import trio
 
 from ._rpc.connection import OCPPConnection
-from ._rpc.options import ConnectionOptions
+from ._rpc.options import ConnectionKwargs, ConnectionOptions
 from ._rpc.outbound import prepare_validators
 from ._server.accept import serve_listeners
 from ._server.admission import (
@@ -109,6 +109,7 @@ from ._websocket.transport import (
 from .cluster._interface import ClusterAdapter, Subscriber
 from .cluster._server_glue import ClusterGlue
 from .security import SecurityProfile
+from .types import Action
 
 __all__ = [
     "CLOSE_REPLACED",
@@ -118,14 +119,49 @@ __all__ = [
     "HandshakeRejectedEvent",
     "HandshakeRequest",
     "OCPPServer",
+    "ServerEventName",
+    "ServerKwargs",
     "StationHandshake",
     "serve_ocpp",
 ]
 
 log = logging.getLogger("ocpp_trio.server")
 
+#: The events of :meth:`OCPPServer.on` (a connection's own events are
+#: ``ocpp_trio.events.EventName``).
+ServerEventName = Literal["client", "handshake_rejected"]
+
+Res = TypeVar("Res")
+
 #: The subprotocols a server speaks by default, in its order of preference.
 DEFAULT_PROTOCOLS: Final = ("ocpp2.1", "ocpp2.0.1", "ocpp1.6")
+
+
+class ServerKwargs(ConnectionKwargs, total=False):
+    """The options of :class:`OCPPServer`, as keyword arguments, every one optional.
+
+    What ``serve_ocpp``, ``run_server`` and ``serve_workers`` pass on to
+    ``OCPPServer``: its own options (see there for what each does) and the
+    connection options (:class:`ConnectionKwargs`: ``call_timeout``,
+    ``strict_mode``, ...).  A type checker flags a misspelt name; at run
+    time an unknown name raises ``TypeError``.
+    """
+
+    protocols: Sequence[str]
+    auth: AuthCallback | None
+    security_profile: SecurityProfile | int
+    ssl_context: ssl.SSLContext | None
+    max_connections: float
+    max_pending_handshakes: float
+    handshake_timeout: float
+    duplicate_policy: DuplicatePolicy
+    certificate_identity_check: bool
+    profile_for: ProfileLookup | None
+    refuse_unknown_subprotocol: bool
+    compression: bool
+    compression_threshold: int
+    websocket_backend: WebSocketBackend
+    options: ConnectionOptions | None
 
 
 @final
@@ -207,8 +243,9 @@ class OCPPServer:
     ``conn.identity`` and ``HandshakeRequest.identity`` are as sent.
         options: connection options, updated by ``connection_options``.
         **connection_options: ``ConnectionOptions`` fields (``call_timeout``,
-            ``strict_mode``, ``ping_interval``, ``max_message_size``, ...)
-            applied to every station connection.
+            ``strict_mode``, ``ping_interval``, ``max_message_size``, ...;
+            typed as :class:`ConnectionKwargs`) applied to every station
+            connection.
 
     Raises:
         ValueError: a bad option, profile 1-2 without ``auth``, profile 2-3
@@ -236,7 +273,7 @@ class OCPPServer:
         compression_threshold: int = DEFAULT_COMPRESSION_THRESHOLD,
         websocket_backend: WebSocketBackend = "websockets",
         options: ConnectionOptions | None = None,
-        **connection_options: Any,
+        **connection_options: Unpack[ConnectionKwargs],
     ) -> None:
         if websocket_backend not in ("websockets", "trio-websocket"):
             raise ValueError(
@@ -403,16 +440,48 @@ class OCPPServer:
                 return port
         return None
 
+    @overload
+    def on(
+        self, name: Literal["client"], callback: Callable[[OCPPConnection], object]
+    ) -> Callable[[OCPPConnection], object]: ...
+    @overload
+    def on(
+        self,
+        name: Literal["handshake_rejected"],
+        callback: Callable[[HandshakeRejectedEvent], object],
+    ) -> Callable[[HandshakeRejectedEvent], object]: ...
+    @overload
+    def on(
+        self,
+        name: ServerEventName,
+        callback: Callable[[OCPPConnection | HandshakeRejectedEvent], object],
+    ) -> Callable[[Any], object]: ...
+
     def on(self, name: str, callback: Callable[[Any], object]) -> Callable[[Any], object]:
         """Call ``callback(payload)`` on server event ``name``; returns ``callback``.
 
-        Events: ``"client"`` (payload: the new ``OCPPConnection``, once
-        open) and ``"handshake_rejected"`` (:class:`HandshakeRejectedEvent`).
-        Callbacks must not block; one that raises is logged and skipped.
+        Events (``ServerEventName``):
+
+        - ``"client"``: a station connection is open; the payload is its
+          ``OCPPConnection`` (the handler runs too, if there is one).
+        - ``"handshake_rejected"``: a station was refused before its
+          connection opened (bad identity 400, wrong password 401, profile
+          or TLS 403, duplicate 409, ``auth`` said no, no subprotocol in
+          common...); the payload is a :class:`HandshakeRejectedEvent` with
+          the HTTP status, the reason, the identity and the peer address,
+          never the credentials.
+
+        A type checker holds the callback to the event's payload type.
+        Callbacks run synchronously and must not block; one that raises is
+        logged and skipped.
+
+        Raises:
+            ValueError: ``name`` is not a server event.
+            TypeError: ``callback`` is not callable.
         """
         return self._events.on(name, callback)
 
-    def off(self, name: str, callback: Callable[[Any], object] | None = None) -> None:
+    def off(self, name: ServerEventName, callback: Callable[[Any], object] | None = None) -> None:
         """Remove ``callback`` from ``name`` (every callback of ``name`` when None)."""
         self._events.off(name, callback)
 
@@ -444,13 +513,39 @@ class OCPPServer:
             glue = self._streams.cluster = ClusterGlue(self._streams, LocalAdapter())
         return glue
 
+    @overload
     async def call_station(
-        self, identity: str, *args: Any, timeout: float | None = None
-    ) -> dict[str, Any]:
+        self, identity: str, message: Action[Any, Res], /, *, timeout: float | None = None
+    ) -> Res: ...
+    @overload
+    async def call_station(
+        self,
+        identity: str,
+        method: str,
+        params: Mapping[str, Any] = ...,
+        /,
+        *,
+        timeout: float | None = None,
+    ) -> dict[str, Any]: ...
+    @overload
+    async def call_station(
+        self,
+        identity: str,
+        protocol: str,
+        method: str,
+        params: Mapping[str, Any],
+        /,
+        *,
+        timeout: float | None = None,
+    ) -> dict[str, Any]: ...
+
+    async def call_station(self, identity: str, *args: Any, timeout: float | None = None) -> Any:
         """Call station ``identity`` wherever in the cluster it is connected.
 
-        Takes the arguments of ``OCPPConnection.call`` (``(method, params)``,
-        ``(protocol, method, params)``, ...).  A station of this server is
+        Takes the arguments of ``OCPPConnection.call``: a typed action
+        (``call_station("CP1", v201.Reset({"type": "Immediate"}))`` returns
+        a ``v201.ResetResponse`` to a type checker), ``(method, params)`` or
+        ``(protocol, method, params)`` (``dict[str, Any]``).  A station of this server is
         called directly; one held by another instance is reached through the
         adapter and answers back here.  Bounded by ``timeout`` (default:
         ``call_timeout``) as a whole; on cancellation the call is forgotten.
@@ -464,8 +559,7 @@ class OCPPServer:
             CallErrorReceived, CallTimeout, ConnectionClosed, ValidationError:
                 as ``OCPPConnection.call``.
         """
-        result: dict[str, Any] = await self._glue().call_station(identity, args, timeout)
-        return result
+        return await self._glue().call_station(identity, args, timeout)
 
     async def locate_station(self, identity: str) -> str | None:
         """The instance id holding station ``identity``, or None when it is offline.
@@ -682,10 +776,9 @@ async def serve_ocpp(
     port: int,
     *,
     host: str | None = None,
-    ssl_context: ssl.SSLContext | None = None,
     handler_nursery: trio.Nursery | None = None,
     task_status: trio.TaskStatus[OCPPServer] = trio.TASK_STATUS_IGNORED,
-    **server_options: Any,
+    **server_options: Unpack[ServerKwargs],
 ) -> None:
     """Run a CSMS on TCP ``port``: ``handler(conn)`` runs for each station connection.
 
@@ -701,17 +794,21 @@ async def serve_ocpp(
         host: the address to bind.  The default, None, binds every interface,
             like ``trio.serve_tcp``: a CSMS exists to be reached by stations.
             Pass ``"127.0.0.1"`` for a local-only server.
-        ssl_context: TLS for every connection (``server_ssl_context``).
         handler_nursery: where the per-station tasks run.
         task_status: receives the server once it is listening.
         **server_options: ``OCPPServer`` options (``protocols``, ``auth``,
-            ``security_profile``, ``profile_for``, ``max_connections``,
+            ``security_profile``, ``ssl_context`` (TLS for every connection,
+            ``server_ssl_context``), ``profile_for``, ``max_connections``,
             ``max_pending_handshakes``, ``handshake_timeout``,
             ``duplicate_policy``, ``certificate_identity_check``,
-            ``refuse_unknown_subprotocol``) and connection options
-            (``call_timeout``, ...).
+            ``refuse_unknown_subprotocol``, ...) and connection options
+            (``call_timeout``, ...), each typed (:class:`ServerKwargs`).
+
+    Raises:
+        TypeError: an unknown option (a type checker flags it first).
+        ValueError: a bad option value.
 
     Runs until cancelled or until ``server.close()``.
     """
-    server = OCPPServer(handler, ssl_context=ssl_context, **server_options)
+    server = OCPPServer(handler, **server_options)
     await server.listen(port, host, handler_nursery=handler_nursery, task_status=task_status)

@@ -34,11 +34,14 @@ from collections.abc import Callable
 from functools import partial
 from multiprocessing.connection import Connection
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any, Unpack
 
 import trio
 
 from ._server.stream import Handler
+
+if TYPE_CHECKING:
+    from .server import ServerKwargs
 
 __all__ = ["serve_workers"]
 
@@ -108,7 +111,7 @@ def serve_workers(
     host: str = "0.0.0.0",
     on_ready: Callable[[int, list[int]], object] | None = None,
     start_timeout: float = 30.0,
-    **server_options: Any,
+    **server_options: Unpack[ServerKwargs],
 ) -> None:
     """Serve ``handler`` from ``workers`` processes sharing ``port``; blocks until stopped.
 

@@ -39,7 +39,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
-from typing import Any, TypeVar, overload
+from typing import Any, TypeVar, Unpack, overload
 
 import trio
 
@@ -62,7 +62,7 @@ from ..types import Action, SendAction
 from .flag import Flag
 from .inbound import Dispatcher, report_peer_pings
 from .link import Link
-from .options import ConnectionOptions
+from .options import ConnectionKwargs, ConnectionOptions
 from .outbound import cap_reason, parse_call_args, resolve_validator, run_call
 from .pings import Pinger
 from .state import ConnectionState, transition
@@ -209,7 +209,7 @@ class OCPPConnection(HandlerSurface):
             limiter = self._call_limiter = trio.CapacityLimiter(self._link.options.call_concurrency)
         return limiter
 
-    def reconfigure(self, **options: Any) -> None:
+    def reconfigure(self, **options: Unpack[ConnectionKwargs]) -> None:
         """Change options at run time (``call_timeout=5``, ``strict_mode=True``, ...).
 
         Takes effect for the next call, frame or ping.  Turning strict mode on

@@ -9,7 +9,7 @@ import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 
 from .._core.policy import ValidationPolicy
 
@@ -165,12 +165,44 @@ class ConnectionOptions:
         """Whether the pinger runs."""
         return 0 < self.ping_interval < math.inf
 
-    def replace(self, **changes: Any) -> ConnectionOptions:
+    def replace(self, **changes: Unpack[ConnectionKwargs]) -> ConnectionOptions:
         """Return a copy with ``changes``; unknown names raise TypeError."""
         unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
         if unknown:
             raise TypeError(f"unknown option(s): {', '.join(sorted(unknown))}")
         return dataclasses.replace(self, **changes)
+
+
+class ConnectionKwargs(TypedDict, total=False):
+    """The connection options as keyword arguments, every one optional.
+
+    What ``open_ocpp_client``, ``OCPPServer``, ``serve_ocpp`` and
+    ``reconfigure()`` take as keywords to set a :class:`ConnectionOptions`
+    field (see there for what each does and its default).  A type checker
+    flags a misspelt name (``call_timout=5``) or a value of the wrong type;
+    at run time an unknown name raises ``TypeError``.  Spread a dict of them
+    to share settings::
+
+        common: ConnectionKwargs = {"call_timeout": 10, "strict_mode": True}
+        async with open_ocpp_client(url, identity="CP1", **common) as client: ...
+    """
+
+    call_timeout: float
+    call_concurrency: int
+    inbound_call_concurrency: int
+    ping_interval: float
+    pong_timeout: float
+    defer_pings_on_activity: bool
+    strict_mode: bool | Sequence[str]
+    strict_mode_validators: Sequence[Validator]
+    validation_policy: ValidationPolicy | None
+    max_bad_messages: float
+    respond_with_detailed_errors: bool
+    close_timeout: float
+    max_message_size: int
+    max_inbound_call_rate: float
+    inbound_call_burst: int | None
+    max_pending_calls: float
 
 
 OPTION_NAMES = frozenset(f.name for f in dataclasses.fields(ConnectionOptions))

@@ -8,9 +8,29 @@ connection it opens, so handlers and callbacks survive reconnects.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar, overload
+from typing import Any, Literal, TypeVar, overload
 
-from ..events import EventEmitter
+from ..events import (
+    BadMessageEvent,
+    CallErrorEvent,
+    CallEvent,
+    CallResultErrorEvent,
+    CallResultEvent,
+    CloseEvent,
+    ConnectingEvent,
+    ErrorEvent,
+    EventEmitter,
+    EventName,
+    EventPayload,
+    LateResponseEvent,
+    LimitEvent,
+    MessageEvent,
+    OpenEvent,
+    PingEvent,
+    PongEvent,
+    ReconnectEvent,
+    StrictValidationFailureEvent,
+)
 from ..routing import ActionHandler, Handler, Router, parse_handle_args, register
 from ..types import Action, SendAction
 
@@ -83,10 +103,96 @@ class HandlerSurface:
         """Remove every handler (inbound calls then get NotImplemented/NotSupported)."""
         self._router.clear()
 
+    # One overload per name of ``EventName`` with its payload class (also a
+    # member of ``EventPayload``); tests/test_options_typed.py checks that
+    # every event has one.
+    @overload
+    def on(
+        self, name: Literal["open"], callback: Callable[[OpenEvent], object]
+    ) -> Callable[[OpenEvent], object]: ...
+    @overload
+    def on(
+        self, name: Literal["close"], callback: Callable[[CloseEvent], object]
+    ) -> Callable[[CloseEvent], object]: ...
+    @overload
+    def on(
+        self, name: Literal["error"], callback: Callable[[ErrorEvent], object]
+    ) -> Callable[[ErrorEvent], object]: ...
+    @overload
+    def on(
+        self, name: Literal["connecting"], callback: Callable[[ConnectingEvent], object]
+    ) -> Callable[[ConnectingEvent], object]: ...
+    @overload
+    def on(
+        self, name: Literal["reconnect"], callback: Callable[[ReconnectEvent], object]
+    ) -> Callable[[ReconnectEvent], object]: ...
+    @overload
+    def on(
+        self, name: Literal["message"], callback: Callable[[MessageEvent], object]
+    ) -> Callable[[MessageEvent], object]: ...
+    @overload
+    def on(
+        self, name: Literal["call"], callback: Callable[[CallEvent], object]
+    ) -> Callable[[CallEvent], object]: ...
+    @overload
+    def on(
+        self, name: Literal["call_result"], callback: Callable[[CallResultEvent], object]
+    ) -> Callable[[CallResultEvent], object]: ...
+    @overload
+    def on(
+        self, name: Literal["call_error"], callback: Callable[[CallErrorEvent], object]
+    ) -> Callable[[CallErrorEvent], object]: ...
+    @overload
+    def on(
+        self, name: Literal["bad_message"], callback: Callable[[BadMessageEvent], object]
+    ) -> Callable[[BadMessageEvent], object]: ...
+    @overload
+    def on(
+        self, name: Literal["ping"], callback: Callable[[PingEvent], object]
+    ) -> Callable[[PingEvent], object]: ...
+    @overload
+    def on(
+        self, name: Literal["pong"], callback: Callable[[PongEvent], object]
+    ) -> Callable[[PongEvent], object]: ...
+    @overload
+    def on(
+        self,
+        name: Literal["strict_validation_failure"],
+        callback: Callable[[StrictValidationFailureEvent], object],
+    ) -> Callable[[StrictValidationFailureEvent], object]: ...
+    @overload
+    def on(
+        self, name: Literal["late_response"], callback: Callable[[LateResponseEvent], object]
+    ) -> Callable[[LateResponseEvent], object]: ...
+    @overload
+    def on(
+        self, name: Literal["call_result_error"], callback: Callable[[CallResultErrorEvent], object]
+    ) -> Callable[[CallResultErrorEvent], object]: ...
+    @overload
+    def on(
+        self, name: Literal["limit"], callback: Callable[[LimitEvent], object]
+    ) -> Callable[[LimitEvent], object]: ...
+    @overload
+    def on(
+        self, name: EventName, callback: Callable[[EventPayload], object]
+    ) -> Callable[[Any], object]: ...
+
     def on(self, name: str, callback: Callable[[Any], object]) -> Callable[[Any], object]:
-        """Call ``callback(payload)`` on event ``name`` (see ``ocpp_trio.events``)."""
+        """Call ``callback(payload)`` on event ``name``; returns ``callback``.
+
+        Each event has its payload type (``"close"``: :class:`CloseEvent`,
+        ``"call"``: :class:`CallEvent`, ... see ``ocpp_trio.events``), and a
+        type checker holds the callback to it; a callback for any event
+        takes :data:`EventPayload`.  Callbacks run synchronously in the task
+        where the event happens and must not block; one that raises is
+        logged and the others still run.
+
+        Raises:
+            ValueError: ``name`` is not an event (see ``EventName``).
+            TypeError: ``callback`` is not callable.
+        """
         return self._emitter.on(name, callback)
 
-    def off(self, name: str, callback: Callable[[Any], object] | None = None) -> None:
+    def off(self, name: EventName, callback: Callable[[Any], object] | None = None) -> None:
         """Remove an event callback (all of ``name``'s when ``callback`` is None)."""
         self._emitter.off(name, callback)

@@ -553,10 +553,14 @@ class AuthReject:
             challenge on profiles 1-2), 403, 404 (unknown station, as OCPP-J
             1.6 §3.2 suggests).
         headers: extra response headers.
+        reason: why, for the server's log and the ``handshake_rejected``
+            event (``"wrong password"``); never sent to the station.  Keep
+            secrets out of it.
     """
 
     status: int = 401
     headers: Sequence[tuple[str, str]] = ()
+    reason: str = ""
 
 
 AuthResult: TypeAlias = AuthAccept | AuthReject | bool | None
@@ -787,7 +791,12 @@ def auth_decision(
             raise Refusal(500, "auth callback returned an invalid status")
         if status == 401 and profile.requires_password:
             extra = (*extra, BASIC_CHALLENGE)
-        raise Refusal(status, "refused by the auth callback", extra)
+        why = result.reason if isinstance(result, AuthReject) else ""
+        raise Refusal(
+            status,
+            f"refused by the auth callback: {why}" if why else "refused by the auth callback",
+            extra,
+        )
     if isinstance(result, AuthAccept):
         if result.protocol is not None:
             if result.protocol not in offered:

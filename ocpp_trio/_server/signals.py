@@ -26,11 +26,11 @@ import logging
 import signal
 from collections.abc import AsyncIterator, Callable, Sequence
 from functools import partial
-from typing import Any, Final
+from typing import Final, Unpack
 
 import trio
 
-from ..server import OCPPServer
+from ..server import OCPPServer, ServerKwargs
 from .stream import Handler
 
 log = logging.getLogger("ocpp_trio.server")
@@ -116,7 +116,7 @@ def run_server(
     host: str | None = None,
     signals: Sequence[int] = SHUTDOWN_SIGNALS,
     await_pending: bool = True,
-    **server_options: Any,
+    **server_options: Unpack[ServerKwargs],
 ) -> int:
     """Run a CSMS in this (main) thread until SIGTERM/SIGINT, then shut it down gracefully.
 

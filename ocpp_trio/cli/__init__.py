@@ -11,7 +11,9 @@ A user mistake (bad arguments, unreadable files, a port in use, an
 unreachable endpoint) ends with one line on stderr, ``ocpp-trio CMD: error:
 CAUSE``, and a non-zero status, never a traceback.  Exit statuses: 0 success,
 1 the run failed (scenario not completed, invalid frames, a network failure),
-2 a usage error.
+2 a usage error, 130 stopped by Ctrl-C: one line ``ocpp-trio CMD:
+interrupted`` on stderr (``station`` and ``serve`` print their summary
+first; ``serve`` stops gracefully on the first Ctrl-C).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import trio
 from .._core.validation import SUPPORTED_PROTOCOLS
 from .._version import __version__
 from . import serve, station, validate
-from ._common import EXIT_FAILED, CLIError, positive_float, positive_int
+from ._common import EXIT_FAILED, EXIT_INTERRUPTED, CLIError, positive_float, positive_int
 from .demo import run_demo
 
 __all__ = ["main"]
@@ -52,14 +54,18 @@ def build_parser() -> argparse.ArgumentParser:
         "serve",
         help="run a small CSMS",
         description="A small CSMS: accepts stations, answers them, logs every message, "
-        "keeps its state in SQLite. Its first line is 'listening on URL'.",
+        "keeps its state in SQLite. Its first line is 'listening on URL'. It binds "
+        "127.0.0.1 (this machine only) unless --host says otherwise. Ctrl-C or SIGTERM "
+        "stops it gracefully (exit status 0).",
     )
     serve.add_arguments(p)
 
     p = sub.add_parser(
         "station",
         help="simulate charging stations against a CSMS",
-        description="Simulated charging stations running a scenario and answering the CSMS.",
+        description="Simulated charging stations running a scenario and answering the CSMS. "
+        "Ctrl-C ends a run early: the transactions in progress are stopped, the summary "
+        "says what was completed and what was cut short, and the exit status is 130.",
     )
     station.add_arguments(p)
 
@@ -174,7 +180,7 @@ def _main(args: argparse.Namespace) -> int:
         return _run(args)
     except KeyboardInterrupt:
         print(f"ocpp-trio {args.command}: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     except BrokenPipeError:
         # stdout went away (e.g. `| head`): stop quietly, as other tools do.
         devnull = os.open(os.devnull, os.O_WRONLY)
@@ -183,7 +189,7 @@ def _main(args: argparse.Namespace) -> int:
     except BaseException as exc:
         if _interrupted(exc):  # Ctrl-C, delivered inside the tasks' exception groups
             print(f"ocpp-trio {args.command}: interrupted", file=sys.stderr)
-            return 130
+            return EXIT_INTERRUPTED
         error = _user_error(exc)
         if error is None:
             raise

@@ -14,10 +14,12 @@ from typing import Final
 from .._core.validation import SUPPORTED_PROTOCOLS
 from ..security import SecurityProfile, check_password
 
-#: Exit statuses: 0 success, 1 the run failed, 2 a usage error.
+#: Exit statuses: 0 success, 1 the run failed, 2 a usage error, 130 stopped
+#: by Ctrl-C (SIGINT; 128 + 2, as shells report it) or SIGTERM.
 EXIT_OK: Final = 0
 EXIT_FAILED: Final = 1
 EXIT_USAGE: Final = 2
+EXIT_INTERRUPTED: Final = 130
 
 
 class CLIError(Exception):
@@ -228,6 +230,10 @@ class PasswordBook:
         if not entries and default is None:
             raise usage_error(f"{source} holds no IDENTITY:PASSWORD line")
         return cls(entries, default)
+
+    def knows(self, identity: str) -> bool:
+        """Whether the book has a password for ``identity`` (its own or the ``*`` one)."""
+        return identity in self._entries or self._default is not None
 
     def check(self, identity: str, given: bytes | None) -> bool:
         """Whether ``given`` is the password of ``identity`` (compared in constant time)."""

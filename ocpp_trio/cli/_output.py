@@ -13,10 +13,10 @@ import json
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable
 from datetime import datetime
-from typing import Any, Protocol, TextIO
+from typing import Any, TextIO
 
+from .. import OCPPClient, OCPPConnection
 from ..events import (
     BadMessageEvent,
     CallErrorEvent,
@@ -27,12 +27,6 @@ from ..events import (
 from ._common import LatencyStats, utc_now
 
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
-
-
-class Observable(Protocol):
-    """What a message log attaches to: an ``OCPPConnection`` or an ``OCPPClient``."""
-
-    def on(self, name: str, callback: Callable[[Any], object]) -> Callable[[Any], object]: ...
 
 
 class Printer:
@@ -148,7 +142,7 @@ class MessageLog:
         """Frames seen in both directions."""
         return self.frames_in + self.frames_out
 
-    def attach(self, target: Observable, identity: str) -> None:
+    def attach(self, target: OCPPConnection | OCPPClient, identity: str) -> None:
         """Count (and print) the frames of ``target`` under the name ``identity``."""
         started: dict[tuple[bool, str], float] = {}
         printer = self.printer if self.frames else None

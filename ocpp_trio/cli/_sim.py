@@ -155,7 +155,12 @@ class SimulatedStation:
         #: the exception that ended the run, when one did
         self.error: BaseException | None = None
         self.booted = False
+        #: charging sessions whose transaction was stopped (cut short ones included)
         self.sessions = 0
+        #: of those, the sessions stopped early by the end of the run (duration, Ctrl-C)
+        self.cut_short = 0
+        #: where the scenario was when Ctrl-C stopped it, if it had not completed
+        self.stopped_at: str | None = None
         self.calls = 0
         self.failed_calls = 0
         self.failures: Counter[str] = Counter()
@@ -169,6 +174,11 @@ class SimulatedStation:
         self._nursery: trio.Nursery | None = None
         self._scope: trio.CancelScope | None = None
         self._interrupted = False
+
+    @property
+    def interrupted(self) -> bool:
+        """Whether the run was stopped early (Ctrl-C) rather than by its end."""
+        return self._interrupted
 
     # --- to be provided per version ---------------------------------------------
 
@@ -305,11 +315,16 @@ class SimulatedStation:
                     self._nursery = nursery
                     await self._active(deadline)
                     if self.open_transaction is not None:
+                        # the session in progress is cut short: its transaction
+                        # is stopped, so the CSMS's books and ours agree
                         with trio.move_on_after(WIND_DOWN):
                             try:
                                 await self.stop_transaction("other")
                             except OCPPError as exc:
                                 self.note("stop_failed", f"stopping failed: {describe_error(exc)}")
+                            else:
+                                self.sessions += 1
+                                self.cut_short += 1
                     nursery.cancel_scope.cancel()
         except (OCPPError, OSError, trio.BrokenResourceError, ValueError) as exc:
             if self.failure is None:
@@ -341,8 +356,11 @@ class SimulatedStation:
                 # a CSMS without strict validation answered something the scenario cannot use
                 self.failure = f"{self.step}: unexpected answer ({type(exc).__name__}: {exc})"
         if not self.completed and self.failure is None:
-            why = "interrupted" if self._interrupted else "not completed within the duration"
-            self.failure = f"{self.step}: {why}"
+            if self._interrupted:
+                # stopped on purpose (Ctrl-C): not a failure, but not complete either
+                self.stopped_at = self.step
+            else:
+                self.failure = f"{self.step}: not completed within the duration"
 
     def _accept_boot(self, interval: int) -> None:
         self.booted = True
@@ -363,11 +381,26 @@ class SimulatedStation:
                 except (TypeError, ValueError):
                     pass  # boot() reports the unusable answer
 
+        last_close: list[CloseEvent] = []
+
         def on_reconnect(ev: ReconnectEvent) -> None:
+            # the cause: the failed attempt's error, else how the connection closed
+            if ev.error is not None:
+                cause = describe_error(ev.error)
+            elif last_close:
+                closed = last_close[-1]
+                by = "closed by the CSMS" if closed.by_peer else "closed"
+                if closed.code == 1006:
+                    by = "the connection dropped"
+                cause = f"{by} ({closed.code}{': ' + closed.reason if closed.reason else ''})"
+            else:
+                cause = "connection lost"
+            last_close.clear()
             self.note(
                 "reconnecting",
-                f"connection lost, reconnecting in {ev.delay:.1f} s",
+                f"{cause}; reconnecting in {ev.delay:.1f} s (attempt {ev.attempt})",
                 attempt=ev.attempt,
+                cause=cause,
             )
 
         def on_open(ev: OpenEvent) -> None:
@@ -375,6 +408,7 @@ class SimulatedStation:
                 self.note("reconnected", "reconnected")
 
         def on_close(ev: CloseEvent) -> None:
+            last_close.append(ev)
             if ev.by_peer:
                 self.note("closed", f"closed by the CSMS ({ev.code})", code=ev.code)
 
@@ -462,6 +496,7 @@ class SimulatedStation:
             self.step = "stop transaction"
             tx = self.open_transaction
             await self.stop_transaction(session.stop_reason)
+            self.sessions += 1
             self.note(
                 "transaction_stopped",
                 f"transaction {tx} stopped ({session.stop_reason}), meter {self.energy_wh / 1000:.2f} kWh",
@@ -470,7 +505,6 @@ class SimulatedStation:
             )
             self.step = "StatusNotification"
             await self.send_status("Available")
-            self.sessions += 1
         finally:
             self.session = None
             session.done.set()

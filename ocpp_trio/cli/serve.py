@@ -10,6 +10,11 @@ is :class:`~._csms.CSMSApp`, this module the command around it.
 
 Its first line on stdout is ``listening on ws://HOST:PORT/ocpp`` (the actual
 port when ``--port 0``), so scripts can start it and read where to connect.
+It binds 127.0.0.1 unless ``--host`` says otherwise, and says so on the next
+line: a charger on the network needs ``--host 0.0.0.0``.  A station refused
+at its handshake (an unknown identity or a wrong password: 401, a bad
+identity: 400, TLS or profile: 403...) is a line with the status and the
+reason (the ``handshake_rejected`` server event), never with the password.
 SIGINT and SIGTERM stop it as :func:`~ocpp_trio.run_server` stops a library
 user's server: no new stations, the calls in flight in both directions finish
 (each within ``call_timeout``), every station is closed with 1001 (a second
@@ -20,8 +25,10 @@ printed, and the exit status is 0.
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import signal
 import ssl
+from functools import partial
 from typing import Any
 
 import trio
@@ -33,7 +40,14 @@ from ..security import (
     SecurityProfile,
     server_ssl_context,
 )
-from ..server import DEFAULT_PROTOCOLS, AuthAccept, AuthReject, HandshakeRequest, OCPPServer
+from ..server import (
+    DEFAULT_PROTOCOLS,
+    AuthAccept,
+    AuthReject,
+    HandshakeRejectedEvent,
+    HandshakeRequest,
+    OCPPServer,
+)
 from ._common import (
     CLIError,
     PasswordBook,
@@ -60,7 +74,12 @@ __all__ = ["CSMSApp", "add_arguments", "run"]
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``ocpp-trio serve``."""
-    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    parser.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to bind (default 127.0.0.1: this machine only; a charger on the "
+        "network needs --host 0.0.0.0 or this machine's address)",
+    )
     parser.add_argument(
         "--port", type=port_number, default=9000, help="TCP port (default 9000; 0: any free port)"
     )
@@ -199,7 +218,13 @@ def _security(args: argparse.Namespace) -> dict[str, Any]:
         # With profile 3 the server itself refuses (401) a certificate that
         # does not name the station (certificate_identity_check).
         if book is not None and not book.check(req.identity, req.password):
-            return AuthReject(401)
+            if req.password is None:
+                why = "no password"
+            elif book.knows(req.identity):
+                why = "wrong password"
+            else:
+                why = "unknown station (not in the password file)"
+            return AuthReject(401, reason=why)
         return AuthAccept()
 
     return {
@@ -241,6 +266,7 @@ async def run(args: argparse.Namespace) -> int:
 
     try:
         server = OCPPServer(app.on_station, protocols=args.protocols, **validation, **security)
+        server.on("handshake_rejected", partial(_report_rejection, printer))
         async with trio.open_nursery() as nursery:
 
             async def serve(task_status: trio.TaskStatus[OCPPServer]) -> None:
@@ -258,10 +284,18 @@ async def run(args: argparse.Namespace) -> int:
             scheme = "wss" if security["ssl_context"] is not None else "ws"
             host = f"[{args.host}]" if ":" in args.host else args.host
             url = f"{scheme}://{host}:{server.port}/ocpp"
+            local = _loopback(args.host)
             if args.json:
-                printer.record({"time": utc_now(), "event": "listening", "url": url})
+                printer.record(
+                    {"time": utc_now(), "event": "listening", "url": url, "loopback_only": local}
+                )
             else:
                 printer.write(f"listening on {url}")
+                if local:
+                    printer.write(
+                        f"(only this machine can connect: {args.host} is a loopback address; "
+                        "for chargers on the network use --host 0.0.0.0)"
+                    )
             nursery.start_soon(_committer, store)
     finally:
         overview = store.overview()
@@ -279,6 +313,27 @@ async def run(args: argparse.Namespace) -> int:
     else:
         printer.write(summary)
     return 0
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def _report_rejection(printer: Printer, ev: HandshakeRejectedEvent) -> None:
+    """One line per station refused before its connection opened."""
+    who = ev.identity or (f"{ev.remote[0]}:{ev.remote[1]}" if ev.remote else "?")
+    status = f"HTTP {ev.status}" if ev.status is not None else "no HTTP answer"
+    printer.event(
+        who,
+        "handshake_rejected",
+        f"refused ({status}): {ev.reason}",
+        status=ev.status,
+        reason=ev.reason,
+        remote=f"{ev.remote[0]}:{ev.remote[1]}" if ev.remote else None,
+    )
 
 
 async def _committer(store: Store) -> None:

@@ -8,9 +8,15 @@ summary: stations completed and failed with the reason, calls sent and
 failed, the CSMS's calls answered, and the latency percentiles of the calls'
 round trips (from the frame written to the answer read).
 
+Ctrl-C (SIGINT) or SIGTERM is the normal way to end a long run (``--duration
+600 --repeat``): the stations stop their scenario, stop the transaction in
+progress (a session cut short), close, and the summary reports what was
+done and what was cut short; a second Ctrl-C stops at once.
+
 Exit status: 0 when every station completed its scenario, 1 otherwise (or
 when the endpoint cannot be reached at all: one line naming the cause), 2
-for a usage error.
+for a usage error, 130 when stopped by Ctrl-C or SIGTERM (after the summary,
+and one line ``ocpp-trio station: interrupted`` on stderr).
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import argparse
 import math
 import signal
 import ssl
+import sys
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -31,6 +38,7 @@ from .._core.validation import SUPPORTED_PROTOCOLS
 from ..security import SecurityProfile, client_ssl_context
 from ._common import (
     EXIT_FAILED,
+    EXIT_INTERRUPTED,
     EXIT_OK,
     CLIError,
     LatencyStats,
@@ -74,21 +82,30 @@ class Fleet:
         self.log = log
         self.elapsed = 0.0
         self._stopping = False
+        self.stopped_by = ""
 
     async def run(self, duration: float | None = None, *, stagger: float = 0.0) -> None:
         """Run every station until it is done; ``duration`` bounds the whole run."""
         started = time.perf_counter()
         deadline = math.inf if duration is None else trio.current_time() + duration
-        async with trio.open_nursery() as nursery:
-            for i, station in enumerate(self.stations):
-                nursery.start_soon(partial(station.run, deadline, start_delay=i * stagger))
-        self.elapsed = time.perf_counter() - started
+        try:
+            async with trio.open_nursery() as nursery:
+                for i, station in enumerate(self.stations):
+                    nursery.start_soon(partial(station.run, deadline, start_delay=i * stagger))
+        finally:
+            self.elapsed = time.perf_counter() - started
 
-    def stop(self) -> None:
-        """End the run early (the stations wind down)."""
+    def stop(self, why: str = "Ctrl-C") -> None:
+        """End the run early (the stations wind down); ``why`` is for the summary."""
         self._stopping = True
+        self.stopped_by = why
         for station in self.stations:
             station.stop()
+
+    @property
+    def interrupted(self) -> bool:
+        """Whether :meth:`stop` ended the run early (Ctrl-C)."""
+        return self._stopping
 
     @property
     def ok(self) -> bool:
@@ -112,7 +129,14 @@ class Fleet:
                 for s in self.stations
                 if s.failure is not None
             ],
+            "interrupted": self.interrupted,
+            "stopped": [
+                {"identity": s.identity, "step": s.stopped_at}
+                for s in self.stations
+                if s.stopped_at is not None
+            ],
             "sessions": sum(s.sessions for s in self.stations),
+            "sessions_cut_short": sum(s.cut_short for s in self.stations),
             "calls": sum(s.calls for s in self.stations),
             "failed_calls": sum(s.failed_calls for s in self.stations),
             "call_failures": dict(failures),
@@ -129,17 +153,36 @@ class Fleet:
         s = self.summary()
         failed = len(s["failed"])
         kinds = ", ".join(f"{n} {k}" for k, n in sorted(s["call_failures"].items()))
+        stopped = len(s["stopped"])
+        outcome = f"{s['completed']} completed, {failed} failed"
+        if self.interrupted:
+            title += f", stopped by {self.stopped_by}"
+            if stopped:
+                steps = Counter(str(x["step"]) for x in s["stopped"])
+                where = ", ".join(f"{n} in {step}" for step, n in sorted(steps.items()))
+                outcome += f", {stopped} stopped before completing ({where})"
         lines = [
-            f"{title}: {s['stations']} stations in {self.elapsed:.2f} s: "
-            f"{s['completed']} completed, {failed} failed",
+            f"{title}: {s['stations']} stations in {self.elapsed:.2f} s: {outcome}",
             f"  calls     {s['calls']} sent, {s['failed_calls']} failed"
             + (f" ({kinds})" if kinds else "")
-            + f"; {s['answered']} CSMS calls answered; {s['sessions']} charging sessions",
+            + f"; {s['answered']} CSMS calls answered; "
+            + sessions_text(s["sessions"], s["sessions_cut_short"], self.stopped_by or None),
             f"  latency   {format_percentiles(self.log.call_latency.percentiles())}"
             f" ({len(self.log.call_latency)} round trips)",
         ]
         lines += [f"  failed    {f['identity']}: {f['reason']}" for f in s["failed"]]
         return lines
+
+
+def sessions_text(sessions: int, cut_short: int, stopped_by: str | None) -> str:
+    """``"5 charging sessions (2 cut short by Ctrl-C)"``: the transactions stopped, as a CSMS counts them.
+
+    ``stopped_by``: what ended the run early (``"Ctrl-C"``), None when it ran to its end.
+    """
+    text = f"{sessions} charging session{'' if sessions == 1 else 's'}"
+    if cut_short:
+        text += f" ({cut_short} cut short by {stopped_by or 'the end of the run'})"
+    return text
 
 
 # --- the command -------------------------------------------------------------------
@@ -332,15 +375,18 @@ async def run(args: argparse.Namespace) -> int:
         title = f"summary ({args.protocol}, scenario {args.scenario})"
         for line in fleet.summary_lines(title):
             printer.write(line)
+    if fleet.interrupted:
+        print("ocpp-trio station: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
     return EXIT_OK if fleet.ok else EXIT_FAILED
 
 
 async def _signals(fleet: Fleet, scope: trio.CancelScope) -> None:
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         count = 0
-        async for _ in signals:
+        async for signum in signals:
             count += 1
             if count == 1:
-                fleet.stop()
+                fleet.stop("Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name)
             else:
                 scope.cancel()

@@ -15,7 +15,8 @@ checked; it is reported as a warning, which does not make the input invalid.
 Each problem is printed as ``FILE:LINE: ACTION DIRECTION: PATH ... (Code)``,
 the code being the CALLERROR a receiver would answer with; ``--json``
 prints one object per problem.  Exit status: 0 all frames valid, 1 some
-invalid, 2 the input could not be read.
+invalid, or no frame at all (an empty file is an error, with one line on
+stderr, not a success), 2 the input could not be read.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from typing import Final, Literal, assert_never
 from .._core.errors import CODES_BY_PROTOCOL, FrameDecodeError, ValidationError, code_for_protocol
 from .._core.frames import Call, CallError, CallResult, CallResultError, MessageType, Send, decode
 from .._core.validation import SUPPORTED_PROTOCOLS, Validator, get_validator
-from ._common import EXIT_FAILED, EXIT_OK, usage_error
+from ._common import EXIT_FAILED, EXIT_OK, CLIError, usage_error
 
 Severity = Literal["error", "warning"]
 
@@ -408,6 +409,10 @@ def run(args: argparse.Namespace) -> int:
                 )
             else:
                 out.write(problem.text(source) + "\n")
+    if checker.frames == 0:
+        # nothing checked is not "all valid": an empty export or a wrong file
+        what = "it is empty" if not data.strip() else "no frame in it"
+        raise CLIError(f"{source}: nothing to validate ({what}); expected OCPP-J frames")
     valid = checker.frames - checker.invalid
     summary = (
         f"{source}: {checker.frames} frames ({protocol}), {valid} valid, "

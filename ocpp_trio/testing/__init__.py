@@ -15,6 +15,7 @@ Nothing here imports hypothesis or pytest.
 """
 
 from ._pair import MemoryPair as MemoryPair
+from ._pair import MemoryPairKwargs as MemoryPairKwargs
 from ._pair import RawPair as RawPair
 from ._pair import RawPeer as RawPeer
 from ._pair import open_memory_pair as open_memory_pair
@@ -29,6 +30,7 @@ from ._server import open_memory_server as open_memory_server
 
 __all__ = [
     "MemoryPair",
+    "MemoryPairKwargs",
     "MemoryServer",
     "RawPair",
     "RawPeer",

@@ -23,7 +23,7 @@ import math
 import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
-from typing import TYPE_CHECKING, Any, Final, Literal, NamedTuple, final
+from typing import TYPE_CHECKING, Any, Final, Literal, NamedTuple, Unpack, final
 
 import trio
 import trio.testing
@@ -31,7 +31,7 @@ import trio.testing
 from .._core.errors import ConnectionClosed
 from .._core.protocol import Role
 from .._rpc.connection import OCPPConnection, run_connection
-from .._rpc.options import ConnectionOptions, split_options
+from .._rpc.options import ConnectionKwargs, ConnectionOptions, split_options
 from .._rpc.outbound import prepare_validators_now
 from .._websocket.driver import WSTransport
 from .._websocket.handshake import HandshakeFailed, client_handshake, server_handshake
@@ -82,6 +82,19 @@ def _on_open(handler: ConnectionHandler | None) -> Callable[[OCPPConnection], Aw
             await result
 
     return run
+
+
+class MemoryPairKwargs(ConnectionKwargs, total=False):
+    """The options of :func:`open_memory_pair`: connection options for both ends, and per end.
+
+    Attributes:
+        station_options: connection options of the station end only, over
+            the shared ones.
+        csms_options: the same for the CSMS end.
+    """
+
+    station_options: ConnectionKwargs
+    csms_options: ConnectionKwargs
 
 
 def _split(options: dict[str, Any], extra: Any) -> ConnectionOptions:
@@ -257,7 +270,7 @@ async def open_memory_pair(
     csms_handler: ConnectionHandler | None = None,
     station_handler: ConnectionHandler | None = None,
     stream_pair_factory: StreamPairFactory = trio.testing.memory_stream_pair,
-    **options: Any,
+    **options: Unpack[MemoryPairKwargs],
 ) -> AsyncIterator[MemoryPair]:
     """Yield ``MemoryPair(station, csms)``: two connected ends speaking ``protocol``.
 
@@ -284,10 +297,11 @@ async def open_memory_pair(
     On exit both ends are closed without a closing handshake and their tasks,
     the handlers included, are cancelled.  Cancelling the body does the same.
     """
-    station_extra = options.pop("station_options", {})
-    csms_extra = options.pop("csms_options", {})
-    station_opts = _split(options, station_extra)
-    csms_opts = _split(options, csms_extra)
+    shared: dict[str, Any] = dict(options)
+    station_extra = shared.pop("station_options", {})
+    csms_extra = shared.pop("csms_options", {})
+    station_opts = _split(shared, station_extra)
+    csms_opts = _split(shared, csms_extra)
     with single_errors():
         async with trio.open_nursery() as nursery:
             client, server = await _open_transports(
@@ -445,7 +459,7 @@ async def open_raw_peer(
     handler: ConnectionHandler | None = None,
     identity: str = "CP001",
     stream_pair_factory: StreamPairFactory = trio.testing.memory_stream_pair,
-    **options: Any,
+    **options: Unpack[ConnectionKwargs],
 ) -> AsyncIterator[RawPair]:
     """Yield ``RawPair(peer, conn)``: a real connection and a raw peer facing it.
 
@@ -466,7 +480,7 @@ async def open_raw_peer(
         raise ValueError(f"under_test must be 'csms' or 'station', got {under_test!r}")
     from .._websocket.trio_websocket import TrioWebsocketTransport  # only for raw peers
 
-    opts = _split(options, {})
+    opts = _split(dict(options), {})
     conn_is_server = under_test == "csms"
     with single_errors():
         async with trio.open_nursery() as nursery:

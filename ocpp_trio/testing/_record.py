@@ -26,12 +26,13 @@ from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final, Literal, final
+from typing import Any, Final, Literal, Unpack, final
 
 import trio
 
 from .._core.protocol import Role
 from .._rpc.connection import OCPPConnection
+from .._rpc.options import ConnectionKwargs
 from ..client import OCPPClient
 from ..events import MessageEvent
 from ._pair import ConnectionHandler, open_raw_peer
@@ -222,7 +223,7 @@ async def replay(
     timing: bool = False,
     ignore_keys: Collection[str] = (),
     timeout: float = 10.0,
-    **options: Any,
+    **options: Unpack[ConnectionKwargs],
 ) -> list[tuple[RecordedFrame, str]]:
     """Replay the peer's side of ``recording`` against a fresh connection.
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from typing import Any, Final, final
+from typing import Any, Final, Unpack, cast, final
 
 import trio
 import trio.testing
@@ -21,8 +21,8 @@ import trio.testing
 from .._rpc.connection import OCPPConnection
 from .._rpc.outbound import prepare_validators_now
 from .._server.stream import Handler
-from ..client import OCPPClient, open_ocpp_client
-from ..server import DEFAULT_PROTOCOLS, OCPPServer
+from ..client import ClientKwargs, OCPPClient, open_ocpp_client
+from ..server import DEFAULT_PROTOCOLS, OCPPServer, ServerKwargs
 from ._pair import StreamPairFactory, single_errors
 
 __all__ = ["MemoryServer", "open_memory_server"]
@@ -50,11 +50,11 @@ class MemoryServer:
         *,
         stream_pair_factory: StreamPairFactory = trio.testing.memory_stream_pair,
         station_protocols: Sequence[str] = ("ocpp1.6",),
-        station_options: dict[str, Any] | None = None,
+        station_options: ClientKwargs | None = None,
     ) -> None:
         self.server = server
         self.station_protocols = tuple(station_protocols)
-        self.station_options = dict(station_options or {})
+        self.station_options: ClientKwargs = {**(station_options or {})}
         self._nursery = nursery
         self._factory = stream_pair_factory
 
@@ -83,7 +83,7 @@ class MemoryServer:
         *,
         protocols: Sequence[str] | None = None,
         endpoint: str = MEMORY_ENDPOINT,
-        **client_options: Any,
+        **client_options: Unpack[ClientKwargs],
     ) -> AsyncIterator[OCPPClient]:
         """Connect a station (a real ``OCPPClient``) and yield it once the server runs it.
 
@@ -103,7 +103,7 @@ class MemoryServer:
             HandshakeRejected, ProtocolNegotiationError, ConnectError: as
                 ``open_ocpp_client`` (the server refused the station).
         """
-        options = {**self.station_options, **client_options}
+        options = cast("dict[str, Any]", {**self.station_options, **client_options})
         options.setdefault("ping_interval", 0)
         opened = trio.Event()
 
@@ -131,11 +131,10 @@ class MemoryServer:
 async def open_memory_server(
     handler: Handler | None = None,
     *,
-    protocols: Sequence[str] = DEFAULT_PROTOCOLS,
     station_protocols: Sequence[str] = ("ocpp1.6",),
-    station_options: dict[str, Any] | None = None,
+    station_options: ClientKwargs | None = None,
     stream_pair_factory: StreamPairFactory = trio.testing.memory_stream_pair,
-    **server_options: Any,
+    **server_options: Unpack[ServerKwargs],
 ) -> AsyncIterator[MemoryServer]:
     """Run ``handler`` (your ``serve_ocpp`` handler) in a real server, in memory.
 
@@ -144,21 +143,22 @@ async def open_memory_server(
 
     Args:
         handler: ``await handler(conn)`` per station, as for ``serve_ocpp``.
-        protocols: the subprotocols the server speaks.
         station_protocols: what :meth:`MemoryServer.connect` offers by default.
         station_options: :meth:`MemoryServer.connect`'s default client options.
         stream_pair_factory: makes each station's pair of byte streams.
-        **server_options: ``OCPPServer`` options (``auth``,
-            ``security_profile`` 0 or 1, ``max_connections``,
+        **server_options: ``OCPPServer`` options (``protocols``, the
+            subprotocols the server speaks, by default ``DEFAULT_PROTOCOLS``;
+            ``auth``, ``security_profile`` 0 or 1, ``max_connections``,
             ``duplicate_policy``, ``handshake_timeout``) and connection options
-            (``strict_mode``, ``call_timeout``, ...).  ``ping_interval``
-            defaults to 0 (no pings).
+            (``strict_mode``, ``call_timeout``, ...), typed as
+            ``ServerKwargs``.  ``ping_interval`` defaults to 0 (no pings).
 
     On exit the server closes every station (``server.close()``, code 1001)
     and everything started here is cancelled.
     """
     server_options.setdefault("ping_interval", 0)
-    server = OCPPServer(handler, protocols=protocols, **server_options)
+    server_options.setdefault("protocols", DEFAULT_PROTOCOLS)
+    server = OCPPServer(handler, **server_options)
     # Built here, not in a worker thread: virtual time must not jump meanwhile.
     prepare_validators_now(server.options, server.protocols)
     with single_errors():

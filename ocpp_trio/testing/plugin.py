@@ -39,10 +39,11 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
+from ..client import ClientKwargs
 from ._pair import ConnectionHandler, MemoryPair, open_memory_pair
 from ._server import MemoryServer, open_memory_server
 
@@ -107,7 +108,7 @@ async def ocpp_server(
     async with open_memory_server(
         handler,
         station_protocols=(ocpp_protocol,),
-        station_options=dict(ocpp_options),
+        station_options=cast(ClientKwargs, dict(ocpp_options)),
         **{**ocpp_options, **ocpp_server_options},
     ) as server:
         yield server
