@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import random
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
@@ -64,6 +65,7 @@ from ._websocket.transport import (
     WebSocketBackend,
 )
 from .events import ConnectingEvent, ErrorEvent, EventEmitter, LimitEvent, ReconnectEvent
+from .outbox import Outbox, OutboxHandle, OutboxStore
 from .routing import Handler, Router
 from .security import SecurityProfile, basic_auth_header, client_ssl_context
 from .types import Action, SendAction
@@ -139,6 +141,7 @@ class OCPPClient(HandlerSurface):
         compression: bool = False,
         compression_threshold: int = DEFAULT_COMPRESSION_THRESHOLD,
         websocket_backend: WebSocketBackend = "websockets",
+        outbox: Outbox | str | os.PathLike[str] | OutboxStore | None = None,
     ) -> None:
         if not protocols or any(not isinstance(p, str) or not p for p in protocols):
             raise ValueError("protocols must be a non-empty list of subprotocol names")
@@ -214,6 +217,10 @@ class OCPPClient(HandlerSurface):
         self._reconnects = 0
         self.protocol: str | None = None
         self._last_error: str | None = None  # text only: an exception here would be a cycle
+        if outbox is None or isinstance(outbox, Outbox):
+            self._outbox = outbox
+        else:
+            self._outbox = Outbox(outbox)
 
     def __repr__(self) -> str:
         return f"<OCPPClient identity={self.identity!r} url={self.url!r} state={self._state.name}>"
@@ -239,6 +246,16 @@ class OCPPClient(HandlerSurface):
     def reconnects(self) -> int:
         """How many times the client has reconnected so far."""
         return self._reconnects
+
+    @property
+    def outbox(self) -> Outbox | None:
+        """The durable outbox (``outbox=`` option), or None."""
+        return self._outbox
+
+    @property
+    def offered_protocols(self) -> Sequence[str]:
+        """The subprotocols offered on the next connection attempt."""
+        return tuple(self._protocols)
 
     def reconfigure(self, **options: Any) -> None:
         """Change connection options at run time; applies to this and later connections."""
@@ -270,8 +287,30 @@ class OCPPClient(HandlerSurface):
         While the client is reconnecting the call waits for the connection
         within its timeout.  Raises ``ProtocolStateError`` when
         ``max_queued_calls`` calls are already waiting.
+
+        With an outbox, the actions it queues (the transaction messages by
+        default) go through it: stored first, then awaited within the
+        timeout (``CallTimeout`` leaves them queued; ``MessageDropped`` when
+        given up); the others wait for the registration gate first (see
+        ``Outbox``'s ``hold_until_accepted``).
         """
         protocol, method, params = parse_call_args(args)
+        if self._outbox is not None:
+            return await self._outbox.call(protocol, method, params, timeout)
+        return await self.call_direct(protocol, method, params, timeout)
+
+    async def call_direct(
+        self,
+        protocol: str | None,
+        method: str,
+        params: Mapping[str, Any],
+        timeout: float | None = None,
+    ) -> dict[str, Any]:
+        """``call()`` past the outbox and its registration gate (e.g. a triggered message).
+
+        Also what the outbox sends its messages with.  A BootNotification's
+        answer still tells the outbox the registration status.
+        """
         if self._calls_open >= self._max_queued_calls:
             raise ProtocolStateError(
                 f"{self._calls_open} calls already waiting, at most max_queued_calls="
@@ -284,9 +323,63 @@ class OCPPClient(HandlerSurface):
             raise ProtocolStateError(text)
         self._calls_open += 1
         try:
-            return await run_call(self, self._limiter, protocol, method, params, timeout)
+            result = await run_call(self, self._limiter, protocol, method, params, timeout)
         finally:
             self._calls_open -= 1
+        if method == "BootNotification" and self._outbox is not None:
+            self._outbox.observe_boot(result)
+        return result
+
+    @overload
+    async def enqueue(
+        self, message: Action[Any, Any], /, *, transaction_of: OutboxHandle | int | None = None
+    ) -> OutboxHandle: ...
+    @overload
+    async def enqueue(
+        self,
+        method: str,
+        params: Mapping[str, Any] = ...,
+        /,
+        *,
+        transaction_of: OutboxHandle | int | None = None,
+    ) -> OutboxHandle: ...
+    @overload
+    async def enqueue(
+        self,
+        protocol: str,
+        method: str,
+        params: Mapping[str, Any],
+        /,
+        *,
+        transaction_of: OutboxHandle | int | None = None,
+    ) -> OutboxHandle: ...
+
+    async def enqueue(
+        self, *args: Any, transaction_of: OutboxHandle | int | None = None
+    ) -> OutboxHandle:
+        """Store a message in the outbox and return its handle; it is on disk when this returns.
+
+        Takes what ``call()`` takes.  The outbox delivers it when it can, in
+        order, retried per its rules; ``await handle.result()`` waits for the
+        answer, the ``outbox_*`` events report without waiting.
+
+        Args:
+            transaction_of: OCPP 1.6: the handle (or seq) of the
+                StartTransaction whose ``transactionId`` this StopTransaction
+                or MeterValues needs: the outbox writes the id the CSMS
+                assigns into the payload before sending it (put any integer
+                there meanwhile).
+
+        Raises:
+            RuntimeError: the client has no outbox.
+            trio.ClosedResourceError: the client is closed.
+
+        Cancelled, the message may or may not have been stored (``outbox.pending()`` tells).
+        """
+        if self._outbox is None:
+            raise RuntimeError("this client has no outbox: pass outbox= to open_ocpp_client")
+        protocol, method, params = parse_call_args(args)
+        return await self._outbox.enqueue(protocol, method, params, transaction_of=transaction_of)
 
     def _limit_reached(self, limit: str, value: float, description: str, method: str) -> None:
         log.info("%s: %s reached (%s)", log_safe(self.identity), limit, description)
@@ -678,7 +771,10 @@ async def open_ocpp_client(
             (offer permessage-deflate; off by default), ``compression_threshold``
             (messages below it, 1,024 bytes by default, go uncompressed),
             ``websocket_backend``
-            (``"websockets"``, the default, or ``"trio-websocket"``)) and connection options (``call_timeout``,
+            (``"websockets"``, the default, or ``"trio-websocket"``),
+            ``outbox`` (an ``ocpp_trio.outbox.Outbox``, a file path for the
+            default SQLite store, or an ``OutboxStore``: a durable queue,
+            see ``enqueue``)) and connection options (``call_timeout``,
             ``call_concurrency``, ``ping_interval``, ``strict_mode``, ... see
             ``ConnectionOptions``).
 
@@ -697,6 +793,9 @@ async def open_ocpp_client(
         setup(client)
     try:
         async with trio.open_nursery() as nursery:
+            if client.outbox is not None:
+                # loaded before the first connection; drains in this nursery
+                await nursery.start(client.outbox.run, client, client._emitter)
             await nursery.start(client._supervise)
             # The body runs from here to its first await with no checkpoint:
             # the CALLs the CSMS sent meanwhile are dispatched only after it,
