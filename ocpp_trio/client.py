@@ -162,6 +162,8 @@ class OCPPClient(HandlerSurface):
             raise ValueError(
                 "security profile 3 requires an ssl_context holding the client certificate"
             )
+        if options.registration_gate is not None:
+            raise ValueError("registration_gate is a CSMS option; a station has no use for it")
         self.identity = identity
         self.security_profile = profile
         self._protocols = list(protocols)

@@ -11,6 +11,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from .registration import RegistrationGate
+
 if TYPE_CHECKING:
     from .._core.validation import Validator
 
@@ -89,6 +91,11 @@ class ConnectionOptions:
             (waiting for a ``call_concurrency`` slot or for the answer); one
             more raises ``ProtocolStateError`` at once instead of queueing.
             (``OCPPClient`` bounds its calls with ``max_queued_calls``.)
+        registration_gate: CSMS side: a :class:`RegistrationGate` (or True
+            for a new one): every CALL but BootNotification from a station the
+            CSMS has not answered ``Accepted`` is answered with a CALLERROR
+            ``SecurityError`` before any handler sees it (2.0.1 B01.FR.10;
+            1.6 §4.2).  None (the default): no gate.
 
     Every limit reached is reported as a ``"limit"`` event (``LimitEvent``).
     """
@@ -108,8 +115,16 @@ class ConnectionOptions:
     max_inbound_call_rate: float = math.inf
     inbound_call_burst: int | None = None
     max_pending_calls: float = 1000
+    registration_gate: RegistrationGate | None = None
 
     def __post_init__(self) -> None:
+        gate: object = self.registration_gate
+        if gate is True:
+            object.__setattr__(self, "registration_gate", RegistrationGate())
+        elif gate is False:
+            object.__setattr__(self, "registration_gate", None)
+        elif gate is not None and not isinstance(gate, RegistrationGate):
+            raise TypeError(f"registration_gate takes a RegistrationGate or True, got {gate!r}")
         for name in ("call_timeout", "pong_timeout", "close_timeout"):
             value = getattr(self, name)
             if not value > 0:

@@ -7,10 +7,10 @@ outbox: ``await client.enqueue(...)`` stores a message and returns its
 See :class:`Outbox` for the rules and the delivery guarantee.
 """
 
-from ._outbox import MessageDropped as MessageDropped
+from ._handle import MessageDropped as MessageDropped
+from ._handle import OutboxHandle as OutboxHandle
+from ._handle import PendingMessage as PendingMessage
 from ._outbox import Outbox as Outbox
-from ._outbox import OutboxHandle as OutboxHandle
-from ._outbox import PendingMessage as PendingMessage
 from ._sqlite import SQLiteStore as SQLiteStore
 from ._store import MemoryStore as MemoryStore
 from ._store import NewMessage as NewMessage
