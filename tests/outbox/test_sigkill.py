@@ -92,9 +92,9 @@ async def test_sigkill_mid_delivery_then_restart_delivers_everything(tmp_path: P
                 return {"idTagInfo": {"status": "Accepted"}}
             value = ctx.params["meterValue"][0]["sampledValue"][0]["value"]
             if value == str(K) and not killed.is_set():
+                killed.set()
                 os.kill(victim[0].pid, signal.SIGKILL)  # processed here, never answered there
                 await victim[0].wait()
-                killed.set()
             return {}
 
         conn.handle(answer)
