@@ -133,6 +133,7 @@ class OCPPClient(HandlerSurface):
         backoff_jitter: float = 0.5,
         backoff_reset_after: float = 30.0,
         retry_initial_connect: bool = False,
+        wait_connected: bool = True,
         connect_timeout: float = 10.0,
         max_queued_calls: int = 1000,
         id_factory: Callable[[], str] = new_message_id,
@@ -192,6 +193,7 @@ class OCPPClient(HandlerSurface):
         self._backoff_jitter = backoff_jitter
         self._backoff_reset_after = backoff_reset_after
         self._retry_initial = retry_initial_connect
+        self._wait_connected = wait_connected
         self._connect_timeout = connect_timeout
         self._max_queued_calls = max_queued_calls
         self._id_factory = id_factory
@@ -622,6 +624,9 @@ class OCPPClient(HandlerSurface):
     ) -> None:
         attempt = 0  # consecutive failures (or too-short connections)
         started = False
+        if not self._wait_connected:  # the body runs offline; connecting goes on meanwhile
+            started = True
+            task_status.started()
         protocols: Sequence[str] = self._protocols
         connections = 0
         while not self._closing:
@@ -650,9 +655,16 @@ class OCPPClient(HandlerSurface):
                     connections += 1
                     if connections > 1:
                         self._reconnects += 1
-                    await nursery.start(
-                        partial(run_connection, conn, None, reconnected=connections > 1)
-                    )
+                    try:
+                        await nursery.start(
+                            partial(run_connection, conn, None, reconnected=connections > 1)
+                        )
+                    except RuntimeError:
+                        # closed (by close() from another task) before it ran:
+                        # run_connection returns without starting
+                        if self._is_closing():
+                            return
+                        raise
                     self._state = ConnectionState.OPEN
                     self._wake_waiters()
                     if not started:
@@ -766,7 +778,10 @@ async def open_ocpp_client(
             ``ssl_context``, ``headers``, ``query``, ``reconnect``,
             ``max_reconnects``, ``backoff_min``, ``backoff_max``,
             ``backoff_jitter``, ``backoff_reset_after``,
-            ``retry_initial_connect``, ``connect_timeout``, ``max_queued_calls``,
+            ``retry_initial_connect``, ``wait_connected`` (False: enter the
+            body at once and keep connecting meanwhile, as a station that
+            starts offline with an outbox needs; failures are ``error``
+            events then), ``connect_timeout``, ``max_queued_calls``,
             ``id_factory``, ``rng`` (a ``random.Random`` for the jitter),
             ``open_stream`` (an async ``(host, port) -> trio.abc.Stream`` that
             replaces TCP, e.g. for in-memory tests or a proxy), ``compression``

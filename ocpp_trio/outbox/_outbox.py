@@ -293,7 +293,10 @@ class Outbox:
 
     def _online(self) -> bool:
         host = self._host
-        return host is not None and host.open_link() is not None
+        try:
+            return host is not None and host.open_link() is not None
+        except (ConnectionClosed, trio.ClosedResourceError):
+            return False
 
     # --- enqueue ----------------------------------------------------------------
 
@@ -457,6 +460,7 @@ class Outbox:
     async def _drain(self, host: OutboxHost) -> None:
         seen: OCPPConnection | None = None
         while True:
+            await trio.lowlevel.checkpoint()
             entry = self._queue[0] if self._queue else None
             if entry is None:
                 await self._changed.wait()
@@ -501,8 +505,13 @@ class Outbox:
             # else the connection went away: not the CSMS's failure; again after the reconnect
         except (ValidationError, ProtocolMismatchError) as exc:
             await self._drop([entry], "invalid", exc)
-        except ConnectionClosed:
-            pass  # lost mid-attempt: again, first, after the reconnect
+        except (ConnectionClosed, trio.ClosedResourceError):
+            # Lost mid-attempt (or closing): not the CSMS's failure.  Again,
+            # first, after the reconnect (or restart); until this connection
+            # has closed, the client may still call it open.
+            if conn is not None:
+                with trio.move_on_after(host.options.close_timeout + 1):
+                    await conn.wait_closed()
         except ProtocolStateError:
             # the client's own call limits are full (max_queued_calls...): wait a little
             with trio.move_on_after(1.0):

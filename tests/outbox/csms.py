@@ -79,6 +79,8 @@ class FlakyCSMS:
                 return {"idTagInfo": {"status": "Accepted"}}
             case "Authorize":
                 return {"idTagInfo": {"status": "Accepted"}}
+            case "DataTransfer":
+                return {"status": "Accepted"}
             case "Heartbeat":
                 return {"currentTime": NOW}
             case "StatusNotification" | "MeterValues" | "TransactionEvent":
