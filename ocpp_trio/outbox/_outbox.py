@@ -14,8 +14,11 @@ change is committed to the store before the outbox acts on it.
   connection opened, and the message's retry time has come; one message is in
   flight at a time, so the queue reaches the CSMS in order.  Each attempt is
   a new CALL with a new message id (OCPP-J: ids are unique per CALL).
-- An answer deletes the message from the store, then resolves its handle and
-  emits ``outbox_delivered``.  A CALLERROR, or no answer within
+- An answer resolves the message's handle and emits ``outbox_delivered``;
+  its deletion from the store rides along with the next commit (the next
+  ``enqueue``'s, so a station that sends one message at a time commits once
+  per message), and is committed, at the latest, before the next message is
+  sent or ``FLUSH_GRACE`` after the queue ran empty.  A CALLERROR, or no answer within
   ``call_timeout`` on a connection that stayed open, is a failed attempt:
   after ``message_attempts`` of them the message is dropped
   (``outbox_dropped``), otherwise it waits ``message_attempt_interval`` x the
@@ -33,10 +36,11 @@ change is committed to the store before the outbox acts on it.
   stored beyond the bound and any other new message is dropped.
 
 Delivery guarantee: at least once, in order per station.  A message is
-deleted from the store after its answer has arrived; if the process dies
-between the CSMS's answer and that commit, the message is sent again after
-the restart (with a new message id): at most one message (the one in flight)
-is duplicated per crash.
+deleted from the store only after its answer has arrived, and that deletion
+is committed before the next message goes out; if the process dies between
+the CSMS's answer and that commit, the message is sent again after the
+restart (with a new message id): at most one message (the last one sent) is
+duplicated per crash.
 
 Cancellation: cancelling ``enqueue()`` leaves the message either not stored
 or stored and queued (when its commit had begun); ``pending()`` tells.
@@ -85,6 +89,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("ocpp_trio.outbox")
 
 BOOT: Final = "BootNotification"
+#: How long a delivered message's deletion may wait, with the queue empty, for
+#: the next enqueue's commit to take it along (one commit instead of two).
+FLUSH_GRACE: Final = 0.05
 
 
 class OutboxHost(Protocol):
@@ -223,6 +230,9 @@ class Outbox:
         self._waiting: list[_Waiting] = []  # enqueued, not committed yet
         self._append_lock = trio.Lock()
         self._in_flight: _Entry | None = None
+        # Answered, deletion not committed yet: it rides along with the next
+        # commit, and is committed before the next message is sent.
+        self._unflushed: list[int] = []
         self._changed = trio.Event()
         self._txids: dict[int, int] = {}  # 1.6: StartTransaction seq -> transactionId
         self._dropped_starts: set[int] = set()
@@ -364,10 +374,14 @@ class Outbox:
 
     async def _commit_waiting(self, host: OutboxHost) -> None:
         batch, self._waiting = self._waiting, []
+        deletes, self._unflushed = self._unflushed, []
         try:
-            stored = await self.store.append(self._station(host), [w.message for w in batch])
+            stored = await self.store.append(
+                self._station(host), [w.message for w in batch], delete=deletes
+            )
         except BaseException:
             self._waiting[:0] = batch  # each retries on its own (or gives up, if cancelled)
+            self._unflushed[:0] = deletes
             raise
         # No checkpoint from here on: the memory queue follows the store at once.
         for item, message in zip(batch, stored, strict=True):
@@ -453,9 +467,24 @@ class Outbox:
             self._ready = False
             self._host = None
             self._in_flight = None
-            if self._owns_store:
-                with trio.CancelScope(shield=True), trio.move_on_after(5):
+            # bounded cleanup: the deletions still deferred, then the store
+            with trio.CancelScope(shield=True), trio.move_on_after(5):
+                if self._unflushed:
+                    await self._apply()
+                if self._owns_store:
                     await self.store.aclose()
+
+    async def _apply(
+        self, *, delete: Sequence[int] = (), update: Sequence[StoredMessage] = ()
+    ) -> None:
+        """One store step, taking the deferred deletions along."""
+        async with self._append_lock:
+            deletes, self._unflushed = self._unflushed, []
+            try:
+                await self.store.apply(delete=[*deletes, *delete], update=update)
+            except BaseException:
+                self._unflushed[:0] = deletes
+                raise
 
     async def _drain(self, host: OutboxHost) -> None:
         seen: OCPPConnection | None = None
@@ -463,6 +492,12 @@ class Outbox:
             await trio.lowlevel.checkpoint()
             entry = self._queue[0] if self._queue else None
             if entry is None:
+                if self._unflushed:
+                    with trio.move_on_after(FLUSH_GRACE):
+                        await self._changed.wait()
+                    if not self._queue and self._unflushed:  # nobody took them along
+                        await self._apply()
+                    continue
                 await self._changed.wait()
                 continue
             try:
@@ -487,6 +522,11 @@ class Outbox:
             if entry.not_before > trio.current_time():
                 with trio.move_on_at(entry.not_before):
                     await self._changed.wait()
+                continue
+            if self._unflushed:
+                # Committed before the next send: a crash duplicates at most
+                # the one message in flight.
+                await self._apply()
                 continue
             await self._attempt(host, entry, conn)
 
@@ -536,7 +576,10 @@ class Outbox:
                             transaction_of=None,
                         )
                         updates.append((e, fixed))
-        await self.store.apply(delete=[seq], update=[m for _, m in updates])
+        if updates:  # the fix-ups are committed before anything else happens
+            await self._apply(delete=[seq], update=[m for _, m in updates])
+        else:
+            self._unflushed.append(seq)
         for e, fixed in updates:
             e.message = fixed
         if tid is not None:
@@ -563,7 +606,7 @@ class Outbox:
             await self._drop([entry], "attempts", error, attempts=attempts)
             return
         updated = replace(entry.message, attempts=attempts)
-        await self.store.apply(update=[updated])
+        await self._apply(update=[updated])
         entry.message = updated
         delay = _rules.retry_delay(self.message_attempt_interval, attempts)
         entry.not_before = trio.current_time() + delay
@@ -603,7 +646,7 @@ class Outbox:
             if e in self._queue:
                 self._queue.remove(e)
         try:
-            await self.store.apply(delete=[e.message.seq for e in doomed])
+            await self._apply(delete=[e.message.seq for e in doomed])
         except BaseException:
             # not deleted: back into the queue, in order
             self._queue = sorted(self._queue + doomed, key=lambda e: e.message.seq)

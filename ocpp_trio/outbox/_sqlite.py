@@ -116,17 +116,22 @@ class SQLiteStore:
 
         return await self._run(load)
 
-    async def append(self, station: str, messages: Sequence[NewMessage]) -> list[StoredMessage]:
+    async def append(
+        self, station: str, messages: Sequence[NewMessage], *, delete: Collection[int] = ()
+    ) -> list[StoredMessage]:
         # Encoded here, in the caller: a payload that is not JSON fails before any I/O.
         rows = [
             (station, m.protocol, m.action, _dumps(m.payload), m.created, m.transaction_of)
             for m in messages
         ]
+        deletes = [(seq,) for seq in delete]
 
         def insert(db: sqlite3.Connection) -> list[int]:
             seqs: list[int] = []
             db.execute("BEGIN IMMEDIATE")
             try:
+                if deletes:
+                    db.executemany("DELETE FROM ocpp_outbox WHERE seq = ?", deletes)
                 for row in rows:
                     cursor = db.execute(
                         "INSERT INTO ocpp_outbox (station, protocol, action, payload, created,"

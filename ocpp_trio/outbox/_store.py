@@ -85,10 +85,14 @@ class OutboxStore(Protocol):
         """Every message of ``station`` still queued, in ``seq`` order."""
         ...
 
-    async def append(self, station: str, messages: Sequence[NewMessage]) -> list[StoredMessage]:
+    async def append(
+        self, station: str, messages: Sequence[NewMessage], *, delete: Collection[int] = ()
+    ) -> list[StoredMessage]:
         """Store ``messages`` at the end of ``station``'s queue, in order, in one atomic step.
 
-        Returns them with their ``seq``; they are durable when this returns.
+        In the same step, delete the messages ``delete`` (by seq: delivered
+        messages whose deletion the outbox let ride along with this commit).
+        Returns the new messages with their ``seq``; durable when this returns.
         """
         ...
 
@@ -124,8 +128,12 @@ class MemoryStore:
         await trio.lowlevel.checkpoint()
         return [m for _, m in sorted(self._rows.items()) if m.station == station]
 
-    async def append(self, station: str, messages: Sequence[NewMessage]) -> list[StoredMessage]:
+    async def append(
+        self, station: str, messages: Sequence[NewMessage], *, delete: Collection[int] = ()
+    ) -> list[StoredMessage]:
         await trio.lowlevel.checkpoint_if_cancelled()
+        for seq in delete:
+            self._rows.pop(seq, None)
         out: list[StoredMessage] = []
         for message in messages:
             stored = StoredMessage(
