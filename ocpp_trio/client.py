@@ -134,6 +134,7 @@ class OCPPClient(HandlerSurface):
         backoff_reset_after: float = 30.0,
         retry_initial_connect: bool = False,
         wait_connected: bool = True,
+        backoff: Callable[[int], float] | None = None,
         connect_timeout: float = 10.0,
         max_queued_calls: int = 1000,
         id_factory: Callable[[], str] = new_message_id,
@@ -194,6 +195,7 @@ class OCPPClient(HandlerSurface):
         self._backoff_reset_after = backoff_reset_after
         self._retry_initial = retry_initial_connect
         self._wait_connected = wait_connected
+        self._backoff = backoff
         self._connect_timeout = connect_timeout
         self._max_queued_calls = max_queued_calls
         self._id_factory = id_factory
@@ -482,6 +484,8 @@ class OCPPClient(HandlerSurface):
     # --- connecting -------------------------------------------------------------
 
     def _next_delay(self, attempt: int) -> float:
+        if self._backoff is not None:
+            return float(self._backoff(attempt))
         base = min(self._backoff_max, self._backoff_min * 2.0 ** min(attempt, 60))
         share = self._rng.random() if self._rng is not None else random.random()
         return float(base * (1.0 - self._backoff_jitter * share))
@@ -778,7 +782,11 @@ async def open_ocpp_client(
             ``ssl_context``, ``headers``, ``query``, ``reconnect``,
             ``max_reconnects``, ``backoff_min``, ``backoff_max``,
             ``backoff_jitter``, ``backoff_reset_after``,
-            ``retry_initial_connect``, ``wait_connected`` (False: enter the
+            ``retry_initial_connect``, ``backoff`` (a function of the attempt
+            number, from 0, giving the delay before the next reconnect; it
+            replaces ``backoff_min``/``backoff_max``/``backoff_jitter``, e.g.
+            ``ocpp_trio.outbox.retry_backoff(...)`` for OCPP 2.x's rule),
+            ``wait_connected`` (False: enter the
             body at once and keep connecting meanwhile, as a station that
             starts offline with an outbox needs; failures are ``error``
             events then), ``connect_timeout``, ``max_queued_calls``,

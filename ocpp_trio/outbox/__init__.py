@@ -11,6 +11,7 @@ from ._handle import MessageDropped as MessageDropped
 from ._handle import OutboxHandle as OutboxHandle
 from ._handle import PendingMessage as PendingMessage
 from ._outbox import Outbox as Outbox
+from ._rules import retry_backoff as retry_backoff
 from ._sqlite import SQLiteStore as SQLiteStore
 from ._store import MemoryStore as MemoryStore
 from ._store import NewMessage as NewMessage
@@ -27,4 +28,5 @@ __all__ = [
     "PendingMessage",
     "SQLiteStore",
     "StoredMessage",
+    "retry_backoff",
 ]

@@ -20,7 +20,8 @@ first message of every registration).
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+import random
+from collections.abc import Callable, Collection, Mapping
 from enum import Enum
 from typing import Any, Final
 
@@ -100,3 +101,31 @@ def with_transaction_id(payload: Mapping[str, Any], transaction_id: int) -> dict
     fixed = dict(payload)
     fixed["transactionId"] = transaction_id
     return fixed
+
+
+def retry_backoff(
+    wait_minimum: float,
+    random_range: float,
+    repeat_times: int,
+    *,
+    rng: random.Random | None = None,
+) -> Callable[[int], float]:
+    """OCPP 2.x's reconnect back-off, as ``open_ocpp_client(backoff=...)`` takes it.
+
+    The first reconnect waits ``RetryBackOffWaitMinimum`` plus a random
+    value of at most ``RetryBackOffRandomRange``; each later one doubles the
+    minimum wait, ``RetryBackOffRepeatTimes`` times at most, and adds a new
+    random value (the OCPPCommCtrlr variables of OCPP 2.0.1 and 2.1).
+    ``attempt`` counts from 0 and restarts after a connection that lasted
+    ``backoff_reset_after`` seconds.
+    """
+    if not (wait_minimum >= 0 and random_range >= 0):
+        raise ValueError("wait_minimum and random_range must be >= 0 seconds")
+    if not (isinstance(repeat_times, int) and repeat_times >= 0):
+        raise ValueError(f"repeat_times must be an integer >= 0, got {repeat_times!r}")
+    draw = rng.random if rng is not None else random.random
+
+    def delay(attempt: int) -> float:
+        return wait_minimum * 2.0 ** min(attempt, repeat_times) + random_range * draw()
+
+    return delay

@@ -3,6 +3,7 @@ registration (station side and CSMS side).  The in-memory store keeps the times 
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
 import pytest
@@ -15,7 +16,7 @@ from ocpp_trio import (
     open_ocpp_client,
 )
 from ocpp_trio.events import OutboxDroppedEvent, OutboxRetryEvent
-from ocpp_trio.outbox import MemoryStore, MessageDropped, Outbox
+from ocpp_trio.outbox import MemoryStore, MessageDropped, Outbox, retry_backoff
 from ocpp_trio.testing._server import MEMORY_ENDPOINT
 from ocpp_trio.types import v16, v201
 
@@ -320,3 +321,25 @@ async def test_csms_gate_knows_stations_registered_earlier(
     with pytest.raises(ValueError, match="CSMS option"):
         async with open_ocpp_client(MEMORY_ENDPOINT, identity="X", registration_gate=True):
             pass
+
+
+async def test_retry_backoff_follows_the_2x_variables(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    delay = retry_backoff(10, 0, 3)
+    assert [delay(n) for n in range(6)] == [10, 20, 40, 80, 80, 80]
+    jittered = retry_backoff(10, 5, 2, rng=random.Random(1))
+    assert all(10 * 2 ** min(n, 2) <= jittered(n) <= 10 * 2 ** min(n, 2) + 5 for n in range(5))
+    # the client waits exactly that between its attempts
+    async with open_csms() as csms:
+        csms.up = False
+        times: list[float] = []
+        t0 = trio.current_time()
+        async with open_ocpp_client(
+            MEMORY_ENDPOINT,
+            identity="CP1",
+            setup=lambda c: c.on("connecting", lambda e: times.append(trio.current_time() - t0)),
+            **station_options(csms, backoff=retry_backoff(10, 0, 2), wait_connected=False),
+        ):
+            await trio.sleep(10 + 20 + 40 + 40 + 1)
+        assert times == [0, 10, 30, 70, 110]
