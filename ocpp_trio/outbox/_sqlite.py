@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import time
 from collections.abc import Callable, Collection, Sequence
 from typing import Any, Final, Literal, TypeVar, final
 
@@ -32,6 +33,10 @@ import trio
 from ._store import NewMessage, StoredMessage
 
 T = TypeVar("T")
+
+#: Seconds SQLite waits for another connection's lock (several stations in one file).
+_BUSY_TIMEOUT: Final = 30.0
+_OPEN_RETRIES: Final = 50
 
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS ocpp_outbox (
@@ -86,12 +91,32 @@ class SQLiteStore:
 
     def _in_thread(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         if self._db is None:
-            db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute(f"PRAGMA synchronous={self.synchronous}")
-            db.executescript(_SCHEMA)
-            self._db = db
+            self._db = self._open()
         return fn(self._db)
+
+    def _open(self) -> sqlite3.Connection:
+        """Connect, switch to WAL and create the table (in a worker thread)."""
+        db = sqlite3.connect(
+            self.path, check_same_thread=False, isolation_level=None, timeout=_BUSY_TIMEOUT
+        )
+        try:
+            # Two stores opening one new file at once: switching it to WAL can
+            # fail with "database is locked" without waiting for the busy
+            # timeout; it is retried, briefly, here.
+            for attempt in range(_OPEN_RETRIES):
+                try:
+                    db.execute("PRAGMA journal_mode=WAL")
+                    db.execute(f"PRAGMA synchronous={self.synchronous}")
+                    db.executescript(_SCHEMA)
+                    return db
+                except sqlite3.OperationalError as exc:
+                    if "locked" not in str(exc) or attempt == _OPEN_RETRIES - 1:
+                        raise
+                    time.sleep(0.01 * (attempt + 1))
+            raise AssertionError("unreachable")  # pragma: no cover
+        except BaseException:
+            db.close()
+            raise
 
     async def load(self, station: str) -> list[StoredMessage]:
         def load(db: sqlite3.Connection) -> list[StoredMessage]:
