@@ -18,7 +18,8 @@ class MessageDropped(OCPPError):
         action: its action.
         reason: ``"attempts"`` (``message_attempts`` failed attempts),
             ``"queue_full"`` (the queue bound's drop policy), ``"start_dropped"``
-            (1.6: its StartTransaction was dropped, so it has no transactionId),
+            (1.6: its StartTransaction was dropped, or answered without a
+            transactionId, so it cannot name its transaction),
             ``"invalid"`` (strict mode refused the payload, or it names
             another protocol than the connection's) or ``"removed"``
             (``Outbox.remove()``).

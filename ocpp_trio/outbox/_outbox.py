@@ -599,6 +599,12 @@ class Outbox:
                 ),
             )
         self._wake()
+        if entry.message.action == "StartTransaction" and tid is None:
+            # answered without a transactionId: what waits for one cannot name its transaction
+            self._dropped_starts.add(seq)
+            orphans = [e for e in self._queue if e.message.transaction_of == seq]
+            if orphans:
+                await self._drop(orphans, "start_dropped", None)
 
     async def _failed(self, entry: _Entry, error: OCPPError) -> None:
         attempts = entry.message.attempts + 1

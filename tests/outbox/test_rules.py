@@ -343,3 +343,21 @@ async def test_retry_backoff_follows_the_2x_variables(
         ):
             await trio.sleep(10 + 20 + 40 + 40 + 1)
         assert times == [0, 10, 30, 70, 110]
+
+
+async def test_start_answered_without_a_transaction_id_drops_what_waits_for_it(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with open_csms(strict_mode=False) as csms:
+        csms.faults["StartTransaction"] = lambda p: "no-transaction-id"
+        async with client16(csms, Outbox(MemoryStore())) as client:
+            await client.call("BootNotification", BOOT16)
+            await csms.go_down()
+            start = await client.enqueue(v16.StartTransaction(START))
+            stop = await client.enqueue(v16.StopTransaction(STOP), transaction_of=start)
+            csms.come_back()
+            assert await start.result() == {"idTagInfo": {"status": "Accepted"}}
+            assert start.transaction_id is None
+            with pytest.raises(MessageDropped, match="start_dropped"):
+                await stop.result()
+        assert csms.actions() == ["BootNotification", "StartTransaction"]
