@@ -41,6 +41,7 @@ class FlakyCSMS:
         self.next_transaction_id = 100
         self.server: MemoryServer | None = None
         self.connections = 0
+        self.arrived = trio.Event()  # set on every CALL (then replaced)
 
     def actions(self) -> list[str]:
         return [r.action for r in self.received]
@@ -58,6 +59,8 @@ class FlakyCSMS:
                 ctx.method, dict(ctx.params), ctx.message_id, trio.current_time(), ctx.identity
             )
         )
+        self.arrived.set()
+        self.arrived = trio.Event()
         fault = self.faults.get(ctx.method)
         what = fault(ctx.params) if fault is not None else None
         if what == "error":
