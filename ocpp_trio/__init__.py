@@ -41,6 +41,7 @@ from ._core.validation import get_validator as get_validator
 from ._rpc.connection import OCPPConnection as OCPPConnection
 from ._rpc.options import ConnectionKwargs as ConnectionKwargs
 from ._rpc.options import ConnectionOptions as ConnectionOptions
+from ._rpc.registration import RegistrationGate as RegistrationGate
 from ._rpc.state import ConnectionState as ConnectionState
 from ._server.signals import run_server as run_server
 from ._server.signals import serve_until_signal as serve_until_signal
@@ -109,6 +110,7 @@ __all__ = [
     "RPCProtocolError",
     "RPCSecurityError",
     "RPCTypeConstraintViolationError",
+    "RegistrationGate",
     "SecurityProfile",
     "ServerKwargs",
     "TLSError",

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import random
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
@@ -64,6 +65,7 @@ from ._websocket.transport import (
     WebSocketBackend,
 )
 from .events import ConnectingEvent, ErrorEvent, EventEmitter, LimitEvent, ReconnectEvent
+from .outbox import Outbox, OutboxHandle, OutboxStore
 from .routing import Handler, Router
 from .security import SecurityProfile, basic_auth_header, client_ssl_context
 from .types import Action, SendAction
@@ -144,6 +146,17 @@ class ClientKwargs(ConnectionKwargs, total=False):
             (default 1,024).
         websocket_backend: ``"websockets"`` (the default) or
             ``"trio-websocket"``.
+        wait_connected: False enters the ``async with`` body at once and
+            keeps connecting meanwhile (a station that starts offline with an
+            outbox); connection failures are ``error`` events then
+            (default True).
+        backoff: a function of the attempt number (from 0) giving the delay
+            before the next reconnect; replaces ``backoff_min``,
+            ``backoff_max`` and ``backoff_jitter`` (e.g.
+            ``ocpp_trio.outbox.retry_backoff(...)``, OCPP 2.x's rule).
+        outbox: the durable outbox: an ``ocpp_trio.outbox.Outbox``, a file
+            path (the default SQLite store) or an ``OutboxStore``; see
+            :meth:`OCPPClient.enqueue`.
     """
 
     security_profile: SecurityProfile | int
@@ -166,6 +179,9 @@ class ClientKwargs(ConnectionKwargs, total=False):
     compression: bool
     compression_threshold: int
     websocket_backend: WebSocketBackend
+    wait_connected: bool
+    backoff: Callable[[int], float] | None
+    outbox: Outbox | str | os.PathLike[str] | OutboxStore | None
 
 
 class OCPPClient(HandlerSurface):
@@ -194,6 +210,8 @@ class OCPPClient(HandlerSurface):
         backoff_jitter: float = 0.5,
         backoff_reset_after: float = 30.0,
         retry_initial_connect: bool = False,
+        wait_connected: bool = True,
+        backoff: Callable[[int], float] | None = None,
         connect_timeout: float = 10.0,
         max_queued_calls: int = 1000,
         id_factory: Callable[[], str] = new_message_id,
@@ -202,6 +220,7 @@ class OCPPClient(HandlerSurface):
         compression: bool = False,
         compression_threshold: int = DEFAULT_COMPRESSION_THRESHOLD,
         websocket_backend: WebSocketBackend = "websockets",
+        outbox: Outbox | str | os.PathLike[str] | OutboxStore | None = None,
     ) -> None:
         if not protocols or any(not isinstance(p, str) or not p for p in protocols):
             raise ValueError("protocols must be a non-empty list of subprotocol names")
@@ -222,6 +241,8 @@ class OCPPClient(HandlerSurface):
             raise ValueError(
                 "security profile 3 requires an ssl_context holding the client certificate"
             )
+        if options.registration_gate is not None:
+            raise ValueError("registration_gate is a CSMS option; a station has no use for it")
         self.identity = identity
         self.security_profile = profile
         self._protocols = list(protocols)
@@ -250,6 +271,8 @@ class OCPPClient(HandlerSurface):
         self._backoff_jitter = backoff_jitter
         self._backoff_reset_after = backoff_reset_after
         self._retry_initial = retry_initial_connect
+        self._wait_connected = wait_connected
+        self._backoff = backoff
         self._connect_timeout = connect_timeout
         self._max_queued_calls = max_queued_calls
         self._id_factory = id_factory
@@ -277,6 +300,10 @@ class OCPPClient(HandlerSurface):
         self._reconnects = 0
         self.protocol: str | None = None
         self._last_error: str | None = None  # text only: an exception here would be a cycle
+        if outbox is None or isinstance(outbox, Outbox):
+            self._outbox = outbox
+        else:
+            self._outbox = Outbox(outbox)
 
     def __repr__(self) -> str:
         return f"<OCPPClient identity={self.identity!r} url={self.url!r} state={self._state.name}>"
@@ -302,6 +329,16 @@ class OCPPClient(HandlerSurface):
     def reconnects(self) -> int:
         """How many times the client has reconnected so far."""
         return self._reconnects
+
+    @property
+    def outbox(self) -> Outbox | None:
+        """The durable outbox (``outbox=`` option), or None."""
+        return self._outbox
+
+    @property
+    def offered_protocols(self) -> Sequence[str]:
+        """The subprotocols offered on the next connection attempt."""
+        return tuple(self._protocols)
 
     def reconfigure(self, **options: Unpack[ConnectionKwargs]) -> None:
         """Change connection options at run time; applies to this and later connections.
@@ -342,8 +379,30 @@ class OCPPClient(HandlerSurface):
         While the client is reconnecting the call waits for the connection
         within its timeout.  Raises ``ProtocolStateError`` when
         ``max_queued_calls`` calls are already waiting.
+
+        With an outbox, the actions it queues (the transaction messages by
+        default) go through it: stored first, then awaited within the
+        timeout (``CallTimeout`` leaves them queued; ``MessageDropped`` when
+        given up); the others wait for the registration gate first (see
+        ``Outbox``'s ``hold_until_accepted``).
         """
         protocol, method, params = parse_call_args(args)
+        if self._outbox is not None:
+            return await self._outbox.call(protocol, method, params, timeout)
+        return await self.call_direct(protocol, method, params, timeout)
+
+    async def call_direct(
+        self,
+        protocol: str | None,
+        method: str,
+        params: Mapping[str, Any],
+        timeout: float | None = None,
+    ) -> dict[str, Any]:
+        """``call()`` past the outbox and its registration gate (e.g. a triggered message).
+
+        Also what the outbox sends its messages with.  A BootNotification's
+        answer still tells the outbox the registration status.
+        """
         if self._calls_open >= self._max_queued_calls:
             raise ProtocolStateError(
                 f"{self._calls_open} calls already waiting, at most max_queued_calls="
@@ -356,9 +415,63 @@ class OCPPClient(HandlerSurface):
             raise ProtocolStateError(text)
         self._calls_open += 1
         try:
-            return await run_call(self, self._limiter, protocol, method, params, timeout)
+            result = await run_call(self, self._limiter, protocol, method, params, timeout)
         finally:
             self._calls_open -= 1
+        if method == "BootNotification" and self._outbox is not None:
+            self._outbox.observe_boot(result)
+        return result
+
+    @overload
+    async def enqueue(
+        self, message: Action[Any, Any], /, *, transaction_of: OutboxHandle | int | None = None
+    ) -> OutboxHandle: ...
+    @overload
+    async def enqueue(
+        self,
+        method: str,
+        params: Mapping[str, Any] = ...,
+        /,
+        *,
+        transaction_of: OutboxHandle | int | None = None,
+    ) -> OutboxHandle: ...
+    @overload
+    async def enqueue(
+        self,
+        protocol: str,
+        method: str,
+        params: Mapping[str, Any],
+        /,
+        *,
+        transaction_of: OutboxHandle | int | None = None,
+    ) -> OutboxHandle: ...
+
+    async def enqueue(
+        self, *args: Any, transaction_of: OutboxHandle | int | None = None
+    ) -> OutboxHandle:
+        """Store a message in the outbox and return its handle; it is on disk when this returns.
+
+        Takes what ``call()`` takes.  The outbox delivers it when it can, in
+        order, retried per its rules; ``await handle.result()`` waits for the
+        answer, the ``outbox_*`` events report without waiting.
+
+        Args:
+            transaction_of: OCPP 1.6: the handle (or seq) of the
+                StartTransaction whose ``transactionId`` this StopTransaction
+                or MeterValues needs: the outbox writes the id the CSMS
+                assigns into the payload before sending it (put any integer
+                there meanwhile).
+
+        Raises:
+            RuntimeError: the client has no outbox.
+            trio.ClosedResourceError: the client is closed.
+
+        Cancelled, the message may or may not have been stored (``outbox.pending()`` tells).
+        """
+        if self._outbox is None:
+            raise RuntimeError("this client has no outbox: pass outbox= to open_ocpp_client")
+        protocol, method, params = parse_call_args(args)
+        return await self._outbox.enqueue(protocol, method, params, transaction_of=transaction_of)
 
     def _limit_reached(self, limit: str, value: float, description: str, method: str) -> None:
         log.info("%s: %s reached (%s)", log_safe(self.identity), limit, description)
@@ -457,6 +570,8 @@ class OCPPClient(HandlerSurface):
     # --- connecting -------------------------------------------------------------
 
     def _next_delay(self, attempt: int) -> float:
+        if self._backoff is not None:
+            return float(self._backoff(attempt))
         base = min(self._backoff_max, self._backoff_min * 2.0 ** min(attempt, 60))
         share = self._rng.random() if self._rng is not None else random.random()
         return float(base * (1.0 - self._backoff_jitter * share))
@@ -599,6 +714,9 @@ class OCPPClient(HandlerSurface):
     ) -> None:
         attempt = 0  # consecutive failures (or too-short connections)
         started = False
+        if not self._wait_connected:  # the body runs offline; connecting goes on meanwhile
+            started = True
+            task_status.started()
         protocols: Sequence[str] = self._protocols
         connections = 0
         while not self._closing:
@@ -627,9 +745,16 @@ class OCPPClient(HandlerSurface):
                     connections += 1
                     if connections > 1:
                         self._reconnects += 1
-                    await nursery.start(
-                        partial(run_connection, conn, None, reconnected=connections > 1)
-                    )
+                    try:
+                        await nursery.start(
+                            partial(run_connection, conn, None, reconnected=connections > 1)
+                        )
+                    except RuntimeError:
+                        # closed (by close() from another task) before it ran:
+                        # run_connection returns without starting
+                        if self._is_closing():
+                            return
+                        raise
                     self._state = ConnectionState.OPEN
                     self._wake_waiters()
                     if not started:
@@ -742,7 +867,14 @@ async def open_ocpp_client(
         **kwargs: the client's options and the connection options, each
             typed (see :class:`ClientKwargs`: ``security_profile``,
             ``password``, ``reconnect``, ``backoff_min``, ...,
-            ``call_timeout``, ``strict_mode``, ``ping_interval``, ...).
+            ``call_timeout``, ``strict_mode``, ``ping_interval``, ...;
+            ``outbox``: an ``ocpp_trio.outbox.Outbox``, a file path for the
+            default SQLite store, or an ``OutboxStore``, a durable queue (see
+            ``enqueue``); ``wait_connected=False`` enters the body at once
+            and keeps connecting, as a station that starts offline needs;
+            ``backoff``, a function of the attempt number giving the delay
+            before the next reconnect, e.g. ``ocpp_trio.outbox.retry_backoff``
+            for OCPP 2.x's rule).
 
     Raises:
         ConnectError (``ConnectTimeout``, ``TLSError``, ``HandshakeRejected``,
@@ -761,6 +893,9 @@ async def open_ocpp_client(
         setup(client)
     try:
         async with trio.open_nursery() as nursery:
+            if client.outbox is not None:
+                # loaded before the first connection; drains in this nursery
+                await nursery.start(client.outbox.run, client, client._emitter)
             await nursery.start(client._supervise)
             # The body runs from here to its first await with no checkpoint:
             # the CALLs the CSMS sent meanwhile are dispatched only after it,

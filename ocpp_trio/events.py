@@ -39,6 +39,9 @@ EventName = Literal[
     "late_response",
     "call_result_error",
     "limit",
+    "outbox_delivered",
+    "outbox_dropped",
+    "outbox_retry",
 ]
 
 EVENT_NAMES: Final[frozenset[str]] = frozenset(EventName.__args__)  # type: ignore[attr-defined]
@@ -258,6 +261,64 @@ class StrictValidationFailureEvent:
     outcome: str = "reject"
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OutboxDeliveredEvent:
+    """A queued message was answered by the CSMS and left the outbox.
+
+    Attributes:
+        seq: its position in the outbox.
+        action: its action.
+        payload: the payload as sent (with a 1.6 ``transactionId`` fixed up).
+        result: the CSMS's answer.
+        attempts: the attempts it took, this one included.
+    """
+
+    seq: int
+    action: str
+    payload: dict[str, Any]
+    result: dict[str, Any]
+    attempts: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OutboxDroppedEvent:
+    """A queued message was given up (see ``ocpp_trio.outbox.MessageDropped`` for the reasons).
+
+    Attributes:
+        seq: its position in the outbox (0 when it was refused before being stored).
+        action: its action.
+        reason: ``"attempts"``, ``"queue_full"``, ``"start_dropped"``,
+            ``"invalid"`` or ``"removed"``.
+        error: the last failure, when there was one.
+        attempts: the failed attempts made.
+    """
+
+    seq: int
+    action: str
+    reason: str
+    error: BaseException | None = None
+    attempts: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OutboxRetryEvent:
+    """An attempt to deliver a queued message failed; it is tried again after ``delay`` seconds.
+
+    Attributes:
+        seq: its position in the outbox.
+        action: its action.
+        attempt: the failed attempts so far.
+        delay: seconds until the next attempt.
+        error: the failure (``CallErrorReceived`` or ``CallTimeout``).
+    """
+
+    seq: int
+    action: str
+    attempt: int
+    delay: float
+    error: BaseException
+
+
 #: Any event's payload: what a callback registered for every event
 #: (``on(name, callback)`` with ``name`` typed only as ``EventName``) takes.
 EventPayload = (
@@ -277,6 +338,9 @@ EventPayload = (
     | LateResponseEvent
     | CallResultErrorEvent
     | LimitEvent
+    | OutboxDeliveredEvent
+    | OutboxDroppedEvent
+    | OutboxRetryEvent
 )
 
 Callback = Callable[[Any], object]

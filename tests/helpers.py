@@ -78,3 +78,11 @@ class Lines:
             self._buffer += chunk
             *lines, self._buffer = self._buffer.split(b"\n")
             self.seen += [line.decode() for line in lines]
+
+    async def until_eof(self) -> list[str]:
+        """Every line, once the stream has ended."""
+        while chunk := await self._stream.receive_some():
+            self._buffer += chunk
+            *lines, self._buffer = self._buffer.split(b"\n")
+            self.seen += [line.decode() for line in lines]
+        return self.seen

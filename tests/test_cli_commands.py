@@ -103,6 +103,40 @@ def one_line_error(result: subprocess.CompletedProcess[str], command: str, statu
 # --- serve + station ----------------------------------------------------------------
 
 
+@pytest.mark.parametrize("protocol", ["ocpp1.6", "ocpp2.0.1"])
+def test_station_with_an_outbox_delivers_through_it(protocol: str, tmp_path: Path) -> None:
+    outbox = tmp_path / "outbox.db"
+    with serving("--protocols", protocol) as served:
+        station = ocpp_trio(
+            "station",
+            served.url,
+            "CP",
+            "--protocol",
+            protocol,
+            "--scenario",
+            "charge",
+            "--count",
+            "2",
+            "--meter-interval",
+            "0.05",
+            "--outbox",
+            str(outbox),
+        )
+        assert station.returncode == 0, (station.stdout, station.stderr)
+    assert "2 completed, 0 failed" in station.stdout
+    con = sqlite3.connect(outbox)
+    try:
+        # both stations' transaction messages went through the file, and left it
+        (left,) = con.execute("SELECT COUNT(*) FROM ocpp_outbox").fetchone()
+        (used,) = con.execute(
+            "SELECT seq FROM sqlite_sequence WHERE name = 'ocpp_outbox'"
+        ).fetchone()
+    finally:
+        con.close()
+    assert left == 0
+    assert used >= 2 * (2 + 3)  # per station: start, 3 samples, stop (at least)
+
+
 @pytest.mark.parametrize("protocol", ["ocpp1.6", "ocpp2.0.1", "ocpp2.1"])
 def test_serve_and_station(protocol: str, tmp_path: Path) -> None:
     db = tmp_path / "csms.db"

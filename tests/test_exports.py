@@ -9,9 +9,10 @@ import types
 import pytest
 
 import ocpp_trio
+import ocpp_trio.outbox
 import ocpp_trio.testing
 
-PUBLIC_MODULES = [ocpp_trio, ocpp_trio.testing]
+PUBLIC_MODULES = [ocpp_trio, ocpp_trio.outbox, ocpp_trio.testing]
 
 
 def _isort_key(name: str) -> tuple[int, list[int | str]]:

@@ -62,6 +62,7 @@ from .._core.errors import (
     RPCInternalError,
     RPCNotImplementedError,
     RPCNotSupportedError,
+    RPCSecurityError,
     ValidationError,
     code_for_protocol,
 )
@@ -383,6 +384,18 @@ class Dispatcher:
             if not is_send:
                 await self._reply_error(mid, action, RPCGenericError("the connection is closing"))
             return
+        registration = self._link.options.registration_gate
+        if (
+            registration is not None
+            and action != "BootNotification"
+            and not registration.is_accepted(self._link.identity)
+        ):
+            if not is_send:
+                refusal = RPCSecurityError(
+                    f"{action} refused: the station is not accepted (BootNotification first)"
+                )
+                await self._reply_error(mid, action, refusal)
+            return
         bucket = self._bucket
         if not charged and bucket is not None and not bucket.take(trio.current_time()):
             error = self._over_rate(mid, action)
@@ -543,6 +556,9 @@ class Dispatcher:
                 ),
             )
             return
+        registration = self._link.options.registration_gate
+        if registration is not None and ctx.method == "BootNotification":
+            registration.observe(self._link.identity, result)  # before the station can answer it
         try:
             text = self._link.proto.send_result(mid, result)
         except ValueError as exc:

@@ -9,9 +9,10 @@ import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypedDict, Unpack
+from typing import TYPE_CHECKING, Any, TypedDict, Unpack, cast
 
 from .._core.policy import ValidationPolicy
+from .registration import RegistrationGate
 
 if TYPE_CHECKING:
     from .._core.validation import Validator
@@ -98,6 +99,11 @@ class ConnectionOptions:
             (waiting for a ``call_concurrency`` slot or for the answer); one
             more raises ``ProtocolStateError`` at once instead of queueing.
             (``OCPPClient`` bounds its calls with ``max_queued_calls``.)
+        registration_gate: CSMS side: a :class:`RegistrationGate` (or True
+            for a new one): every CALL but BootNotification from a station the
+            CSMS has not answered ``Accepted`` is answered with a CALLERROR
+            ``SecurityError`` before any handler sees it (2.0.1 B01.FR.10;
+            1.6 §4.2).  None (the default): no gate.
 
     Every limit reached is reported as a ``"limit"`` event (``LimitEvent``).
     """
@@ -118,8 +124,16 @@ class ConnectionOptions:
     max_inbound_call_rate: float = math.inf
     inbound_call_burst: int | None = None
     max_pending_calls: float = 1000
+    registration_gate: RegistrationGate | None = None
 
     def __post_init__(self) -> None:
+        gate: object = self.registration_gate
+        if gate is True:
+            object.__setattr__(self, "registration_gate", RegistrationGate())
+        elif gate is False:
+            object.__setattr__(self, "registration_gate", None)
+        elif gate is not None and not isinstance(gate, RegistrationGate):
+            raise TypeError(f"registration_gate takes a RegistrationGate or True, got {gate!r}")
         for name in ("call_timeout", "pong_timeout", "close_timeout"):
             value = getattr(self, name)
             if not value > 0:
@@ -170,7 +184,8 @@ class ConnectionOptions:
         unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
         if unknown:
             raise TypeError(f"unknown option(s): {', '.join(sorted(unknown))}")
-        return dataclasses.replace(self, **changes)
+        # registration_gate=True/False is a shorthand __post_init__ turns into a gate or None
+        return dataclasses.replace(self, **cast("dict[str, Any]", changes))
 
 
 class ConnectionKwargs(TypedDict, total=False):
@@ -203,6 +218,7 @@ class ConnectionKwargs(TypedDict, total=False):
     max_inbound_call_rate: float
     inbound_call_burst: int | None
     max_pending_calls: float
+    registration_gate: RegistrationGate | bool | None
 
 
 OPTION_NAMES = frozenset(f.name for f in dataclasses.fields(ConnectionOptions))

@@ -26,6 +26,9 @@ from ..events import (
     LimitEvent,
     MessageEvent,
     OpenEvent,
+    OutboxDeliveredEvent,
+    OutboxDroppedEvent,
+    OutboxRetryEvent,
     PingEvent,
     PongEvent,
     ReconnectEvent,
@@ -172,6 +175,20 @@ class HandlerSurface:
     def on(
         self, name: Literal["limit"], callback: Callable[[LimitEvent], object]
     ) -> Callable[[LimitEvent], object]: ...
+    @overload
+    def on(
+        self,
+        name: Literal["outbox_delivered"],
+        callback: Callable[[OutboxDeliveredEvent], object],
+    ) -> Callable[[OutboxDeliveredEvent], object]: ...
+    @overload
+    def on(
+        self, name: Literal["outbox_dropped"], callback: Callable[[OutboxDroppedEvent], object]
+    ) -> Callable[[OutboxDroppedEvent], object]: ...
+    @overload
+    def on(
+        self, name: Literal["outbox_retry"], callback: Callable[[OutboxRetryEvent], object]
+    ) -> Callable[[OutboxRetryEvent], object]: ...
     @overload
     def on(
         self, name: EventName, callback: Callable[[EventPayload], object]

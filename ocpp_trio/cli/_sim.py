@@ -34,9 +34,11 @@ from typing import Any, Final, Literal
 
 import trio
 
-from .._core.errors import OCPPError
+from .._core.errors import CallTimeout, OCPPError
+from .._rpc.state import ConnectionState
 from ..client import OCPPClient, open_ocpp_client
 from ..events import CallResultEvent, CloseEvent, OpenEvent, ReconnectEvent
+from ..outbox import OutboxHandle
 from ..routing import HandlerContext
 from ._common import describe_error, utc_now
 from ._output import MessageLog, Printer
@@ -170,6 +172,7 @@ class SimulatedStation:
         self.meter_interval = options.meter_interval
         self.session: Session | None = None
         self.open_transaction: str | None = None
+        self.last_queued: OutboxHandle | None = None  # with --outbox: the last message queued
         self._interval_changed = trio.Event()
         self._nursery: trio.Nursery | None = None
         self._scope: trio.CancelScope | None = None
@@ -238,16 +241,47 @@ class SimulatedStation:
 
     # --- calls and tasks -----------------------------------------------------------
 
-    async def call(self, action: str, payload: dict[str, Any]) -> dict[str, Any]:
-        """``client.call`` with the books kept: calls, failures by kind."""
+    async def call(
+        self,
+        action: str,
+        payload: dict[str, Any],
+        *,
+        transaction_of: OutboxHandle | None = None,
+    ) -> dict[str, Any]:
+        """``client.call`` with the books kept: calls, failures by kind.
+
+        With an outbox (``--outbox``), what it queues is stored first; while
+        the station is offline the scenario does not wait for the answer
+        (``{}`` then; ``last_queued`` is the message's handle) and goes on.
+        """
         assert self.client is not None
         self.calls += 1
         try:
+            outbox = self.client.outbox
+            if outbox is not None and (
+                transaction_of is not None or outbox.routes(action, payload)
+            ):
+                return await self._through_outbox(action, payload, transaction_of)
             return await self.client.call(action, payload)
         except Exception as exc:
             self.failed_calls += 1
             self.failures[type(exc).__name__] += 1
             raise
+
+    async def _through_outbox(
+        self, action: str, payload: dict[str, Any], transaction_of: OutboxHandle | None
+    ) -> dict[str, Any]:
+        client = self.client
+        assert client is not None
+        handle = await client.enqueue(action, payload, transaction_of=transaction_of)
+        self.last_queued = handle
+        if client.state is not ConnectionState.OPEN:
+            self.note("queued", f"{action} queued offline (outbox seq {handle.seq})")
+            return {}
+        timeout = client.options.call_timeout
+        with trio.move_on_after(timeout):
+            return await handle.result()
+        raise CallTimeout(f"{action}: not delivered within {timeout:g} s; it stays queued")
 
     def note(self, event: str, text: str, **fields: Any) -> None:
         """A milestone line."""

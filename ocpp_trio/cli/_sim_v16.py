@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Final
 
+from ..outbox import OutboxHandle
 from ._sim import ENERGY, POWER, ScenarioFailed, Session, SimulatedStation, StopReason
 
 _STOP_REASONS: Final[dict[str, str]] = {
@@ -23,7 +24,14 @@ def _seconds(value: float) -> str:
 
 
 class Station16(SimulatedStation):
-    """A simulated OCPP 1.6 charge point with one connector."""
+    """A simulated OCPP 1.6 charge point with one connector.
+
+    With an outbox, a StartTransaction queued offline has no transactionId
+    yet: its MeterValues and StopTransaction are queued ``transaction_of`` it
+    and get the id the CSMS assigns.
+    """
+
+    _start: OutboxHandle | None = None  # the StartTransaction still to be answered
 
     def _config(self) -> dict[str, tuple[str, bool]]:
         return {
@@ -77,8 +85,13 @@ class Station16(SimulatedStation):
                 "timestamp": self.now(),
             },
         )
-        self.open_transaction = str(result["transactionId"])
-        status = result["idTagInfo"]["status"]
+        if "transactionId" in result:
+            self.open_transaction = str(result["transactionId"])
+            self._start = None
+        else:  # queued offline (--outbox): authorized locally, the id comes later
+            self.open_transaction = "0"
+            self._start = self.last_queued
+        status = result.get("idTagInfo", {"status": "Accepted"})["status"]
         if status != "Accepted":
             await self.stop_transaction("deauthorized")
             raise ScenarioFailed(f"StartTransaction: idTag {session.id_tag} {status}")
@@ -110,7 +123,7 @@ class Station16(SimulatedStation):
         }
         if self.open_transaction is not None:
             payload["transactionId"] = int(self.open_transaction)
-        await self.call("MeterValues", payload)
+        await self.call("MeterValues", payload, transaction_of=self._tx_ref())
 
     async def stop_transaction(self, reason: StopReason) -> None:
         tx = self.open_transaction
@@ -126,8 +139,13 @@ class Station16(SimulatedStation):
         if session is not None:
             payload["idTag"] = session.id_tag
         self.open_transaction = None
-        await self.call("StopTransaction", payload)
+        ref, self._start = self._tx_ref(), None
+        await self.call("StopTransaction", payload, transaction_of=ref)
         await self._status("Finishing")
+
+    def _tx_ref(self) -> OutboxHandle | None:
+        """The queued StartTransaction the current transaction's messages wait for, if any."""
+        return self._start if self.open_transaction is not None else None
 
     # --- what the station answers -------------------------------------------------
 

@@ -247,6 +247,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--no-reconnect", action="store_true", help="do not reconnect when the connection drops"
     )
     parser.add_argument(
+        "--outbox",
+        metavar="FILE",
+        help="queue transaction messages in a durable outbox (a SQLite file, shared by the "
+        "stations; each keeps its own queue): what is not delivered survives outages and restarts",
+    )
+    parser.add_argument(
         "--call-timeout", type=positive_float, default=30.0, metavar="S", help="default 30"
     )
     parser.add_argument(
@@ -317,6 +323,9 @@ def client_options(args: argparse.Namespace) -> dict[str, Any]:
     }
     if password is not None:
         options["password"] = password
+    if args.outbox:
+        # a path: each station opens its own Outbox on the file, keyed by its identity
+        options["outbox"] = args.outbox
     if tls:
         ctx_profile = profile if profile.requires_tls else SecurityProfile.TLS_BASIC_AUTH
         try:
