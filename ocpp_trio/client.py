@@ -683,9 +683,9 @@ async def open_ocpp_client(
             ``ConnectionOptions``).
 
     Raises:
-        ConnectError (``ConnectTimeout``, ``TLSError``, ``HandshakeRejected``,
-        ``ProtocolNegotiationError``): the first connection failed and
-        ``retry_initial_connect`` is off.
+        ConnectError: the first connection failed and ``retry_initial_connect``
+            is off; one of its subclasses says why (``ConnectTimeout``,
+            ``TLSError``, ``HandshakeRejected``, ``ProtocolNegotiationError``).
 
     On exit the connection is closed (1000) and reconnecting stops; an
     exception from the body propagates as itself, never inside an
