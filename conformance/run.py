@@ -201,12 +201,10 @@ def summarize(exclude: list[str]) -> str:
             lines.append(f"- {AGENTS[agent]}: {', '.join(listed) or 'none'}")
     lines += [
         "",
-        "Known causes: 1.2.* echo binary messages (closed with 1003 by design).  7.1.5 (a close",
-        "frame between the fragments of a message): websockets' parser fails the connection with",
-        "1002 where Autobahn expects the close echoed.  On the client side, 3.2, 3.3, 4.1.3, 4.1.4,",
-        "4.2.3-4.2.5 and 5.15 (a bad frame in the same read as a message before it) are NON-STRICT",
-        "(the message is not echoed: the connection is failing) and their close is graded FAILED",
-        '("failed by the wrong endpoint").',
+        "Known cause: 1.2.* echo binary messages (closed with 1003 by design: OCPP-J is text).",
+        "NON-STRICT cases (3.x, 4.x, 5.15, 6.4.x): a frame that fails the connection arrives in",
+        "the same read as a valid message before it, and that message is not echoed because the",
+        "connection is already failing (RFC 6455 lets an endpoint drop it; Autobahn prefers it sent).",
     ]
     return "\n".join(lines) + "\n"
 

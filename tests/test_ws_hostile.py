@@ -614,3 +614,15 @@ async def test_closing_after_a_bad_frame_sends_the_parsers_close_at_once(
     with trio.fail_after(1):
         await transport.aclose()
     assert close_code_of(bytes(buffer) + await drain(peer)) == 1002
+
+
+async def test_a_close_between_fragments_is_echoed(autojump_clock: Any) -> None:
+    """A control frame may come between the fragments of a message (RFC 6455 §5.4): a
+    close there ends the connection like any close, echoed with its code; the
+    unfinished message is dropped (websockets alone fails it with 1002; Autobahn 7.1.5)."""
+    payload = (1000).to_bytes(2, "big") + b"bye"
+    close = frame(payload, CLOSE)
+    transport, peer, buffer = await accepted(REQUEST)
+    await peer.send_all(frame(b'[2,"1",', fin=False) + close + frame(b"{}]", CONT))
+    assert await fails_with(transport, 1000) == []
+    assert frames_of(bytes(buffer) + await drain(peer)) == [(CLOSE, payload)]

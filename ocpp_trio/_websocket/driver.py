@@ -110,12 +110,13 @@ CLOSE_TOO_BIG: Final = 1009
 
 _utf8_decoder = codecs.getincrementaldecoder("utf-8")
 
-_TEXT, _BINARY, _CONT, _PING, _PONG = (
+_TEXT, _BINARY, _CONT, _PING, _PONG, _CLOSE = (
     Opcode.TEXT,
     Opcode.BINARY,
     Opcode.CONT,
     Opcode.PING,
     Opcode.PONG,
+    Opcode.CLOSE,
 )
 _OPEN = State.OPEN
 #: The parser is fed at most this much of a read per task step (see ``_parse_in_slices``).
@@ -174,8 +175,15 @@ class OCPPFrames(Protocol):
         self._ocpp_fragments = 0  # frames of it so far
 
     def recv_frame(self, frame: Frame) -> None:
-        super().recv_frame(frame)  # websockets' own rules first (frame order, close)
         opcode = frame.opcode
+        if opcode is _CLOSE and self.current_size is not None:
+            # A close between the fragments of a message (a control frame may
+            # come there, RFC 6455 §5.4) ends the connection like any close:
+            # the unfinished message is dropped and the close echoed.
+            # websockets would fail the connection with 1002 instead.
+            self.current_size = None
+            self._ocpp_parts = self._ocpp_decoder = None
+        super().recv_frame(frame)  # websockets' own rules first (frame order, close)
         if opcode is _TEXT or opcode is _CONT or opcode is _BINARY:
             refusal = self._ocpp_take(frame)
             if refusal is not None:

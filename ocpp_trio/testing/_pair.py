@@ -131,6 +131,8 @@ async def _open_websockets(
             )
             accepted.append(await request.accept(subprotocol=protocol))
         finally:
+            if not accepted:  # the client would wait for an answer forever
+                await trio.aclose_forcefully(server_stream)
             done.set()
 
     nursery.start_soon(accept)
@@ -138,7 +140,7 @@ async def _open_websockets(
         guard,  # type: ignore[arg-type]
         client_stream,  # type: ignore[arg-type]
         "localhost",
-        f"/ocpp/{identity}",
+        f"/ocpp/{urllib.parse.quote(identity, safe='')}",
         subprotocols=[protocol],
         max_message_size=max_message_size[0],
     )

@@ -194,3 +194,12 @@ async def test_call_error_received_from_a_pair() -> None:
         with pytest.raises(CallErrorReceived) as info:
             await station.call("Heartbeat", {})
         assert info.value.code == "NotSupported"
+
+
+@pytest.mark.parametrize("identity", ["CP 1", "CP\n1", "CP/1", "Ladesäule"])
+async def test_open_raw_peer_takes_any_identity(identity: str) -> None:
+    """The identity is percent-encoded in the in-memory request (a newline in it
+    used to leave the handshake waiting forever)."""
+    with trio.fail_after(5):
+        async with open_raw_peer("ocpp1.6", identity=identity) as (_, conn):
+            assert conn.identity == identity
