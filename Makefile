@@ -10,7 +10,7 @@ NODE_DIR := tests/interop/node
 NODE_STAMP := $(NODE_DIR)/node_modules/.installed-stamp
 SRC := ocpp_trio tests tools benchmarks examples fuzz soak
 
-.PHONY: test test-fast lint typecheck pytest docs docs-serve demo generate setup node-deps bench soak fuzz conformance clean
+.PHONY: test test-fast test-sdist lint typecheck pytest docs docs-serve demo generate setup node-deps bench soak fuzz conformance clean
 
 setup: $(STAMP)
 
@@ -48,6 +48,15 @@ test: lint typecheck docs pytest
 # soak, the benchmark runs, the Redis Cluster).
 test-fast: $(STAMP) node-deps
 	$(BIN)/pytest -m "not slow"
+
+# The sdist tests itself: build it, unpack it, run `make test` there (a .venv
+# of its own; ~8 min on 2 cores). tests/test_sdist.py does a quick version.
+SDIST_DIR := build/sdist-test
+test-sdist: $(STAMP)
+	rm -rf $(SDIST_DIR)
+	$(BIN)/python -m build --sdist --no-isolation --outdir $(SDIST_DIR) .
+	tar -xzf $(SDIST_DIR)/ocpp_trio-*.tar.gz -C $(SDIST_DIR)
+	cd $(SDIST_DIR)/ocpp_trio-*/ && $(MAKE) test PYTHON=$(PYTHON)
 
 # Strict (mkdocs.yml): a warning, a dead link or anchor, a missing snippet fails.
 docs: $(STAMP)

@@ -31,6 +31,7 @@ README_CONFTEST = '# conftest.py\npytest_plugins = ["ocpp_trio.testing.plugin"]\
 PYPROJECT = "[tool.pytest.ini_options]\ntrio_mode = true\n"
 
 
+@pytest.mark.slow
 def test_the_example_runs_in_a_fresh_pytest(tmp_path: Path) -> None:
     (tmp_path / "conftest.py").write_text(README_CONFTEST, encoding="utf-8")
     (tmp_path / "test_csms.py").write_text(EXAMPLE.read_text(encoding="utf-8"), encoding="utf-8")
