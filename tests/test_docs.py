@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import importlib.util
 import inspect
 import re
 import shutil
@@ -128,6 +129,22 @@ def test_every_public_class_and_function_has_a_docstring(module: ModuleType) -> 
         and not (obj.__doc__ or "").strip()
     ]
     assert not bare, f"no docstring: {bare}"
+
+
+def test_sphinx_roles_render_as_code() -> None:
+    """tools/docs_griffe.py, which mkdocs.yml loads for the API reference."""
+    spec = importlib.util.spec_from_file_location("docs_griffe", ROOT / "tools" / "docs_griffe.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.strip_roles(
+        ":func:`payloads` draws; :py:class:`~ocpp_trio.OCPPServer`, :meth:`close <x.close>`"
+    ) == ("`payloads` draws; `ocpp_trio.OCPPServer`, `close`")
+    assert module.strip_roles("``literal`` stays; for example::\n\n    code\n") == (
+        "``literal`` stays; for example:\n\n    code\n"
+    )
+    assert module.strip_roles("a line\n::\n") == "a line\n::\n"
 
 
 def _slug(heading: str) -> str:
