@@ -1,13 +1,16 @@
-# Two commands for a fresh clone: `make demo` and `make test`; each sets up .venv.
+# Two commands for a fresh clone: `make demo` (sets up .venv-demo, the runtime
+# dependencies only) and `make test` (sets up .venv with the dev extra).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+DEMO_VENV ?= .venv-demo
+DEMO_STAMP := $(DEMO_VENV)/.installed-stamp
 NODE_DIR := tests/interop/node
 NODE_STAMP := $(NODE_DIR)/node_modules/.installed-stamp
 SRC := ocpp_trio tests tools benchmarks examples fuzz soak
 
-.PHONY: test lint typecheck pytest demo generate setup node-deps bench soak fuzz conformance clean
+.PHONY: test test-fast test-sdist lint typecheck pytest docs docs-serve demo generate setup node-deps bench soak fuzz conformance clean
 
 setup: $(STAMP)
 
@@ -39,10 +42,37 @@ pytest: $(STAMP) node-deps
 	$(BIN)/python tools/import_schemas.py --check --installed
 	$(BIN)/pytest
 
-test: lint typecheck pytest
+test: lint typecheck docs pytest
 
-demo: $(STAMP)
-	$(BIN)/python -m ocpp_trio.cli demo
+# The edit loop: every test but those marked slow (wheel and sdist builds, the
+# soak, the benchmark runs, the Redis Cluster).
+test-fast: $(STAMP) node-deps
+	$(BIN)/pytest -m "not slow"
+
+# The sdist tests itself: build it, unpack it, run `make test` there (a .venv
+# of its own; ~8 min on 2 cores). tests/test_sdist.py does a quick version.
+SDIST_DIR := build/sdist-test
+test-sdist: $(STAMP)
+	rm -rf $(SDIST_DIR)
+	$(BIN)/python -m build --sdist --no-isolation --outdir $(SDIST_DIR) .
+	tar -xzf $(SDIST_DIR)/ocpp_trio-*.tar.gz -C $(SDIST_DIR)
+	cd $(SDIST_DIR)/ocpp_trio-*/ && $(MAKE) test PYTHON=$(PYTHON)
+
+# Strict (mkdocs.yml): a warning, a dead link or anchor, a missing snippet fails.
+docs: $(STAMP)
+	$(BIN)/mkdocs build --strict --quiet
+
+docs-serve: $(STAMP)
+	$(BIN)/mkdocs serve
+
+# The demo needs the runtime dependencies only, in a venv of its own.
+$(DEMO_STAMP): pyproject.toml
+	$(PYTHON) -m venv $(DEMO_VENV)
+	$(DEMO_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -e .
+	touch $(DEMO_STAMP)
+
+demo: $(DEMO_STAMP)
+	$(DEMO_VENV)/bin/python -m ocpp_trio.cli demo
 
 # `make bench BASELINE=<git revision>` also measures that revision, side by side in the same run.
 BASELINE ?=
@@ -85,4 +115,4 @@ conformance: $(STAMP)
 	$(BIN)/python conformance/run.py $(CONFORMANCE_ARGS)
 
 clean:
-	rm -rf $(VENV) build dist .pytest_cache .mypy_cache .ruff_cache $(NODE_DIR)/node_modules
+	rm -rf $(VENV) $(DEMO_VENV) site build dist .pytest_cache .mypy_cache .ruff_cache $(NODE_DIR)/node_modules

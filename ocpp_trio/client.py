@@ -877,9 +877,9 @@ async def open_ocpp_client(
             for OCPP 2.x's rule).
 
     Raises:
-        ConnectError (``ConnectTimeout``, ``TLSError``, ``HandshakeRejected``,
-        ``ProtocolNegotiationError``): the first connection failed and
-        ``retry_initial_connect`` is off.
+        ConnectError: the first connection failed and ``retry_initial_connect``
+            is off; one of its subclasses says why (``ConnectTimeout``,
+            ``TLSError``, ``HandshakeRejected``, ``ProtocolNegotiationError``).
         TypeError: an unknown option (a type checker flags it first).
         ValueError: a bad option value.
 

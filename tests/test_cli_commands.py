@@ -397,6 +397,7 @@ def test_validate_good_and_bad(tmp_path: Path) -> None:
 # --- demo ---------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_demo(tmp_path: Path) -> None:
     result = ocpp_trio("demo", "--stations", "4", "--duration", "2")
     assert result.returncode == 0, (result.stdout, result.stderr)
@@ -472,6 +473,7 @@ def test_entry_points() -> None:
 # --- Ctrl-C -----------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("after", ["[  1.0 s]", "[  2.0 s]"])
 async def test_ctrl_c_in_the_demo_is_one_line_and_exit_130(after: str) -> None:
     """SIGINT while the demo runs: status 130, one line on stderr, no traceback."""

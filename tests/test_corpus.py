@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 import trio
 
-from ocpp_trio import open_ocpp_client, serve_ocpp
+from ocpp_trio import ConnectionClosed, open_ocpp_client, serve_ocpp
 from ocpp_trio._core.frames import CallError, decode
 from ocpp_trio._core.protocol import BadMessage, Role, RPCProtocol
 from ocpp_trio.server import HandshakeRejectedEvent, OCPPServer
@@ -98,6 +98,14 @@ def test_frame_files_at_the_core(path: Path, protocol: str) -> None:
 # --- frames: over a connection ----------------------------------------------------
 
 
+def _is_utf8(raw: bytes) -> bool:
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 async def test_frame_corpus_over_a_connection(protocol: str, autojump_clock: Any) -> None:
     """Each bad frame, then a sentinel CALL: what came before the sentinel's answer is the reply."""
@@ -107,24 +115,17 @@ async def test_frame_corpus_over_a_connection(protocol: str, autojump_clock: Any
 
     bad: list[Any] = []
     cases = [c for c in FRAME_CASES if c["expect"][protocol] != "accept"]
-    # As text: a binary message closes the connection with 1003 (OCPP-J is
-    # text only; tests/test_ws_hostile.py covers that and invalid UTF-8).
-    files = [p.read_bytes().decode("utf-8", "replace") for p in FRAME_FILES]
+    # Files that are not UTF-8 can only go as binary messages, which close the
+    # connection (1003): test_binary_corpus_files_close_with_1003.
+    files = [raw for raw in (p.read_bytes() for p in FRAME_FILES) if _is_utf8(raw)]
     # Some corpus frames (nested-objects, many-keys) are larger than the default
     # max_message_size: here they must reach the decoder, not close the connection.
     async with open_raw_peer(protocol, handler=install, max_message_size=2**20) as (peer, conn):
         conn.on("bad_message", bad.append)
-        messages: list[tuple[str, Any]] = [(c["text"], c["expect"][protocol]) for c in cases]
-        # A file that decodes (invalid UTF-8 replaced) to a valid frame gets its answer.
-        messages += [
-            (
-                text,
-                "any"
-                if isinstance(RPCProtocol(protocol=protocol).receive(text), BadMessage)
-                else "valid",
-            )
-            for text in files
+        messages: list[tuple[str | bytes, Any]] = [
+            (c["text"], c["expect"][protocol]) for c in cases
         ]
+        messages += [(raw.decode(), "any") for raw in files]
         for index, (message, expect) in enumerate(messages):
             await peer.send(message)
             sentinel = f"sentinel-{index}"
@@ -133,9 +134,7 @@ async def test_frame_corpus_over_a_connection(protocol: str, autojump_clock: Any
             while (frame := await peer.receive_json())[1] != sentinel:
                 replies.append(frame)
             assert frame[0] == 3, frame
-            if expect == "valid":
-                assert len(replies) <= 1, replies
-            elif expect == "any":
+            if expect == "any":
                 assert all(r[0] == 4 for r in replies), replies
             elif expect is None:
                 assert replies == [], (message, replies)
@@ -144,9 +143,24 @@ async def test_frame_corpus_over_a_connection(protocol: str, autojump_clock: Any
         assert conn.state.name == "OPEN"
     assert len(bad) == len(messages) - sum(
         1
-        for text in files
-        if RPCProtocol(protocol=protocol).receive(text).__class__ is not BadMessage
+        for raw in files
+        if RPCProtocol(protocol=protocol).receive(raw).__class__ is not BadMessage
     )
+
+
+@pytest.mark.parametrize(
+    "path", [p for p in FRAME_FILES if not _is_utf8(p.read_bytes())], ids=lambda p: p.name
+)
+async def test_binary_corpus_files_close_with_1003(path: Path, autojump_clock: Any) -> None:
+    """A message that is not UTF-8 text goes as a binary message: the connection
+    closes with 1003 (OCPP-J messages are text), nothing is answered."""
+    message = path.read_bytes()  # noqa: ASYNC240 (a small file, read once)
+    async with open_raw_peer("ocpp2.0.1") as (peer, conn):
+        await peer.send(message)
+        with pytest.raises(ConnectionClosed) as closed:
+            await peer.receive()
+        assert closed.value.code == 1003
+        await conn.wait_closed()
 
 
 # --- handshakes: a real server on port 0 --------------------------------------------

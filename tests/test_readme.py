@@ -1,4 +1,5 @@
-"""README's Python examples compile and import only names that exist."""
+"""The Python examples of the README and of the guides in docs/ compile and
+import only names that exist; the README's station and CSMS work together."""
 
 from __future__ import annotations
 
@@ -8,15 +9,27 @@ from pathlib import Path
 
 import pytest
 
-README = Path(__file__).resolve().parent.parent / "README.md"
-BLOCKS = re.findall(r"```python\n(.*?)```", README.read_text(encoding="utf-8"), re.S)
+ROOT = Path(__file__).resolve().parent.parent
+README = ROOT / "README.md"
+PAGES = [README, *sorted((ROOT / "docs").rglob("*.md"))]
+#: (page, index, source) of every ```python block; a block that only includes a
+#: file (``--8<-- "path"``) is that file, which its own tests run.
+BLOCKS = [
+    (page.relative_to(ROOT).as_posix(), i, source)
+    for page in PAGES
+    for i, source in enumerate(re.findall(r"```python\n(.*?)```", page.read_text("utf-8"), re.S))
+    if not source.startswith("--8<--")
+]
 
 
-def test_readme_has_examples() -> None:
-    assert len(BLOCKS) >= 4
+def test_readme_and_guides_have_examples() -> None:
+    assert sum(1 for page, _, _ in BLOCKS if page == "README.md") >= 2
+    assert len(BLOCKS) >= 12
 
 
-@pytest.mark.parametrize("source", BLOCKS, ids=[f"block{i}" for i in range(len(BLOCKS))])
+@pytest.mark.parametrize(
+    "source", [s for _, _, s in BLOCKS], ids=[f"{p}-{i}" for p, i, _ in BLOCKS]
+)
 def test_example_compiles_and_its_imports_resolve(source: str) -> None:
     tree = ast.parse(source)
     compile(tree, "README.md", "exec")

@@ -587,14 +587,14 @@ def test_profile_for_options_are_checked(ca: trustme.CA, server_cert: trustme.Le
     assert server.refuse_unknown_subprotocol is False
 
 
-# --- the README's mixed-profile CSMS, as written --------------------------------------
+# --- the security guide's mixed-profile CSMS, as written --------------------------------------
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+GUIDE = Path(__file__).resolve().parent.parent / "docs" / "guides" / "security.md"
 
 
 def readme_block(marker: str) -> str:
-    """The README's one Python block that contains ``marker``."""
-    blocks = re.findall(r"```python\n(.*?)```", README.read_text(encoding="utf-8"), re.S)
+    """The security guide's one Python block that contains ``marker``."""
+    blocks = re.findall(r"```python\n(.*?)```", GUIDE.read_text(encoding="utf-8"), re.S)
     (block,) = [b for b in blocks if marker in b]
     return block
 
@@ -602,7 +602,7 @@ def readme_block(marker: str) -> str:
 async def test_the_readme_mixed_profile_csms_and_its_a05_upgrade(
     ca: trustme.CA, tmp_path: Path
 ) -> None:
-    """The README's CSMS serves CP001-CP003 on one port and upgrades CP002 from 2 to 3."""
+    """The guide's CSMS serves CP001-CP003 on one port and upgrades CP002 from 2 to 3."""
     files = {
         "csms-ecdsa": ca.issue_cert("127.0.0.1", key_type=trustme.KeyType.ECDSA),
         "csms-rsa": ca.issue_cert("127.0.0.1", key_type=trustme.KeyType.RSA),

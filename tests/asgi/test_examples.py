@@ -13,6 +13,7 @@ from ocpp_trio.events import CloseEvent
 from .helpers import EXAMPLES, http_request, load_example
 
 README = Path(__file__).resolve().parents[2] / "README.md"
+GUIDE = Path(__file__).resolve().parents[2] / "docs" / "guides" / "asgi.md"
 
 
 async def test_side_by_side_serves_ocpp_and_http_in_one_nursery() -> None:
@@ -43,9 +44,9 @@ async def test_side_by_side_serves_ocpp_and_http_in_one_nursery() -> None:
     assert [(e.code, e.by_peer) for e in seen] == [(1001, True)]
 
 
-def test_the_readme_shows_the_starlette_example_as_it_is() -> None:
-    readme = README.read_text(encoding="utf-8")
-    example = (EXAMPLES / "starlette_hypercorn.py").read_text(encoding="utf-8")
-    if "ocpp_trio.asgi" not in readme:  # the README section is not merged yet
-        return
-    assert example.strip() in readme
+def test_the_asgi_guide_shows_the_starlette_example_as_it_is() -> None:
+    """The guide includes the file itself (a snippet), so it cannot drift from it."""
+    guide = GUIDE.read_text(encoding="utf-8")
+    assert '```python\n--8<-- "examples/starlette_hypercorn.py"\n```' in guide
+    assert (EXAMPLES / "starlette_hypercorn.py").is_file()
+    assert "docs/guides/asgi.md" in README.read_text(encoding="utf-8")

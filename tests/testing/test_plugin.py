@@ -1,7 +1,8 @@
-"""The pytest plugin's fixtures, and the README's "Testing your handlers" example.
+"""The pytest plugin's fixtures, and the "Testing your handlers" guide's example.
 
-``readme_example.py`` holds the example test module of the README section
-(``README_CONFTEST`` its conftest).  It runs twice: in this session
+``readme_example.py`` holds the example test module that the guide
+(``docs/guides/testing.md``) includes as it is (``README_CONFTEST`` its
+conftest).  It runs twice: in this session
 (``test_readme_example.py`` collects its tests, with the fixtures of
 ``conftest.py``), and here in a fresh pytest in a subprocess, laid out exactly
 as a user would (``pytest_plugins`` in the conftest, ``trio_mode`` in the
@@ -24,12 +25,13 @@ from ocpp_trio import CallErrorReceived, OCPPConnection
 from ocpp_trio.testing import MemoryPair, MemoryServer
 
 HERE = Path(__file__).resolve().parent
-README = HERE.parent.parent / "README.md"
+GUIDE = HERE.parent.parent / "docs" / "guides" / "testing.md"
 EXAMPLE = HERE / "readme_example.py"
 README_CONFTEST = '# conftest.py\npytest_plugins = ["ocpp_trio.testing.plugin"]\n'
 PYPROJECT = "[tool.pytest.ini_options]\ntrio_mode = true\n"
 
 
+@pytest.mark.slow
 def test_the_example_runs_in_a_fresh_pytest(tmp_path: Path) -> None:
     (tmp_path / "conftest.py").write_text(README_CONFTEST, encoding="utf-8")
     (tmp_path / "test_csms.py").write_text(EXAMPLE.read_text(encoding="utf-8"), encoding="utf-8")
@@ -46,14 +48,13 @@ def test_the_example_runs_in_a_fresh_pytest(tmp_path: Path) -> None:
     assert "3 passed" in result.stdout
 
 
-def test_the_readme_shows_this_example() -> None:
-    text = README.read_text(encoding="utf-8")
-    section = re.search(r"^## Testing your handlers\n(.*?)(?=^## |\Z)", text, re.S | re.M)
-    if section is None:
-        pytest.skip("README has no 'Testing your handlers' section yet")
-    blocks = re.findall(r"```python\n(.*?)```", section.group(1), re.S)
+def test_the_testing_guide_shows_this_example() -> None:
+    """The guide has the conftest as a block and includes the example file itself."""
+    text = GUIDE.read_text(encoding="utf-8")
+    blocks = re.findall(r"```python\n(.*?)```", text, re.S)
     assert README_CONFTEST in blocks
-    assert EXAMPLE.read_text(encoding="utf-8") in blocks
+    snippet = f'--8<-- "{EXAMPLE.relative_to(HERE.parent.parent).as_posix()}"\n'
+    assert snippet in blocks
 
 
 # --- the fixtures themselves ------------------------------------------------------

@@ -63,6 +63,7 @@ def test_frames_decode_and_carry_valid_payloads(protocol: str) -> None:
     check()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 def test_frames_cover_every_message_type_of_the_protocol(protocol: str) -> None:
     # A search per type, not a tally over a random sample (which missed a
