@@ -83,6 +83,8 @@ class FlakyCSMS:
             case "StopTransaction":
                 return {"idTagInfo": {"status": "Accepted"}}
             case "Authorize":
+                if "idToken" in ctx.params:  # OCPP 2.x
+                    return {"idTokenInfo": {"status": "Accepted"}}
                 return {"idTagInfo": {"status": "Accepted"}}
             case "DataTransfer":
                 return {"status": "Accepted"}
