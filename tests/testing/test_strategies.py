@@ -167,9 +167,10 @@ async def test_valid_payloads_reach_the_handler_over_the_wire(protocol: str, dat
 
     # A drawn payload may exceed the default max_message_size (256 KiB): the
     # point here is validation, not that limit (tests/test_limits.py).
-    async with open_raw_peer(
-        protocol, handler=setup, strict_mode=True, max_message_size=2**24
-    ) as (peer, _csms):
+    async with open_raw_peer(protocol, handler=setup, strict_mode=True, max_message_size=2**24) as (
+        peer,
+        _csms,
+    ):
         reply = await peer.call(action, payload)
     assert reply == [3, "raw-1", answer]
     assert seen == [payload]
