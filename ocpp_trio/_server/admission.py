@@ -660,18 +660,7 @@ async def station_profile(
     """
     if lookup is None:
         return default
-    try:
-        result: object = lookup(identity)
-        if inspect.isawaitable(result):
-            result = await result
-    except Exception as exc:
-        log.error(
-            "profile_for raised %s for %r; answering 503",
-            type(exc).__name__,
-            identity,
-            exc_info=exc,
-        )
-        raise Refusal(503, f"profile_for raised {type(exc).__name__}") from None
+    result = await _call_app(lookup, identity, "profile_for", identity, 503)
     if result is None:
         return default
     if isinstance(result, int) and not isinstance(result, bool) and 0 <= result <= 3:
@@ -759,18 +748,30 @@ async def run_auth(auth: AuthCallback, request: HandshakeRequest) -> object:
     Raises:
         Refusal: 500 when it raises; the exception is logged, never sent.
     """
+    return await _call_app(auth, request, "auth callback", request.identity, 500)
+
+
+async def _call_app(
+    fn: Callable[[Any], object], arg: object, what: str, identity: str, status: int
+) -> object:
+    """``fn(arg)``, awaited if it returns an awaitable; what it raises becomes ``Refusal(status)``.
+
+    The exception is logged with its traceback, never sent to the station.
+    """
     try:
-        result: object = auth(request)
+        result: object = fn(arg)
         if inspect.isawaitable(result):
             result = await result
     except Exception as exc:
         log.error(
-            "auth callback raised %s for %r; answering 500",
+            "%s raised %s for %r; answering %d",
+            what,
             type(exc).__name__,
-            request.identity,
+            identity,
+            status,
             exc_info=exc,
         )
-        raise Refusal(500, f"auth callback raised {type(exc).__name__}") from None
+        raise Refusal(status, f"{what} raised {type(exc).__name__}") from None
     return result
 
 
