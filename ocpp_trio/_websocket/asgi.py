@@ -15,7 +15,7 @@ checked again here (1009).
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any, Final, TypeAlias, final
+from typing import Any, Final, NoReturn, TypeAlias, final
 
 import trio
 
@@ -115,21 +115,22 @@ class AsgiTransport:
                 text = event.get("text")
                 if text is not None:
                     if len(text) * 4 > self._max_size and len(text.encode()) > self._max_size:
-                        await self._too_big()
+                        await self._fail(
+                            CLOSE_MESSAGE_TOO_BIG, f"message larger than {self._max_size} bytes"
+                        )
                     return str(text)
                 # OCPP-J is text only: a binary message fails the connection.
-                await self.aclose(CLOSE_UNSUPPORTED_DATA, BINARY_REFUSED)
-                raise self._set_closed(CLOSE_UNSUPPORTED_DATA, BINARY_REFUSED)
+                await self._fail(CLOSE_UNSUPPORTED_DATA, BINARY_REFUSED)
             if kind == "websocket.disconnect":
                 code = event.get("code")
                 raise self._set_closed(
                     int(code) if code is not None else 1005, str(event.get("reason") or "")
                 )
 
-    async def _too_big(self) -> None:
-        reason = f"message larger than {self._max_size} bytes"
-        await self.aclose(CLOSE_MESSAGE_TOO_BIG, reason)
-        raise self._set_closed(CLOSE_MESSAGE_TOO_BIG, reason)
+    async def _fail(self, code: int, reason: str) -> NoReturn:
+        """Fail the connection: the close frame, then the closed state raised."""
+        await self.aclose(code, reason)
+        raise self._set_closed(code, reason)
 
     async def send(self, text: str) -> None:
         if self._closed is not None:

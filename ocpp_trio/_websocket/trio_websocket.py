@@ -99,10 +99,10 @@ class TrioWebsocketTransport:
         if isinstance(msg, str):
             return msg
         # A binary message fails the connection (RFC 6455 §7.4.1), as the
-        # default driver does: the close frame, bounded, then the stream.
+        # default driver does: the close frame, bounded; aclose() then
+        # closes the stream whatever happened.
         with trio.move_on_after(_FAIL_TIMEOUT):
             await self.aclose(CLOSE_UNSUPPORTED_DATA, BINARY_REFUSED)
-        await self.abort()
         raise ConnectionClosed(
             f"connection closed ({CLOSE_UNSUPPORTED_DATA}: {BINARY_REFUSED})",
             code=CLOSE_UNSUPPORTED_DATA,

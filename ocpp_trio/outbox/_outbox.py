@@ -659,25 +659,27 @@ class Outbox:
             raise
         self._dropped_starts |= starts
         for e in doomed:
-            why = reason if e in entries else "start_dropped"
-            tries = attempts if (attempts is not None and e in entries) else e.message.attempts
+            own = e in entries  # else it waited for a dropped start
+            why = reason if own else "start_dropped"
+            cause = error if own else None
+            tries = attempts if (attempts is not None and own) else e.message.attempts
             log.warning(
                 "%s (outbox seq %d) dropped: %s%s",
                 e.message.action,
                 e.message.seq,
                 why,
-                f" ({error})" if error is not None and e in entries else "",
+                f" ({cause})" if cause is not None else "",
             )
             e.handle._drop(
                 MessageDropped(
                     seq=e.message.seq,
                     action=e.message.action,
                     reason=why,
-                    error=error if e in entries else None,
+                    error=cause,
                     attempts=tries,
                 )
             )
-            self._emit_dropped(e.handle, why, error if e in entries else None, tries)
+            self._emit_dropped(e.handle, why, cause, tries)
         self._wake()
 
     def _emit_dropped(
