@@ -206,22 +206,12 @@ async def test_a_binary_message_closes_with_1003(server_backend: str) -> None:
     (RFC 6455 §7.4.1) instead of handing bytes to the RPC layer."""
     closed: list[int | None] = []
 
-    async def on_station(conn: OCPPConnection) -> None:
+    def on_client(conn: OCPPConnection) -> None:
         conn.on("close", lambda event: closed.append(event.code))
 
     with trio.fail_after(10):
-        async with trio.open_nursery() as nursery:
-            server = await nursery.start(
-                partial(
-                    serve_ocpp,
-                    on_station,
-                    0,
-                    host="127.0.0.1",
-                    protocols=["ocpp1.6"],
-                    websocket_backend=server_backend,
-                    ping_interval=0,
-                )
-            )
+        async with serving(server_backend, ping_interval=0) as server:
+            server.on("client", on_client)
             received = bytearray()
             async with await trio.open_tcp_stream("127.0.0.1", server.port) as stream:
                 await stream.send_all(upgrade_request("/ocpp/BIN1"))
@@ -239,6 +229,4 @@ async def test_a_binary_message_closes_with_1003(server_backend: str) -> None:
             assert b"OCPP-J messages are text, not binary" in frames
             while not closed:  # the server's close event  # noqa: ASYNC110
                 await trio.sleep(0.01)
-            await server.close()
-            nursery.cancel_scope.cancel()
     assert closed == [1003]

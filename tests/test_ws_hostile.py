@@ -69,32 +69,30 @@ def fragments(payload: bytes, size: int, opcode: int = TEXT) -> bytes:
 
 def close_code_of(data: bytes) -> int | None:
     """The code of the first close frame in ``data`` (frames from a server: unmasked)."""
-    while len(data) >= 2:
-        opcode, n = data[0] & 0x0F, data[1] & 0x7F
-        start = 2
-        if n == 126:
-            n, start = struct.unpack("!H", data[2:4])[0], 4
-        elif n == 127:
-            n, start = struct.unpack("!Q", data[2:10])[0], 10
+    for opcode, payload in frames_of(data):
         if opcode == CLOSE:
-            code: int = struct.unpack("!H", data[start : start + 2])[0]
+            code: int = struct.unpack("!H", payload[:2])[0]
             return code
-        data = data[start + n :]
     return None
 
 
-def frames_of(data: bytes) -> list[tuple[int, bytes]]:
-    """``(opcode, payload)`` of each unmasked frame in ``data``."""
+def frames_of(data: bytes, *, masked: bool = False) -> list[tuple[int, bytes]]:
+    """``(opcode, payload)`` of each frame in ``data``, unmasked if a client ``masked`` them."""
     out = []
-    while len(data) >= 2:
+    key_size = 4 if masked else 0
+    while len(data) >= 2 + key_size:
         opcode, n = data[0] & 0x0F, data[1] & 0x7F
         start = 2
         if n == 126:
             n, start = struct.unpack("!H", data[2:4])[0], 4
         elif n == 127:
             n, start = struct.unpack("!Q", data[2:10])[0], 10
-        out.append((opcode, data[start : start + n]))
-        data = data[start + n :]
+        key = data[start : start + key_size]
+        body = data[start + key_size : start + key_size + n]
+        if masked:
+            body = bytes(b ^ key[i % 4] for i, b in enumerate(body))
+        out.append((opcode, body))
+        data = data[start + key_size + n :]
     return out
 
 
@@ -434,17 +432,7 @@ def _switching(request: bytes) -> bytes:
 
 def _client_frames(data: bytes) -> list[tuple[int, bytes]]:
     """``(opcode, unmasked payload)`` of each frame a client sent."""
-    out = []
-    while len(data) >= 6:
-        opcode, n = data[0] & 0x0F, data[1] & 0x7F
-        start = 2
-        if n == 126:
-            n, start = struct.unpack("!H", data[2:4])[0], 4
-        key = data[start : start + 4]
-        body = data[start + 4 : start + 4 + n]
-        out.append((opcode, bytes(b ^ key[i % 4] for i, b in enumerate(body))))
-        data = data[start + 4 + n :]
-    return out
+    return frames_of(data, masked=True)
 
 
 async def test_a_client_answers_a_ping_that_came_with_the_101(autojump_clock: Any) -> None:
