@@ -1,10 +1,39 @@
 """Shared test helpers: streams whose delivery can be paused (a peer that goes silent),
-and the stdout lines of a subprocess."""
+the stdout lines of a subprocess, and a server on loopback with its refusals."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from functools import partial
+from typing import Any
+
 import trio
 import trio.testing
+
+from ocpp_trio.server import Handler, HandshakeRejectedEvent, OCPPServer, serve_ocpp
+
+
+@asynccontextmanager
+async def serving_with_refusals(
+    handler: Handler | None, **options: Any
+) -> AsyncIterator[tuple[OCPPServer, list[HandshakeRejectedEvent]]]:
+    """``serve_ocpp(handler)`` on 127.0.0.1 port 0 (no pings), and its ``handshake_rejected`` events.
+
+    Closed (bounded) on the way out.
+    """
+    options.setdefault("ping_interval", 0)
+    rejected: list[HandshakeRejectedEvent] = []
+    async with trio.open_nursery() as nursery:
+        server: OCPPServer = await nursery.start(
+            partial(serve_ocpp, handler, 0, host="127.0.0.1", **options)
+        )
+        server.on("handshake_rejected", rejected.append)
+        try:
+            yield server, rejected
+        finally:
+            with trio.fail_after(10):
+                await server.close()
 
 
 class Valve:

@@ -20,9 +20,7 @@ Over real loopback sockets, with our own client as the honest station:
 from __future__ import annotations
 
 import ssl
-from collections.abc import AsyncIterator
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from functools import partial
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import pytest
@@ -51,10 +49,10 @@ from ocpp_trio.server import (
     HandshakeRejectedEvent,
     HandshakeRequest,
     OCPPServer,
-    serve_ocpp,
 )
 
 from .conftest import status_of, upgrade_request
+from .helpers import serving_with_refusals
 
 TIMEOUT = 10.0
 NOW = {"currentTime": "2024-01-01T00:00:00Z"}
@@ -69,21 +67,11 @@ async def _on_station(conn: OCPPConnection) -> None:
     _heartbeat(conn)
 
 
-@asynccontextmanager
-async def serving(**options: Any) -> AsyncIterator[tuple[OCPPServer, list[HandshakeRejectedEvent]]]:
+def serving(
+    **options: Any,
+) -> AbstractAsyncContextManager[tuple[OCPPServer, list[HandshakeRejectedEvent]]]:
     """``serve_ocpp`` on 127.0.0.1 port 0 answering Heartbeat; its rejections."""
-    options.setdefault("ping_interval", 0)
-    rejected: list[HandshakeRejectedEvent] = []
-    async with trio.open_nursery() as nursery:
-        server: OCPPServer = await nursery.start(
-            partial(serve_ocpp, _on_station, 0, host="127.0.0.1", **options)
-        )
-        server.on("handshake_rejected", rejected.append)
-        try:
-            yield server, rejected
-        finally:
-            with trio.fail_after(TIMEOUT):
-                await server.close()
+    return serving_with_refusals(_on_station, **options)
 
 
 def station(

@@ -6,9 +6,7 @@ import base64
 import logging
 import ssl
 import warnings
-from collections.abc import AsyncIterator
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from functools import partial
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import pytest
@@ -26,9 +24,10 @@ from ocpp_trio import (
     open_ocpp_client,
     server_ssl_context,
 )
-from ocpp_trio.server import HandshakeRejectedEvent, HandshakeRequest, OCPPServer, serve_ocpp
+from ocpp_trio.server import HandshakeRejectedEvent, HandshakeRequest, OCPPServer
 
 from .conftest import raw_exchange, status_of, upgrade_request
+from .helpers import serving_with_refusals
 
 TIMEOUT = 10.0
 IDENTITY = "CP001"  # the CN of the conftest station certificates
@@ -65,20 +64,10 @@ class Auth:
         return True
 
 
-@asynccontextmanager
-async def serving(**options: Any) -> AsyncIterator[tuple[OCPPServer, list[HandshakeRejectedEvent]]]:
-    options.setdefault("ping_interval", 0)
-    rejected: list[HandshakeRejectedEvent] = []
-    async with trio.open_nursery() as nursery:
-        server: OCPPServer = await nursery.start(
-            partial(serve_ocpp, None, 0, host="127.0.0.1", **options)
-        )
-        server.on("handshake_rejected", rejected.append)
-        try:
-            yield server, rejected
-        finally:
-            with trio.fail_after(TIMEOUT):
-                await server.close()
+def serving(
+    **options: Any,
+) -> AbstractAsyncContextManager[tuple[OCPPServer, list[HandshakeRejectedEvent]]]:
+    return serving_with_refusals(None, **options)
 
 
 def station(

@@ -5,9 +5,7 @@ Both WebSocket backends of our own listener and the ASGI front end (Hypercorn).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from functools import partial
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import pytest
@@ -20,10 +18,11 @@ from ocpp_trio import (
     open_ocpp_client,
 )
 from ocpp_trio.asgi import OCPPASGIApp
-from ocpp_trio.server import HandshakeRejectedEvent, HandshakeRequest, OCPPServer, serve_ocpp
+from ocpp_trio.server import HandshakeRejectedEvent, HandshakeRequest, OCPPServer
 
 from .asgi.helpers import http_request, hypercorn, upgrade_headers
 from .conftest import raw_exchange, status_of, upgrade_request
+from .helpers import serving_with_refusals
 
 TIMEOUT = 10.0
 BACKENDS = ["websockets", "trio-websocket"]
@@ -33,23 +32,11 @@ BODY = (
 )
 
 
-@asynccontextmanager
-async def serving(**options: Any) -> AsyncIterator[tuple[OCPPServer, list[HandshakeRejectedEvent]]]:
-    options.setdefault("ping_interval", 0)
+def serving(
+    **options: Any,
+) -> AbstractAsyncContextManager[tuple[OCPPServer, list[HandshakeRejectedEvent]]]:
     options.setdefault("close_timeout", 0.5)
-    rejected: list[HandshakeRejectedEvent] = []
-    async with trio.open_nursery() as nursery:
-        server: OCPPServer = await nursery.start(
-            partial(
-                serve_ocpp, None, 0, host="127.0.0.1", protocols=["ocpp2.0.1", "ocpp1.6"], **options
-            )
-        )
-        server.on("handshake_rejected", rejected.append)
-        try:
-            yield server, rejected
-        finally:
-            with trio.fail_after(TIMEOUT):
-                await server.close()
+    return serving_with_refusals(None, protocols=["ocpp2.0.1", "ocpp1.6"], **options)
 
 
 async def head_of_answer(port: int, request: bytes) -> bytes:
