@@ -67,6 +67,10 @@ from typing import Any
 import trio
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from soak import Lines  # noqa: E402 - the soak's reader of a child's stdout lines
+
 ROOT = HERE.parent
 NOW = "2026-01-01T00:00:00Z"
 LAG_TICK = 0.01
@@ -695,23 +699,6 @@ def proc_status(pid: int) -> tuple[int, int]:
     except OSError:
         return 0, 0
     return rss, fds
-
-
-class Lines:
-    def __init__(self, stream: trio.abc.ReceiveStream) -> None:
-        self.stream = stream
-        self.buffer = b""
-
-    async def until(self, prefix: str) -> str:
-        while True:
-            while b"\n" in self.buffer:
-                line, self.buffer = self.buffer.split(b"\n", 1)
-                if line.decode(errors="replace").startswith(prefix):
-                    return line.decode()
-            chunk = await self.stream.receive_some()
-            if not chunk:
-                raise RuntimeError(f"process ended before printing {prefix!r}")
-            self.buffer += chunk
 
 
 async def stop(proc: trio.Process, bound: float) -> None:

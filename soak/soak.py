@@ -85,8 +85,8 @@ class Lines:
         while True:
             while b"\n" in self.buffer:
                 line, self.buffer = self.buffer.split(b"\n", 1)
-                if line.decode().startswith(prefix):
-                    return line.decode()
+                if line.decode(errors="replace").startswith(prefix):
+                    return line.decode(errors="replace")
             chunk = await self.stream.receive_some()
             if not chunk:
                 raise RuntimeError(f"process ended before printing {prefix!r}")
