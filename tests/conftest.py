@@ -7,6 +7,7 @@ test builds the ``ssl.SSLContext`` it needs from them.
 from __future__ import annotations
 
 import socket
+import ssl
 
 import pytest
 import trio
@@ -86,12 +87,21 @@ def upgrade_request(
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
 
-async def raw_exchange(port: int, data: bytes, *, timeout: float = 5.0) -> bytes:
-    """Send ``data`` to 127.0.0.1:``port`` and return what comes back until EOF.
+async def raw_exchange(
+    port: int, data: bytes, *, timeout: float = 5.0, ssl_context: ssl.SSLContext | None = None
+) -> bytes:
+    """Send ``data`` to 127.0.0.1:``port`` (over TLS with ``ssl_context``) and return
+    what comes back until EOF.
 
     Raises ``trio.TooSlowError`` when the server neither answers nor closes in time.
     """
-    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    stream: trio.abc.Stream
+    if ssl_context is None:
+        stream = await trio.open_tcp_stream("127.0.0.1", port)
+    else:
+        stream = await trio.open_ssl_over_tcp_stream(
+            "127.0.0.1", port, ssl_context=ssl_context, https_compatible=True
+        )
     received = bytearray()
     async with stream:
         with trio.fail_after(timeout):

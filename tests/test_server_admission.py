@@ -51,7 +51,7 @@ from ocpp_trio.server import (
     OCPPServer,
 )
 
-from .conftest import status_of, upgrade_request
+from .conftest import raw_exchange, status_of, upgrade_request
 from .helpers import serving_with_refusals
 
 TIMEOUT = 10.0
@@ -92,21 +92,6 @@ async def refused_status(server: OCPPServer, identity: str, **options: Any) -> i
         async with station(server, identity, **options):
             pass
     return info.value.status_code
-
-
-async def exchange(port: int, data: bytes) -> bytes:
-    """Send ``data``, return everything until the server closes (bounded)."""
-    stream = await trio.open_tcp_stream("127.0.0.1", port)
-    received = bytearray()
-    async with stream:
-        with trio.fail_after(TIMEOUT):
-            try:
-                await stream.send_all(data)
-                while chunk := await stream.receive_some():
-                    received += chunk
-            except trio.BrokenResourceError:
-                pass
-    return bytes(received)
 
 
 async def upgraded(port: int, data: bytes) -> int | None:
@@ -302,7 +287,7 @@ async def test_a_bad_request_never_evicts_the_open_connection(data: bytes, statu
             station(server, "CP1", security_profile=1, password=SECRET) as client,
         ):
             conn = server.clients["CP1"]
-            assert status_of(await exchange(server.port, data)) == status
+            assert status_of(await raw_exchange(server.port, data)) == status
             await still_connected(server, client, conn)
             assert conn.close_code is None
             # A good request still replaces it (duplicate_policy="replace" is intact).
@@ -438,7 +423,8 @@ async def test_max_connections_counts_streams_from_accept() -> None:
                     assert await _closed_at_once(server.port)
                     assert trio.current_time() - start < 1.0
                     assert (
-                        status_of(await exchange(server.port, upgrade_request("/ocpp/CP3"))) is None
+                        status_of(await raw_exchange(server.port, upgrade_request("/ocpp/CP3")))
+                        is None
                     )
                     assert await cp1.call("Heartbeat", {}) == NOW
                 async with station(server, "CP3"):
@@ -540,7 +526,7 @@ async def test_max_connections_closes_before_tls(
             )
             with pytest.raises(ssl.SSLWantReadError):
                 hello.do_handshake()
-            assert await exchange(server.port, outgoing.read()) == b""
+            assert await raw_exchange(server.port, outgoing.read()) == b""
 
 
 async def test_a_silent_tls_peer_is_displaced(
@@ -666,7 +652,7 @@ async def test_a_non_ascii_identity_is_refused_and_hurts_nobody(path: str) -> No
     with trio.fail_after(TIMEOUT):
         async with serving() as (server, rejected), station(server, "CP1") as client:
             conn = server.clients["CP1"]
-            assert status_of(await exchange(server.port, upgrade_request(path))) == 400
+            assert status_of(await raw_exchange(server.port, upgrade_request(path))) == 400
             await still_connected(server, client, conn)
     assert [(e.status, e.reason) for e in rejected] == [
         (400, "the station identity is not printable ASCII")

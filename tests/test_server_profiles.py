@@ -201,23 +201,6 @@ async def refused(csms: Csms, identity: str, **options: Any) -> int | None:
     return info.value.status_code if isinstance(info.value, HandshakeRejected) else None
 
 
-async def tls_exchange(port: int, data: bytes, ctx: ssl.SSLContext) -> bytes:
-    """:func:`raw_exchange` over TLS."""
-    stream = await trio.open_ssl_over_tcp_stream(
-        "127.0.0.1", port, ssl_context=ctx, https_compatible=True
-    )
-    received = bytearray()
-    async with stream:
-        with trio.fail_after(5):
-            try:
-                await stream.send_all(data)
-                while chunk := await stream.receive_some():
-                    received += chunk
-            except trio.BrokenResourceError:
-                pass
-    return bytes(received)
-
-
 # --- one TLS port, three profiles ---------------------------------------------------
 
 
@@ -313,18 +296,18 @@ async def test_refusals_say_what_each_profile_wants(
                     (basic_auth_header("CP9", PASSWORDS[name]),),
                     (basic_auth_header(name, "wrong" * 4),),
                 ]:
-                    answer = await tls_exchange(
+                    answer = await raw_exchange(
                         srv.tls_port,
                         upgrade_request(f"/ocpp/{name}", headers=headers),
-                        station_tls(ca, station_certs[name]),
+                        ssl_context=station_tls(ca, station_certs[name]),
                     )
                     assert status_of(answer) == 401
                     assert challenge in answer
             # Profile 3 with the password of a profile 2 station and no certificate.
-            answer = await tls_exchange(
+            answer = await raw_exchange(
                 srv.tls_port,
                 upgrade_request("/ocpp/CP3", headers=(basic_auth_header("CP3", PASSWORDS["CP2"]),)),
-                station_tls(ca),
+                ssl_context=station_tls(ca),
             )
             assert status_of(answer) == 401
             assert b"WWW-Authenticate" not in answer
