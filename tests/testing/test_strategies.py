@@ -146,9 +146,10 @@ async def test_invalid_payloads_get_their_code_over_the_wire(protocol: str, data
 
     # A drawn payload may exceed the default max_message_size (256 KiB): the
     # point here is validation, not that limit (tests/test_limits.py).
-    async with open_raw_peer(
-        protocol, handler=setup, strict_mode=True, max_message_size=2**24
-    ) as (peer, _csms):
+    async with open_raw_peer(protocol, handler=setup, strict_mode=True, max_message_size=2**24) as (
+        peer,
+        _csms,
+    ):
         reply = await peer.call(action, payload)
     assert reply[:3] == [4, "raw-1", spelled(error, protocol)]
 
