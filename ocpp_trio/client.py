@@ -65,6 +65,9 @@ from ._websocket.transport import (
     WebSocketBackend,
 )
 from .events import ConnectingEvent, ErrorEvent, EventEmitter, LimitEvent, ReconnectEvent
+from .observability._recorder import make_observer
+from .observability.framelog import FrameLog
+from .observability.telemetry import Telemetry
 from .outbox import Outbox, OutboxHandle, OutboxStore
 from .routing import Handler, Router
 from .security import SecurityProfile, basic_auth_header, client_ssl_context
@@ -157,6 +160,10 @@ class ClientKwargs(ConnectionKwargs, total=False):
         outbox: the durable outbox: an ``ocpp_trio.outbox.Outbox``, a file
             path (the default SQLite store) or an ``OutboxStore``; see
             :meth:`OCPPClient.enqueue`.
+        telemetry: metrics and spans (``ocpp_trio.observability.Telemetry``);
+            None records none.
+        frame_log: the structured frame log
+            (``ocpp_trio.observability.FrameLog``); None writes none.
     """
 
     security_profile: SecurityProfile | int
@@ -182,6 +189,8 @@ class ClientKwargs(ConnectionKwargs, total=False):
     wait_connected: bool
     backoff: Callable[[int], float] | None
     outbox: Outbox | str | os.PathLike[str] | OutboxStore | None
+    telemetry: Telemetry | None
+    frame_log: FrameLog | None
 
 
 class OCPPClient(HandlerSurface):
@@ -221,6 +230,8 @@ class OCPPClient(HandlerSurface):
         compression_threshold: int = DEFAULT_COMPRESSION_THRESHOLD,
         websocket_backend: WebSocketBackend = "websockets",
         outbox: Outbox | str | os.PathLike[str] | OutboxStore | None = None,
+        telemetry: Telemetry | None = None,
+        frame_log: FrameLog | None = None,
     ) -> None:
         if not protocols or any(not isinstance(p, str) or not p for p in protocols):
             raise ValueError("protocols must be a non-empty list of subprotocol names")
@@ -304,6 +315,8 @@ class OCPPClient(HandlerSurface):
             self._outbox = outbox
         else:
             self._outbox = Outbox(outbox)
+        self._telemetry = telemetry
+        self._observer = make_observer(telemetry, frame_log, "station")
 
     def __repr__(self) -> str:
         return f"<OCPPClient identity={self.identity!r} url={self.url!r} state={self._state.name}>"
@@ -647,6 +660,9 @@ class OCPPClient(HandlerSurface):
                 remote=(self._host, self._port),
             ),
             id_factory=self._id_factory,
+            recorder=None
+            if self._observer is None
+            else self._observer.connection(self.identity, sub),
         )
         if not self._entered.is_set():
             hold_calls_until(conn, self._entered)
@@ -808,6 +824,8 @@ class OCPPClient(HandlerSurface):
             delay = self._next_delay(attempt)
             attempt += 1
             self._state = ConnectionState.CONNECTING
+            if self._observer is not None:
+                self._observer.reconnect(self.identity)
             self._emitter.emit(
                 "reconnect", ReconnectEvent(attempt=attempt, delay=delay, error=error)
             )
@@ -891,6 +909,10 @@ async def open_ocpp_client(
     client = OCPPClient(endpoint, identity=identity, protocols=protocols, options=options, **rest)
     if setup is not None:
         setup(client)
+    telemetry = client._telemetry
+    unwatch = None
+    if telemetry is not None and client.outbox is not None:
+        unwatch = telemetry.watch_outbox(client.outbox.backlog, client.identity)
     try:
         async with trio.open_nursery() as nursery:
             if client.outbox is not None:
@@ -919,3 +941,6 @@ async def open_ocpp_client(
             # group (the implicit context) holds the leaf.
             leaf.__context__ = None
             del leaf, group
+    finally:
+        if unwatch is not None:
+            unwatch()

@@ -108,6 +108,9 @@ from ._websocket.transport import (
 )
 from .cluster._interface import ClusterAdapter, Subscriber
 from .cluster._server_glue import ClusterGlue
+from .observability._recorder import make_observer
+from .observability.framelog import FrameLog
+from .observability.telemetry import Telemetry
 from .security import SecurityProfile
 from .types import Action
 
@@ -161,6 +164,8 @@ class ServerKwargs(ConnectionKwargs, total=False):
     compression: bool
     compression_threshold: int
     websocket_backend: WebSocketBackend
+    telemetry: Telemetry | None
+    frame_log: FrameLog | None
     options: ConnectionOptions | None
 
 
@@ -232,6 +237,10 @@ class OCPPServer:
             what OCPP-J prescribes and the default does: ``101`` without
             ``Sec-WebSocket-Protocol``, then a close (1002).  For test tools
             and proxies that expect an HTTP refusal.
+        telemetry: metrics and spans (``ocpp_trio.observability.Telemetry``,
+            or ``PrometheusMetrics().telemetry()``); None records none.
+        frame_log: the structured frame log
+            (``ocpp_trio.observability.FrameLog``); None writes none.
 
     Station identities: the last path segment, percent-decoded (OCPP-J
     1.6 §3.1.1, 2.0.1 Part 4 §3.1.1), 1-48 printable ASCII characters
@@ -272,6 +281,8 @@ class OCPPServer:
         compression: bool = True,
         compression_threshold: int = DEFAULT_COMPRESSION_THRESHOLD,
         websocket_backend: WebSocketBackend = "websockets",
+        telemetry: Telemetry | None = None,
+        frame_log: FrameLog | None = None,
         options: ConnectionOptions | None = None,
         **connection_options: Unpack[ConnectionKwargs],
     ) -> None:
@@ -313,6 +324,7 @@ class OCPPServer:
             options=base,
             profile_for=profile_for,
             refuse_unknown_subprotocol=bool(refuse_unknown_subprotocol),
+            observer=make_observer(telemetry, frame_log, "csms"),
         )
         self._events = ServerEvents()
         self._streams = StreamRunner(self._settings, self._events)

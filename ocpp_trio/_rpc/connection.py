@@ -57,6 +57,7 @@ from .._websocket.transport import (
     Transport,
 )
 from ..events import CallEvent, CloseEvent, ErrorEvent, EventEmitter, OpenEvent
+from ..observability._recorder import ConnectionRecorder
 from ..routing import Handler, Router
 from ..types import Action, SendAction
 from .flag import Flag
@@ -86,6 +87,9 @@ class OCPPConnection(HandlerSurface):
         protocol: the negotiated subprotocol.
         handshake: what the opening handshake established.
         session: data the server's auth callback attached (server side), else {}.
+
+    ``recorder`` (from the server's or client's observer) receives what the
+    connection does for metrics, traces and the frame log.
     """
 
     __slots__ = (
@@ -119,6 +123,7 @@ class OCPPConnection(HandlerSurface):
         handshake: HandshakeInfo | None = None,
         session: Mapping[str, Any] | None = None,
         id_factory: Callable[[], str] = new_message_id,
+        recorder: ConnectionRecorder | None = None,
     ) -> None:
         options = options or ConnectionOptions()
         emitter = emitter if emitter is not None else EventEmitter()
@@ -145,6 +150,7 @@ class OCPPConnection(HandlerSurface):
             router=self._router,
             validator=resolve_validator(options, protocol),
         )
+        link.rec = recorder
         self._dispatcher = Dispatcher(link, self)
         self._pinger = Pinger(link, self._ping_timeout)
         self._call_limiter = limiter  # see _limiter: made by the first call() when None
@@ -345,6 +351,8 @@ class OCPPConnection(HandlerSurface):
         if isinstance(invalid, ValidationError):
             raise invalid
         mid, text = link.proto.send_send(method, params)
+        if link.rec is not None:
+            link.rec.sent(6, method, mid, text)
         await link.write(text)
         if link.emitter.has("call"):
             link.emitter.emit(
@@ -377,6 +385,8 @@ class OCPPConnection(HandlerSurface):
                 link.nursery = nursery
                 self._cancel_scope = nursery.cancel_scope
                 link.state = transition(link.state, ConnectionState.OPEN)
+                if link.rec is not None:
+                    link.rec.opened()
                 link.last_activity = trio.current_time()
                 self._pinger.start(nursery)
                 if on_open is not None:
@@ -439,6 +449,8 @@ class OCPPConnection(HandlerSurface):
             error = link.closed_error()
         for call in list(link.pending.values()):
             call.resolve(error)
+        if link.rec is not None:
+            link.rec.closed()
         if self._cancel_scope is not None:
             self._cancel_scope.cancel()
         self._closed.set()

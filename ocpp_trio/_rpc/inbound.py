@@ -66,11 +66,13 @@ from .._core.errors import (
     ValidationError,
     code_for_protocol,
 )
+from .._core.frames import CallError
 from .._core.protocol import (
     BadMessage,
     CallReceived,
     CallResultErrorReceived,
     ErrorReceived,
+    Event,
     LateResponse,
     RequestHead,
     ResultReceived,
@@ -90,6 +92,7 @@ from ..events import (
     LateResponseEvent,
     MessageEvent,
 )
+from ..observability._recorder import ConnectionRecorder
 from ..routing import NOREPLY, Handler, HandlerContext
 from .link import Link
 from .logsafe import log_safe
@@ -197,17 +200,31 @@ class Dispatcher:
                     head = proto.peek_request(message)
                     if head is not None:
                         if not bucket.take(now):
-                            await self._refuse_unread(head)
+                            await self._refuse_unread(head, message)
                             continue
                         charged = True
                 event = proto.receive(message)
+                rec = link.rec
+                if rec is not None:
+                    record_inbound(rec, event, message)
                 match event:
                     case ResultReceived():
                         self._on_result(event)
                     case CallReceived():
-                        await self._on_call(
-                            event.message_id, event.action, event.payload, False, charged
-                        )
+                        if rec is None:
+                            await self._on_call(
+                                event.message_id, event.action, event.payload, False, charged
+                            )
+                        else:
+                            # The span of the call is current while it is dispatched
+                            # (an async handler's task copies the context at its start).
+                            token = rec.enter_call(event.message_id)
+                            try:
+                                await self._on_call(
+                                    event.message_id, event.action, event.payload, False, charged
+                                )
+                            finally:
+                                rec.exit_call(token)
                     case ErrorReceived():
                         self._on_error(event)
                     case SendReceived():
@@ -345,6 +362,9 @@ class Dispatcher:
             elif waiter is not None:
                 waiter.resolve(MalformedResponseError(event.error, action=action))
         if event.reply is not None:
+            rec = self._link.rec
+            if rec is not None:
+                rec.sent(4, "", event.message_id, event.reply, code)
             try:
                 await self._link.write(event.reply)
             except ConnectionClosed:
@@ -463,10 +483,13 @@ class Dispatcher:
         self._link.limit("max_inbound_call_rate", rate, text, action, mid)
         return RPCGenericError(text)
 
-    async def _refuse_unread(self, head: RequestHead) -> None:
+    async def _refuse_unread(self, head: RequestHead, message: str) -> None:
         """Refuse a CALL (drop a SEND) over the rate, its payload never decoded."""
         error = self._over_rate(head.message_id, head.action)
         reply = self._link.proto.refuse(head, error)
+        rec = self._link.rec
+        if rec is not None:
+            rec.received(6 if head.is_send else 2, head.action, head.message_id, message)
         if reply is not None:
             await self._write_error(head.message_id, head.action, error, reply)
 
@@ -521,6 +544,8 @@ class Dispatcher:
         mid = ctx.message_id
         if result is NOREPLY:
             self._link.proto.forget_inbound(mid)
+            if self._link.rec is not None:
+                self._link.rec.forgotten(mid)
             return
         if result is None:
             result = {}
@@ -574,6 +599,8 @@ class Dispatcher:
             return
         except ProtocolStateError:
             return  # the connection closed meanwhile
+        if self._link.rec is not None:
+            self._link.rec.sent(3, ctx.method, mid, text)
         try:
             await self._link.write(text)
         except ConnectionClosed:
@@ -614,6 +641,10 @@ class Dispatcher:
 
     async def _write_error(self, mid: str, action: str, error: RPCError, text: str) -> None:
         """Write the CALLERROR ``text`` that answers ``mid`` with ``error``; report it."""
+        if self._link.rec is not None:
+            self._link.rec.sent(
+                4, action, mid, text, code_for_protocol(error.code, self._link.protocol)
+            )
         try:
             await self._link.write(text)
         except ConnectionClosed:
@@ -642,4 +673,27 @@ class Dispatcher:
                     details=dict(error.details),
                     outbound=True,
                 ),
+            )
+
+
+def record_inbound(rec: ConnectionRecorder, event: Event, message: str) -> None:
+    """Report one parsed inbound frame to the connection's recorder."""
+    match event:
+        case CallReceived():
+            rec.received(2, event.action, event.message_id, message)
+        case ResultReceived():
+            rec.received(3, event.action, event.message_id, message)
+        case ErrorReceived():
+            rec.received(4, event.action, event.message_id, message, event.code)
+        case SendReceived():
+            rec.received(6, event.action, event.message_id, message)
+        case CallResultErrorReceived():
+            rec.received(5, "", event.message_id, message, event.code)
+        case LateResponse():
+            kind = 4 if isinstance(event.frame, CallError) else 3
+            code = event.frame.error_code if isinstance(event.frame, CallError) else ""
+            rec.received(kind, event.action, event.message_id, message, code)
+        case BadMessage():
+            rec.received(
+                0, event.failed_action or "", event.failed_call or event.message_id, message
             )

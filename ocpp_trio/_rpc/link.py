@@ -35,6 +35,7 @@ from ..events import (
     MessageEvent,
     StrictValidationFailureEvent,
 )
+from ..observability._recorder import ConnectionRecorder
 from ..routing import Router
 from .flag import SET_EVENT
 from .logsafe import QuietLog, log_safe
@@ -88,6 +89,8 @@ class Link:
         last_activity: when the last message arrived (``trio.current_time()``).
         closed_by_us: whether our ``close()`` started the close.
         idle: set whenever nothing is pending in either direction (made on demand).
+        rec: the connection's recorder (``ocpp_trio.observability``), or None:
+            every part reports to it where it is not None.
         quiet: the connection's log lines that a peer can provoke, limited per
             cause, the identity escaped (``logsafe.py``).
     """
@@ -109,6 +112,7 @@ class Link:
         "proto",
         "protocol",
         "quiet",
+        "rec",
         "router",
         "state",
         "transport",
@@ -153,6 +157,8 @@ class Link:
         # server holds thousands of idle connections; see flag.py).
         self.idle = SET_EVENT
         self.quiet = QuietLog(log, identity)
+        #: The connection's recorder (metrics, traces, frame log), or None.
+        self.rec: ConnectionRecorder | None = None
 
     @property
     def is_open(self) -> bool:
@@ -246,6 +252,8 @@ class Link:
         if counts is None:
             counts = self.validation_counts = {}
         counts[outcome] = counts.get(outcome, 0) + 1
+        if self.rec is not None:
+            self.rec.validation_failed(method, outbound, exc.rule or "", outcome)
         if outcome in ("reject", "report") and self.emitter.has("strict_validation_failure"):
             self.emitter.emit(
                 "strict_validation_failure",
@@ -262,8 +270,11 @@ class Link:
 
     async def send_call_result_error(self, message_id: str, error: RPCError) -> None:
         """OCPP 2.1: answer the peer's result with a CALLRESULTERROR (its result was invalid)."""
+        text = self.proto.send_call_result_error(message_id, error)
+        if self.rec is not None:
+            self.rec.sent(5, "", message_id, text, code_for_protocol(error.code, self.protocol))
         try:
-            await self.write(self.proto.send_call_result_error(message_id, error))
+            await self.write(text)
         except ConnectionClosed:
             return
         if self.emitter.has("call_result_error"):
@@ -291,6 +302,8 @@ class Link:
         ``limit`` is an option's name, ``description`` our own text (no peer text).
         """
         self.quiet.log("limit:" + limit, logging.INFO, "%s reached (%s)", limit, description)
+        if self.rec is not None:
+            self.rec.limit(limit)
         self.emitter.emit(
             "limit",
             LimitEvent(
@@ -306,6 +319,8 @@ class Link:
         """Forget our call ``message_id`` if still pending: a later answer is reported as late."""
         if self.pending.pop(message_id, None) is not None:
             self.proto.expire_call(message_id)
+            if self.rec is not None:
+                self.rec.call_expired(message_id)
 
     def busy(self) -> None:
         """Something is now pending: whoever waits for idleness waits on."""

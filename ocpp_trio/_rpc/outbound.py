@@ -190,7 +190,9 @@ async def run_call(
             link = source.open_link()
             if link is None:
                 link = await source.wait_link()
-            return await exchange(link, protocol, method, params)
+            if link.rec is None:
+                return await exchange(link, protocol, method, params)
+            return await link.rec.call(method, lambda: exchange(link, protocol, method, params))
         finally:
             limiter.release_on_behalf_of(token)
     raise CallTimeout(f"{method}: no answer within {timeout:g} s") from None
@@ -219,6 +221,8 @@ async def exchange(
     mid, text = link.proto.send_call(method, params)
     call = PendingCall(method)
     link.pending[mid] = call  # wait_idle() sees it: no idle event to reset here
+    if link.rec is not None:
+        link.rec.sent(2, method, mid, text)
     try:
         await link.write(text)
         if link.emitter.has("call"):

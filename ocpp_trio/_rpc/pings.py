@@ -127,5 +127,7 @@ class Pinger:
             return False
         now = trio.current_time()
         link.last_activity = now
+        if link.rec is not None:
+            link.rec.pong(now - started)
         link.emitter.emit("pong", PongEvent(payload=payload, rtt=now - started))
         return True

@@ -86,6 +86,7 @@ from websockets.headers import (
 
 from .._rpc.options import ConnectionOptions
 from .._websocket.transport import HandshakeInfo
+from ..observability._names import RejectionCause, cause_for_status
 from ..security import (
     BasicAuthError,
     CertificateInfo,
@@ -115,7 +116,9 @@ _SECRET_HEADERS: Final = frozenset({"authorization", "proxy-authorization", "coo
 class Refusal(Exception):
     """The handshake is refused with HTTP ``status``; ``reason`` is logged, never sent.
 
-    ``body``, when not empty, is the text of the answer (meant for the peer).
+    ``body``, when not empty, is the text of the answer (meant for the peer);
+    ``cause`` names the reason in the closed list of ``REJECTION_CAUSES``
+    (by default, what ``status`` stands for).
     """
 
     def __init__(
@@ -125,12 +128,14 @@ class Refusal(Exception):
         headers: Sequence[tuple[str, str]] = (),
         *,
         body: str = "",
+        cause: RejectionCause | None = None,
     ) -> None:
         super().__init__(reason)
         self.status = status
         self.reason = reason
         self.headers = tuple(headers)
         self.body = body
+        self.cause: RejectionCause = cause if cause is not None else cause_for_status(status)
 
 
 @dataclass(frozen=True, slots=True)
@@ -739,7 +744,7 @@ def no_common_subprotocol(offered: Sequence[str], protocols: Sequence[str]) -> R
         "No OCPP subprotocol in common: offer one of these in Sec-WebSocket-Protocol: "
         f"{', '.join(protocols)}\n"
     )
-    return Refusal(400, reason, body=body)
+    return Refusal(400, reason, body=body, cause="no_subprotocol")
 
 
 async def run_auth(auth: AuthCallback, request: HandshakeRequest) -> object:
@@ -903,9 +908,16 @@ class HandshakeRejectedEvent:
         status: the HTTP status sent, or None when nothing was sent (TLS
             failure, timeout, the peer went away, no subprotocol in common).
         reason: what went wrong (no secrets).
+        cause: the reason in a closed list, for metrics and alerts (one of
+            ``ocpp_trio.observability.REJECTION_CAUSES``: ``"tls"``,
+            ``"not_websocket"``, ``"bad_request"``, ``"unauthorized"``,
+            ``"forbidden"``, ``"not_found"``, ``"no_subprotocol"``,
+            ``"duplicate"``, ``"capacity"``, ``"closing"``, ``"timeout"``,
+            ``"peer_gone"``, ``"server_error"``, ``"other"``).
     """
 
     remote: tuple[str, int] | None
     identity: str | None
     status: int | None
     reason: str
+    cause: RejectionCause = "other"

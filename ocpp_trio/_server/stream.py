@@ -60,6 +60,8 @@ from .._websocket.transport import (
     Transport,
     WebSocketBackend,
 )
+from ..observability._names import RejectionCause, cause_for_status
+from ..observability._recorder import Observer
 from ..security import SecurityProfile
 from .admission import (
     Gate,
@@ -125,6 +127,7 @@ class ServerSettings:
     options: ConnectionOptions
     profile_for: ProfileLookup | None = None
     refuse_unknown_subprotocol: bool = False
+    observer: Observer | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -350,13 +353,15 @@ class StreamRunner:
             old.slot = False
             self._slots -= 1
         old.cancel()
-        self._rejected(old, None, f"{full}; closed, still silent, to make room for a new stream")
+        self._rejected(
+            old, None, f"{full}; closed, still silent, to make room for a new stream", "capacity"
+        )
         return True
 
     async def _drop(self, peer: Peer, stream: trio.abc.Stream, reason: str) -> None:
         """Close a stream the server has no room for, at once; report it."""
         await trio.aclose_forcefully(stream)
-        self._rejected(peer, None, f"{reason}; closed at accept")
+        self._rejected(peer, None, f"{reason}; closed at accept", "capacity")
 
     async def serve_upgrade(
         self,
@@ -527,7 +532,13 @@ class StreamRunner:
         if not self._peers:
             self._idle.set()
 
-    def _rejected(self, peer: Peer, status: int | None, reason: str) -> None:
+    def _rejected(
+        self,
+        peer: Peer,
+        status: int | None,
+        reason: str,
+        cause: RejectionCause | None = None,
+    ) -> None:
         # A 5xx is the server's trouble (capacity, a slow auth); 505 answers
         # the peer's own HTTP version.
         level = logging.WARNING if status is not None and 500 <= status != 505 else logging.INFO
@@ -539,10 +550,19 @@ class StreamRunner:
             f" with HTTP {status}" if status is not None else "",
             reason,
         )
+        if cause is None:
+            cause = cause_for_status(status)
+        observer = self.settings.observer
+        if observer is not None:
+            observer.handshake_rejected(cause)
         self.events.emit(
             "handshake_rejected",
             HandshakeRejectedEvent(
-                remote=peer.remote, identity=peer.identity, status=status, reason=reason
+                remote=peer.remote,
+                identity=peer.identity,
+                status=status,
+                reason=reason,
+                cause=cause,
             ),
         )
 
@@ -562,7 +582,7 @@ class StreamRunner:
                 try:
                     await stream.do_handshake()
                 except trio.BrokenResourceError as exc:
-                    self._rejected(peer, None, f"TLS handshake failed: {tls_reason(exc)}")
+                    self._rejected(peer, None, f"TLS handshake failed: {tls_reason(exc)}", "tls")
                     return None
             if self.settings.websocket_backend == "websockets":
                 try:
@@ -591,11 +611,16 @@ class StreamRunner:
         if request is None:
             if answered is not None and answered.status is not None:
                 self._rejected(
-                    peer, answered.status, "not a valid WebSocket upgrade (refused by wsproto)"
+                    peer,
+                    answered.status,
+                    "not a valid WebSocket upgrade (refused by wsproto)",
+                    "not_websocket",
                 )
                 return None
-            why = "handshake timeout" if timeout.cancelled_caught else "the peer went away"
-            self._rejected(peer, None, why)
+            if timeout.cancelled_caught:
+                self._rejected(peer, None, "handshake timeout", "timeout")
+            else:
+                self._rejected(peer, None, "the peer went away", "peer_gone")
             return None
 
         async def accept(protocol: str | None) -> Transport | None:
@@ -669,9 +694,11 @@ class StreamRunner:
             if not timeout.cancelled_caught:
                 self._rejected(peer, None, "the peer went away")
                 return None
-            refusal = Refusal(503, "handshake timeout (profile_for or auth took too long)")
+            refusal = Refusal(
+                503, "handshake timeout (profile_for or auth took too long)", cause="timeout"
+            )
         if refusal is not None:
-            self._rejected(peer, refusal.status, refusal.reason)
+            self._rejected(peer, refusal.status, refusal.reason, refusal.cause)
             await self._refuse(request, refusal.status, refusal.headers, refusal.body)
             return None
         assert outcome is not None
@@ -696,10 +723,13 @@ class StreamRunner:
         # front ends that start no listener (ASGI, in-memory) build here.
         await prepare_validators(options, [protocol] if protocol is not None else [])
         if protocol is None:
-            self._rejected(peer, None, "no subprotocol in common; closed with 1002")
+            self._rejected(
+                peer, None, "no subprotocol in common; closed with 1002", "no_subprotocol"
+            )
             with trio.move_on_after(options.close_timeout):
                 await transport.aclose(CLOSE_PROTOCOL_ERROR, "no subprotocol in common")
             return None
+        observer = self.settings.observer
         return OCPPConnection(
             transport,
             identity=identity,
@@ -708,6 +738,7 @@ class StreamRunner:
             options=options,
             handshake=info,
             session=session,
+            recorder=None if observer is None else observer.connection(identity, protocol),
         )
 
     async def _refuse(
@@ -762,7 +793,7 @@ class StreamRunner:
         identity = peer.identity = target.identity
         key = peer.key = station_key(identity)
         if self._closing:
-            raise Refusal(503, "the server is closing")
+            raise Refusal(503, "the server is closing", cause="closing")
         if not peer.slot:  # a front end's request (ours are counted at accept)
             replacing = self.settings.duplicate_policy == "replace" and key in self._stations
             if self._slots - int(replacing) >= self.settings.max_connections:

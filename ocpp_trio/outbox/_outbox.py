@@ -255,6 +255,13 @@ class Outbox:
     def __len__(self) -> int:
         return len(self._queue)
 
+    def backlog(self) -> tuple[int, float]:
+        """How many messages wait, and the age in seconds of the oldest (0 when none)."""
+        queue = self._queue
+        if not queue:
+            return 0, 0.0
+        return len(queue), max(0.0, time.time() - queue[0].message.created)
+
     def pending(self) -> list[PendingMessage]:
         """The queued messages, oldest first (delivered and dropped ones are gone)."""
         flying = self._in_flight

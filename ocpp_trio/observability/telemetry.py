@@ -1,0 +1,396 @@
+"""Metrics and traces through the OpenTelemetry API.
+
+``Telemetry()`` takes a ``MeterProvider`` and a ``TracerProvider`` (by default
+the global ones that an OpenTelemetry SDK set up), makes the instruments of
+:data:`~ocpp_trio.observability.METRICS` and a tracer, and is handed to a
+server or client as ``telemetry=``.  With only the API installed and no SDK
+configured, every instrument is OpenTelemetry's no-op; without ``telemetry=``
+nothing of this module runs at all.
+
+Attributes are made once and reused: one dict per (direction, message type,
+action) and so on, per protocol and role (and per station with
+``station_label=True``, for small fleets: every series then multiplies by the
+number of stations).
+
+Spans: one per call in both directions, named ``<protocol>/<action>``
+(OpenTelemetry's RPC convention), kind CLIENT for ours and SERVER for the
+peer's, with ``rpc.system=ocpp``, ``rpc.method``, ``ocpp.action``,
+``ocpp.message_id``, ``ocpp.identity``, ``ocpp.protocol``, ``ocpp.outcome``
+and, for a CALLERROR, ``ocpp.error_code``; a span whose outcome is not ``ok``
+has status ERROR.  The span of our call is current while it runs, so the
+trace context travels with it (``server.call_station`` through the cluster
+carries it to the instance that holds the station); the span of the peer's
+call is current while its handler runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import trio
+
+from ._names import CALL_BUCKETS, INSTRUMENTATION_NAME, KIND_NAMES, METRICS
+
+if TYPE_CHECKING:
+    from opentelemetry.metrics import MeterProvider
+    from opentelemetry.trace import Span, TracerProvider
+
+__all__ = ["Telemetry"]
+
+T = TypeVar("T")
+
+
+def _import_otel() -> Any:
+    try:
+        from opentelemetry import context, metrics, propagate, trace
+    except ImportError:  # pragma: no cover - the extra is installed in the tests
+        raise ImportError(
+            "ocpp_trio's telemetry needs the OpenTelemetry API: pip install 'ocpp-trio[otel]'"
+        ) from None
+    return context, metrics, propagate, trace
+
+
+class _Attrs:
+    """The attributes of one (protocol, role[, station]), and the dicts made from them."""
+
+    __slots__ = ("base", "cache", "identity", "protocol", "role", "span_base")
+
+    def __init__(self, protocol: str, role: str, identity: str, station: bool) -> None:
+        self.protocol = protocol
+        self.role = role
+        self.identity = identity
+        self.base: dict[str, str] = {"protocol": protocol, "role": role}
+        if station:
+            self.base["station"] = identity
+        self.span_base: dict[str, str] = {
+            "rpc.system": "ocpp",
+            "ocpp.identity": identity,
+            "ocpp.protocol": protocol,
+        }
+        self.cache: dict[tuple[Any, ...], dict[str, str]] = {}
+
+    def get(self, *key: str) -> dict[str, str]:
+        """The attribute dict for ``key``: pairs (name, value) flattened, with the base."""
+        attrs = self.cache.get(key)
+        if attrs is None:
+            attrs = dict(self.base)
+            for i in range(0, len(key), 2):
+                attrs[key[i]] = key[i + 1]
+            self.cache[key] = attrs
+        return attrs
+
+
+class Telemetry:
+    """OpenTelemetry metrics and traces for a server or a client (``telemetry=``).
+
+    Args:
+        meter_provider: where the metrics go; the global one by default.
+        tracer_provider: where the spans go; the global one by default.
+        metrics: record metrics.
+        traces: record spans.
+        station_label: add a ``station`` attribute (the identity) to every
+            metric: for small fleets only (every series multiplies by the
+            number of stations).
+
+    Raises:
+        ImportError: ``opentelemetry-api`` is not installed (the ``otel`` extra).
+    """
+
+    def __init__(
+        self,
+        *,
+        meter_provider: MeterProvider | None = None,
+        tracer_provider: TracerProvider | None = None,
+        metrics: bool = True,
+        traces: bool = True,
+        station_label: bool = False,
+    ) -> None:
+        context, otel_metrics, propagate, trace = _import_otel()
+        self._context = context
+        self._propagate = propagate
+        self._trace = trace
+        self.station_label = station_label
+        self._shared: dict[tuple[str, str], _Attrs] = {}
+        self._empty: dict[str, str] = {}
+        self.metrics = metrics
+        self.traces = traces
+        meter = (
+            meter_provider.get_meter(INSTRUMENTATION_NAME)
+            if meter_provider is not None
+            else otel_metrics.get_meter(INSTRUMENTATION_NAME)
+        )
+        self._tracer = (
+            tracer_provider.get_tracer(INSTRUMENTATION_NAME)
+            if tracer_provider is not None
+            else trace.get_tracer(INSTRUMENTATION_NAME)
+        )
+        self._client_kind = trace.SpanKind.CLIENT
+        self._server_kind = trace.SpanKind.SERVER
+        self._error_status = trace.Status(trace.StatusCode.ERROR)
+
+        def make(name: str) -> Any:
+            kind, unit, _, description = METRICS[name]
+            if kind == "counter":
+                return meter.create_counter(name, unit=unit, description=description)
+            if kind == "updowncounter":
+                return meter.create_up_down_counter(name, unit=unit, description=description)
+            return meter.create_histogram(
+                name,
+                unit=unit,
+                description=description,
+                explicit_bucket_boundaries_advisory=list(CALL_BUCKETS),
+            )
+
+        self._meter = meter
+        self._open = make("ocpp.connections.open")
+        self._rejected = make("ocpp.handshakes.rejected")
+        self._messages = make("ocpp.messages")
+        self._duration = make("ocpp.call.duration")
+        self._callerrors = make("ocpp.callerrors")
+        self._validation = make("ocpp.validation.failures")
+        self._limits = make("ocpp.limits.hit")
+        self._reconnects = make("ocpp.reconnects")
+        self._rtt = make("ocpp.ping.rtt")
+        self._rejection_attrs: dict[str, dict[str, str]] = {}
+        self._outboxes: list[Any] = []
+        self._outbox_gauges = False
+
+    # --- attributes ---------------------------------------------------------------
+
+    def connection_attributes(self, identity: str, protocol: str, role: str) -> _Attrs:
+        if self.station_label:
+            return _Attrs(protocol, role, identity, True)
+        shared = self._shared.get((protocol, role))
+        if shared is None:
+            shared = self._shared[(protocol, role)] = _Attrs(protocol, role, "", False)
+        # The span attributes name the station even when the metrics do not.
+        attrs = _Attrs.__new__(_Attrs)
+        attrs.protocol, attrs.role, attrs.identity = protocol, role, identity
+        attrs.base, attrs.cache = shared.base, shared.cache
+        attrs.span_base = {
+            "rpc.system": "ocpp",
+            "ocpp.identity": identity,
+            "ocpp.protocol": protocol,
+        }
+        return attrs
+
+    # --- metrics ------------------------------------------------------------------
+
+    def connection_opened(self, attrs: _Attrs) -> None:
+        if self.metrics:
+            self._open.add(1, attrs.base)
+
+    def connection_closed(self, attrs: _Attrs) -> None:
+        if self.metrics:
+            self._open.add(-1, attrs.base)
+
+    def handshake_rejected(self, cause: str) -> None:
+        if self.metrics:
+            attrs = self._rejection_attrs.get(cause)
+            if attrs is None:
+                attrs = self._rejection_attrs[cause] = {"reason": cause}
+            self._rejected.add(1, attrs)
+
+    def reconnect(self, identity: str) -> None:
+        if self.metrics:
+            self._reconnects.add(1, {"station": identity} if self.station_label else self._empty)
+
+    def message(self, attrs: _Attrs, direction: str, kind: int, action: str) -> None:
+        if self.metrics:
+            self._messages.add(
+                1,
+                attrs.get(
+                    "direction",
+                    direction,
+                    "message_type",
+                    KIND_NAMES.get(kind, "invalid"),
+                    "action",
+                    action,
+                ),
+            )
+
+    def callerror(self, attrs: _Attrs, direction: str, code: str) -> None:
+        if self.metrics:
+            self._callerrors.add(1, attrs.get("direction", direction, "code", code))
+
+    def validation_failed(
+        self, attrs: _Attrs, action: str, outbound: bool, rule: str, outcome: str
+    ) -> None:
+        if self.metrics:
+            direction = "out" if outbound else "in"
+            self._validation.add(
+                1,
+                attrs.get(
+                    "direction", direction, "action", action, "rule", rule, "outcome", outcome
+                ),
+            )
+
+    def limit(self, attrs: _Attrs, name: str) -> None:
+        if self.metrics:
+            self._limits.add(1, attrs.get("limit", name))
+
+    def ping_rtt(self, attrs: _Attrs, rtt: float) -> None:
+        if self.metrics:
+            self._rtt.record(rtt, attrs.base)
+
+    def watch_outbox(
+        self, depth: Callable[[], tuple[int, float]], identity: str
+    ) -> Callable[[], None]:
+        """Report an outbox's depth and age (``depth()`` -> (messages, oldest age in s)).
+
+        Returns the function that stops it (when the client ends).
+        """
+        entry = (depth, {"station": identity} if self.station_label else self._empty)
+        self._outboxes.append(entry)
+        if self.metrics and not self._outbox_gauges:
+            self._outbox_gauges = True
+            _, unit_d, _, desc_d = METRICS["ocpp.outbox.depth"]
+            _, unit_a, _, desc_a = METRICS["ocpp.outbox.age"]
+            self._meter.create_observable_gauge(
+                "ocpp.outbox.depth",
+                callbacks=[self._observe_depth],
+                unit=unit_d,
+                description=desc_d,
+            )
+            self._meter.create_observable_gauge(
+                "ocpp.outbox.age", callbacks=[self._observe_age], unit=unit_a, description=desc_a
+            )
+
+        def stop() -> None:
+            if entry in self._outboxes:
+                self._outboxes.remove(entry)
+
+        return stop
+
+    def _observations(self, index: int) -> list[Any]:
+        from opentelemetry.metrics import Observation
+
+        totals: dict[tuple[tuple[str, str], ...], float] = {}
+        for depth, attrs in list(self._outboxes):
+            try:
+                value = depth()[index]
+            except Exception:  # a closed store: nothing to say
+                continue
+            key = tuple(sorted(attrs.items()))
+            totals[key] = max(totals.get(key, 0.0), value) if index else totals.get(key, 0) + value
+        return [Observation(value, dict(key)) for key, value in totals.items()]
+
+    def _observe_depth(self, options: Any) -> list[Any]:
+        return self._observations(0)
+
+    def _observe_age(self, options: Any) -> list[Any]:
+        return self._observations(1)
+
+    # --- calls --------------------------------------------------------------------
+
+    def inbound_call_started(self, attrs: _Attrs, action: str, mid: str) -> Span | None:
+        if not self.traces:
+            return None
+        span_attrs: dict[str, str] = dict(attrs.span_base)
+        span_attrs["rpc.method"] = span_attrs["ocpp.action"] = action
+        span_attrs["ocpp.message_id"] = mid
+        return self._tracer.start_span(
+            f"{attrs.protocol}/{action}", kind=self._server_kind, attributes=span_attrs
+        )
+
+    def inbound_call_done(
+        self,
+        attrs: _Attrs,
+        span: Span | None,
+        action: str,
+        elapsed: float,
+        outcome: str,
+        code: str,
+    ) -> None:
+        if span is not None:
+            self._end_span(span, outcome, code)
+        if self.metrics and action:
+            self._duration.record(
+                elapsed, attrs.get("direction", "in", "action", action, "outcome", outcome)
+            )
+
+    def outbound_call_sent(self, mid: str) -> None:
+        if self.traces:
+            span = self._trace.get_current_span()
+            if span.is_recording():
+                span.set_attribute("ocpp.message_id", mid)
+
+    async def outbound_call(self, attrs: _Attrs, action: str, run: Callable[[], Awaitable[T]]) -> T:
+        started = trio.current_time()
+        span: Any = None
+        token: object = None
+        if self.traces:
+            span_attrs: dict[str, str] = dict(attrs.span_base)
+            span_attrs["rpc.method"] = span_attrs["ocpp.action"] = action
+            span = self._tracer.start_span(
+                f"{attrs.protocol}/{action}", kind=self._client_kind, attributes=span_attrs
+            )
+            token = self._context.attach(self._trace.set_span_in_context(span))
+        outcome, code = "failed", ""
+        try:
+            result = await run()
+            outcome = "ok"
+            return result
+        except BaseException as exc:
+            outcome, code = classify(exc)
+            if outcome == "cancelled" and trio.current_time() >= trio.current_effective_deadline():
+                outcome = "timeout"  # the call's own deadline (run_call raises CallTimeout)
+            raise
+        finally:
+            if token is not None:
+                self._context.detach(token)
+            if span is not None:
+                self._end_span(span, outcome, code)
+            if self.metrics:
+                self._duration.record(
+                    trio.current_time() - started,
+                    attrs.get("direction", "out", "action", action, "outcome", outcome),
+                )
+
+    def _end_span(self, span: Span, outcome: str, code: str) -> None:
+        span.set_attribute("ocpp.outcome", outcome)
+        if code:
+            span.set_attribute("ocpp.error_code", code)
+        if outcome != "ok":
+            span.set_status(self._error_status)
+        span.end()
+
+    def enter_span(self, span: Span) -> object:
+        return self._context.attach(self._trace.set_span_in_context(span))
+
+    def exit_span(self, token: object) -> None:
+        self._context.detach(token)
+
+    # --- the cluster -----------------------------------------------------------------
+
+    def inject(self, carrier: dict[str, str]) -> None:
+        """Put the current trace context into ``carrier`` (a cross-instance request)."""
+        if self.traces:
+            self._propagate.inject(carrier)
+
+    def extract(self, carrier: Mapping[str, str]) -> object:
+        """Make the trace context in ``carrier`` current; a token for :meth:`exit_span`."""
+        return self._context.attach(self._propagate.extract(carrier))
+
+
+def classify(exc: BaseException) -> tuple[str, str]:
+    """The outcome (and CALLERROR code) of a call that raised ``exc``."""
+    from .._core.errors import (
+        CallErrorReceived,
+        CallTimeout,
+        ConnectionClosed,
+        ValidationError,
+    )
+
+    if isinstance(exc, CallErrorReceived):
+        return "error", exc.code
+    if isinstance(exc, CallTimeout):
+        return "timeout", ""
+    if isinstance(exc, trio.Cancelled):
+        return "cancelled", ""
+    if isinstance(exc, ConnectionClosed | trio.ClosedResourceError):
+        return "closed", ""
+    if isinstance(exc, ValidationError):
+        return "invalid", ""
+    return "failed", ""
