@@ -180,7 +180,7 @@ async def run_call(
     if not timeout > 0:
         raise ValueError(f"timeout must be > 0 seconds, got {timeout!r}")
     await trio.lowlevel.checkpoint_if_cancelled()  # nothing is sent by a call cancelled already
-    with trio.CancelScope(deadline=trio.current_time() + timeout):
+    with trio.CancelScope(deadline=trio.current_time() + timeout) as scope:
         token = object()
         try:
             limiter.acquire_on_behalf_of_nowait(token)
@@ -192,7 +192,9 @@ async def run_call(
                 link = await source.wait_link()
             if link.rec is None:
                 return await exchange(link, protocol, method, params)
-            return await link.rec.call(method, lambda: exchange(link, protocol, method, params))
+            return await link.rec.call(
+                method, scope.deadline, lambda: exchange(link, protocol, method, params)
+            )
         finally:
             limiter.release_on_behalf_of(token)
     raise CallTimeout(f"{method}: no answer within {timeout:g} s") from None

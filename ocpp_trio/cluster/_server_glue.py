@@ -41,6 +41,7 @@ from ._wire import decode, encode_error, ok
 
 if TYPE_CHECKING:
     from .._server.stream import Peer, StreamRunner
+    from ..observability.telemetry import Telemetry
 
 log = logging.getLogger("ocpp_trio.cluster")
 
@@ -170,12 +171,25 @@ class ClusterGlue:
         protocol = body.get("protocol")
         method: str = body.get("method") or ""
         params: dict[str, Any] = body.get("params") or {}
+        telemetry = self._telemetry()
+        carrier = body.get("trace")
+        token = None
+        if telemetry is not None and isinstance(carrier, dict):
+            # The caller's trace: this instance's call span is its child.
+            token = telemetry.extract({str(k): str(v) for k, v in carrier.items()})
         try:
             if protocol is None:
                 return ok(await conn.call(method, params, timeout=timeout))
             return ok(await conn.call(protocol, method, params, timeout=timeout))
         except Exception as exc:
             return encode_error(exc)
+        finally:
+            if token is not None:
+                telemetry.exit_span(token)  # type: ignore[union-attr]
+
+    def _telemetry(self) -> Telemetry | None:
+        observer = self._streams.settings.observer
+        return None if observer is None else observer.telemetry
 
     # --- the public surface ---------------------------------------------------
 
@@ -190,12 +204,24 @@ class ClusterGlue:
             timeout = self._streams.settings.options.call_timeout
         if not timeout > 0:
             raise ValueError(f"timeout must be > 0 seconds, got {timeout!r}")
-        body = {
+        body: dict[str, Any] = {
             "identity": identity,
             "protocol": protocol,
             "method": method,
             "params": dict(params),
         }
+        telemetry = self._telemetry()
+        if telemetry is not None and telemetry.traces:
+            return await telemetry.cluster_call(
+                identity, method, body, lambda: self._call_remote(identity, args, body, timeout)
+            )
+        return await self._call_remote(identity, args, body, timeout)
+
+    async def _call_remote(
+        self, identity: str, args: tuple[Any, ...], body: dict[str, Any], timeout: float
+    ) -> Any:
+        """``call_station`` for a station this instance does not hold (as far as it knows)."""
+        method = body["method"]
         deadline = trio.current_time() + timeout
         tried: set[str] = set()
         try:

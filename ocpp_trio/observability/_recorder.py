@@ -206,12 +206,15 @@ class ConnectionRecorder:
 
     # --- calls -------------------------------------------------------------------
 
-    async def call(self, action: str, run: Callable[[], Awaitable[T]]) -> T:
-        """Run one of our calls (``run()``) in its span; record its duration and outcome."""
+    async def call(self, action: str, deadline: float, run: Callable[[], Awaitable[T]]) -> T:
+        """Run one of our calls (``run()``) in its span; record its duration and outcome.
+
+        ``deadline``: the call's own; cancelled once it passed is a timeout.
+        """
         tel = self._tel
         if tel is None:
             return await run()
-        return await tel.outbound_call(self._attrs, action, run)
+        return await tel.outbound_call(self._attrs, action, deadline, run)
 
     def enter_call(self, mid: str) -> object:
         """Make the span of the peer's call ``mid`` current (for its handler); a token."""

@@ -316,7 +316,9 @@ class Telemetry:
             if span.is_recording():
                 span.set_attribute("ocpp.message_id", mid)
 
-    async def outbound_call(self, attrs: _Attrs, action: str, run: Callable[[], Awaitable[T]]) -> T:
+    async def outbound_call(
+        self, attrs: _Attrs, action: str, deadline: float, run: Callable[[], Awaitable[T]]
+    ) -> T:
         started = trio.current_time()
         span: Any = None
         token: object = None
@@ -334,7 +336,7 @@ class Telemetry:
             return result
         except BaseException as exc:
             outcome, code = classify(exc)
-            if outcome == "cancelled" and trio.current_time() >= trio.current_effective_deadline():
+            if outcome == "cancelled" and trio.current_time() >= deadline:
                 outcome = "timeout"  # the call's own deadline (run_call raises CallTimeout)
             raise
         finally:
@@ -363,6 +365,35 @@ class Telemetry:
         self._context.detach(token)
 
     # --- the cluster -----------------------------------------------------------------
+
+    async def cluster_call(
+        self, identity: str, action: str, body: dict[str, Any], run: Callable[[], Awaitable[T]]
+    ) -> T:
+        """``server.call_station`` through the cluster: a span, its context in ``body["trace"]``.
+
+        The instance that holds the station continues the trace: its call
+        span is a child of this one.
+        """
+        span = self._tracer.start_span(
+            f"call_station/{action}",
+            kind=self._client_kind,
+            attributes={"rpc.system": "ocpp", "rpc.method": action, "ocpp.identity": identity},
+        )
+        token = self._context.attach(self._trace.set_span_in_context(span))
+        outcome, code = "failed", ""
+        try:
+            carrier: dict[str, str] = {}
+            self._propagate.inject(carrier)
+            body["trace"] = carrier
+            result = await run()
+            outcome = "ok"
+            return result
+        except BaseException as exc:
+            outcome, code = classify(exc)
+            raise
+        finally:
+            self._context.detach(token)
+            self._end_span(span, outcome, code)
 
     def inject(self, carrier: dict[str, str]) -> None:
         """Put the current trace context into ``carrier`` (a cross-instance request)."""
