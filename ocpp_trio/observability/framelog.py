@@ -50,6 +50,7 @@ from ._redact import Redactor, sketch
 
 __all__ = [
     "ALWAYS_REDACTED",
+    "EXCERPT_LENGTH",
     "FRAME_LOGGER",
     "MASK",
     "SECRET_KEYS",
@@ -94,7 +95,7 @@ SECRET_KEYS: Final = frozenset(
     }
 )
 
-#: Characters of a frame that is not OCPP-J that its excerpt outlines.
+#: Characters of a frame that is not OCPP-J that its excerpt outlines (``excerpt=``'s default).
 EXCERPT_LENGTH: Final = 120
 
 #: ``message_type`` -> (index of the payload, or -1 for an error's three fields).
