@@ -111,7 +111,8 @@ class FrameLog:
             removed).
         secret_keys: more configuration key / variable names whose values are
             masked (besides :data:`SECRET_KEYS`, which cannot be removed).
-        payload: include the (redacted) payload; False logs the envelope only.
+        payload: include the (redacted) payload; False logs the envelope only
+            (a frame that is not OCPP-J keeps its ``excerpt``).
         excerpt: characters of a frame that is not OCPP-J that its
             ``excerpt`` outlines (:meth:`sketch`); 0 logs its size only.
         logger: the logger to write to (``ocpp_trio.frames`` by default).
