@@ -189,7 +189,9 @@ class Dispatcher:
             while True:
                 message = await transport.receive()
                 now = link.last_activity = trio.current_time()
-                if log.isEnabledFor(logging.DEBUG):
+                if log.isEnabledFor(logging.DEBUG) and (
+                    link.rec is None or not link.rec.logs_frames
+                ):
                     log.debug("%s < %s", link.quiet.prefix, log_safe(message))
                 if emitter.has("message"):
                     emitter.emit("message", MessageEvent(text=message, outbound=False))
@@ -323,7 +325,8 @@ class Dispatcher:
             code,
             log_safe(event.error.description),
             event.count,
-            event.excerpt,  # %r: repr() escapes what log_safe() would
+            # %r: repr() escapes what log_safe() would; with a frame log, its outline only
+            event.excerpt if self._link.rec is None else self._link.rec.log_excerpt(event.excerpt),
         )
         self._link.emitter.emit(
             "bad_message",

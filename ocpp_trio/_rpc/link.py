@@ -190,12 +190,13 @@ class Link:
         )
 
     async def write(self, text: str) -> None:
-        """Write one frame (logged at DEBUG, reported as a ``message`` event).
+        """Write one frame (logged at DEBUG unless a frame log has it, reported as a
+        ``message`` event).
 
         Raises ``ConnectionClosed`` when it could not be written; bounded by
         the caller's cancel scopes (see ``WSTransport.send``).
         """
-        if log.isEnabledFor(logging.DEBUG):
+        if log.isEnabledFor(logging.DEBUG) and (self.rec is None or not self.rec.logs_frames):
             log.debug("%s > %s", self.quiet.prefix, log_safe(text))
         if self.emitter.has("message"):
             self.emitter.emit("message", MessageEvent(text=text, outbound=True))

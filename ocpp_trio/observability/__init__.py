@@ -2,7 +2,8 @@
 
 Give a server or a client ``telemetry=Telemetry()`` (metrics and spans through
 the OpenTelemetry API, to the providers an SDK set up) and/or
-``frame_log=FrameLog()`` (one JSON object per frame through ``logging``);
+``frame_log=FrameLog()`` (one JSON object per frame through ``logging``,
+redacted; :class:`StationFileHandler` writes them to one file per station);
 without them the runtime records nothing and pays nothing.
 :class:`PrometheusMetrics` serves the same metrics to Prometheus without an
 OpenTelemetry pipeline of your own.
@@ -29,6 +30,7 @@ from ._names import (
     RejectionCause as RejectionCause,
 )
 from .framelog import FrameLog as FrameLog
+from .framelog import StationFileHandler as StationFileHandler
 from .prometheus import PrometheusMetrics as PrometheusMetrics
 from .telemetry import Telemetry as Telemetry
 
@@ -40,5 +42,6 @@ __all__ = [
     "FrameLog",
     "PrometheusMetrics",
     "RejectionCause",
+    "StationFileHandler",
     "Telemetry",
 ]
