@@ -178,7 +178,9 @@ def driven_by(system: System, client: Client | None) -> System:
     return replace(system, client=client.command, client_env=client.env, client_strict=True)
 
 
-def systems(strict: bool, baseline: Baseline | None = None) -> list[System]:
+def systems(
+    strict: bool, baseline: Baseline | None = None, observability: bool = False
+) -> list[System]:
     flag = ["--strict"] if strict else []
     ours = System(
         "ocpp_trio",
@@ -186,6 +188,29 @@ def systems(strict: bool, baseline: Baseline | None = None) -> list[System]:
         [PY, str(PEERS / "ours_client.py")],
         {"WSB": "websockets", "COMP": "1"},
     )
+    if observability:
+        # The cost of the instrumentation: none configured (ours, and the
+        # baseline before it existed), the API with no SDK, the SDK with a
+        # Prometheus reader (metrics only; and metrics with spans).
+        return [
+            ours,
+            *([baseline_system(ours, baseline)] if baseline is not None else []),
+            replace(
+                ours,
+                name="ocpp_trio, Telemetry() without an SDK",
+                env={**ours.env, "TELEMETRY": "api"},
+            ),
+            replace(
+                ours,
+                name="ocpp_trio, PrometheusMetrics (SDK)",
+                env={**ours.env, "TELEMETRY": "prometheus"},
+            ),
+            replace(
+                ours,
+                name="ocpp_trio, PrometheusMetrics + spans (SDK, no exporter)",
+                env={**ours.env, "TELEMETRY": "prometheus+spans"},
+            ),
+        ]
     out = [
         ours,
         *([baseline_system(ours, baseline)] if baseline is not None else []),
@@ -670,6 +695,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--strict", choices=["off", "on", "both"], default="both")
     parser.add_argument("--only", help="comma-separated substrings of system names")
     parser.add_argument(
+        "--observability",
+        action="store_true",
+        help="measure the instrumentation's cost: ocpp_trio without telemetry, with "
+        "Telemetry() and no SDK, with PrometheusMetrics (and spans)",
+    )
+    parser.add_argument(
         "--baseline",
         metavar="REV",
         help="also run ocpp_trio as of this git revision (a worktree), as 'ocpp_trio @REV'",
@@ -771,7 +802,7 @@ def run_modes(
     for strict in modes:
         chosen = [
             s
-            for s in systems(strict, baseline)
+            for s in systems(strict, baseline, opts.observability)
             if not opts.only or any(part in s.name for part in opts.only.split(","))
         ]
         for system in chosen:

@@ -22,6 +22,7 @@ import ocpp_trio
 import ocpp_trio.asgi
 import ocpp_trio.cluster
 import ocpp_trio.events
+import ocpp_trio.observability
 import ocpp_trio.outbox
 import ocpp_trio.security
 import ocpp_trio.server
@@ -56,6 +57,7 @@ PUBLIC: Final[dict[ModuleType, list[str]]] = {
     ocpp_trio.cluster: list(ocpp_trio.cluster.__all__),
     ocpp_trio.asgi: list(ocpp_trio.asgi.__all__),
     ocpp_trio.outbox: list(ocpp_trio.outbox.__all__),
+    ocpp_trio.observability: list(ocpp_trio.observability.__all__),
 }
 
 

@@ -37,6 +37,20 @@ async def main() -> None:
         "websocket_backend": os.environ.get("WSB", "websockets"),
         "compression": os.environ.get("COMP", "1") == "1",
     }
+    telemetry = os.environ.get("TELEMETRY", "")
+    if telemetry == "api":  # the OpenTelemetry API with no SDK: no-op instruments
+        from ocpp_trio.observability import Telemetry
+
+        options["telemetry"] = Telemetry()
+    elif telemetry.startswith("prometheus"):
+        from opentelemetry.sdk.trace import TracerProvider
+
+        from ocpp_trio.observability import PrometheusMetrics
+
+        spans = telemetry.endswith("+spans")  # recorded, sampled, exported nowhere
+        options["telemetry"] = PrometheusMetrics().telemetry(
+            traces=spans, tracer_provider=TracerProvider() if spans else None
+        )
     async with trio.open_nursery() as nursery:
         server: OCPPServer = await nursery.start(partial(serve_ocpp, on_station, 0, **options))
         tls_port = None

@@ -14,25 +14,10 @@ handshakes: :data:`REJECTION_CAUSES`; call outcomes: :data:`CALL_OUTCOMES`.
 
 from __future__ import annotations
 
-from ._names import (
-    CALL_OUTCOMES as CALL_OUTCOMES,
-)
-from ._names import (
-    MESSAGE_TYPES as MESSAGE_TYPES,
-)
-from ._names import (
-    METRICS as METRICS,
-)
-from ._names import (
-    REJECTION_CAUSES as REJECTION_CAUSES,
-)
-from ._names import (
-    RejectionCause as RejectionCause,
-)
-from .framelog import FrameLog as FrameLog
-from .framelog import StationFileHandler as StationFileHandler
-from .prometheus import PrometheusMetrics as PrometheusMetrics
-from .telemetry import Telemetry as Telemetry
+from ._names import CALL_OUTCOMES, MESSAGE_TYPES, METRICS, REJECTION_CAUSES, RejectionCause
+from .framelog import FrameLog, StationFileHandler
+from .prometheus import PrometheusMetrics
+from .telemetry import Telemetry
 
 __all__ = [
     "CALL_OUTCOMES",
