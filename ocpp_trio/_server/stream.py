@@ -51,7 +51,7 @@ import trio
 from .._core.protocol import Role
 from .._rpc.connection import OCPPConnection, cancel_connection, run_connection
 from .._rpc.flag import Flag
-from .._rpc.logsafe import log_safe
+from .._rpc.logsafe import QuietLog, log_safe
 from .._rpc.options import ConnectionOptions
 from .._rpc.outbound import prepare_validators
 from .._websocket.handshake import HandshakeFailed, ServerHandshake, server_handshake
@@ -275,6 +275,7 @@ class StreamRunner:
         "_idle",
         "_peers",
         "_pending",
+        "_refusals",
         "_silent",
         "_slots",
         "_stations",
@@ -295,6 +296,10 @@ class StreamRunner:
         #: Our streams whose TLS handshake or upgrade request is not complete,
         #: oldest first (a dict keeps insertion order; values unused).
         self._silent: dict[Peer, None] = {}
+        # Refused handshakes, logged a few per cause, then counted: a flood
+        # of bad attempts (a station retrying a wrong password, a scanner)
+        # must not flood the log.  The causes are a closed list.
+        self._refusals = QuietLog(log, "handshakes")
         self._slots = 0
         self._pending = 0
         self._idle = trio.Event()
@@ -407,6 +412,7 @@ class StreamRunner:
             await self._idle.wait()
         if stuck.cancelled_caught:  # pragma: no cover - a task ignores cancellation
             log.warning("%d station task(s) still running after close()", len(self._peers))
+        self._refusals.flush()  # the counts of refusal lines left out
 
     # --- one stream -----------------------------------------------------------------
 
@@ -542,16 +548,17 @@ class StreamRunner:
         # A 5xx is the server's trouble (capacity, a slow auth); 505 answers
         # the peer's own HTTP version.
         level = logging.WARNING if status is not None and 500 <= status != 505 else logging.INFO
-        log.log(
+        if cause is None:
+            cause = cause_for_status(status)
+        self._refusals.log(
+            cause,
             level,
-            "handshake from %s (identity %r) refused%s: %s",
+            "from %s (identity %r) refused%s: %s",
             peer.remote,
             peer.identity,
             f" with HTTP {status}" if status is not None else "",
             reason,
         )
-        if cause is None:
-            cause = cause_for_status(status)
         observer = self.settings.observer
         if observer is not None:
             observer.handshake_rejected(cause)

@@ -1,0 +1,46 @@
+"""The server's log under a flood of refused handshakes: a few lines per cause, then counts."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+import trio
+import trio.testing
+
+from ocpp_trio import HandshakeRejected
+from ocpp_trio._rpc.logsafe import LOG_BURST, LOG_INTERVAL
+from ocpp_trio.testing import open_memory_server
+
+
+async def test_refused_handshakes_are_logged_a_few_per_cause(
+    autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="ocpp_trio.server")
+    causes: list[str] = []
+
+    async def attempt(srv: object, identity: str) -> None:
+        with pytest.raises(HandshakeRejected):
+            async with srv.connect(identity, reconnect=False):  # type: ignore[attr-defined]
+                pass
+
+    async with open_memory_server(None, auth=lambda request: request.identity == "OK") as srv:
+        srv.server.on("handshake_rejected", lambda event: causes.append(event.cause))
+        for _ in range(40):
+            await attempt(srv, "WRONG")
+        refusals = [r for r in caplog.records if "refused" in r.getMessage()]
+        assert len(refusals) == LOG_BURST  # then quiet: counted, not logged
+        await trio.sleep(LOG_INTERVAL + 1)
+        await attempt(srv, "WRONG")
+        summary = [r for r in caplog.records if "were not logged" in r.getMessage()]
+        assert summary, [r.getMessage() for r in caplog.records]
+        assert "35 " in summary[0].getMessage()
+        # another cause has its own budget
+        caplog.clear()
+        await attempt(srv, "x" * 49)  # longer than an identity may be
+        assert any("refused with HTTP 400" in r.getMessage() for r in caplog.records), [
+            r.getMessage() for r in caplog.records
+        ]
+    # every attempt is an event (and a metric), whatever the log left out
+    assert causes.count("unauthorized") == 41
+    assert causes[-1] == "bad_request"
