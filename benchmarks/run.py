@@ -33,6 +33,9 @@ For (b) the station process's CPU time per call is reported too (it drives
 all S stations, and at (b) it is the busier of the two processes).
 
 Systems: ocpp_trio (default transport, and the trio-websocket transport),
+the limit of a Python server on ocpp_trio's own stack (its WebSocket driver
+answering each CALL with a canned CALLRESULT, no OCPP layer:
+``peers/driver_echo_server.py``),
 mobilityhouse ``ocpp`` 2.1.0 with its defaults (asyncio + websockets), the raw
 trio-websocket floor (JSON in, JSON out, no OCPP library), and ``ocpp-rpc``
 2.2.1 and ``ocpp-ws-io`` 2.3.2 under node when node and the packages are there.
@@ -230,6 +233,13 @@ def systems(
             "mobilityhouse ocpp 2.1.0",
             [PY, str(PEERS / "mh_server.py")],
             [PY, str(PEERS / "mh_client.py")],
+            strict_flag=False,
+        ),
+        System(
+            "ocpp_trio's WebSocket driver, no OCPP layer (limit)",
+            [PY, str(PEERS / "driver_echo_server.py")],
+            [PY, str(PEERS / "ours_client.py")],
+            {"WSB": "websockets", "COMP": "1"},
             strict_flag=False,
         ),
         System(
