@@ -29,6 +29,9 @@ from ._names import (
     RejectionCause as RejectionCause,
 )
 from .framelog import FrameLog as FrameLog
+from .ops import OpsApp as OpsApp
+from .ops import ops_app as ops_app
+from .ops import serve_ops as serve_ops
 from .prometheus import PrometheusMetrics as PrometheusMetrics
 from .telemetry import Telemetry as Telemetry
 
@@ -38,7 +41,10 @@ __all__ = [
     "METRICS",
     "REJECTION_CAUSES",
     "FrameLog",
+    "OpsApp",
     "PrometheusMetrics",
     "RejectionCause",
     "Telemetry",
+    "ops_app",
+    "serve_ops",
 ]
