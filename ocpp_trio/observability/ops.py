@@ -63,6 +63,9 @@ _RECEIVE_SIZE: Final = 4096
 # accept() failures that mean "out of resources, try again shortly" (as trio.serve_listeners)
 _ACCEPT_RETRY: Final = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
 _ACCEPT_PAUSE: Final = 0.1
+# after an answer that closes the connection: how long and how much to read and drop
+_LINGER_TIME: Final = 1.0
+_LINGER_BYTES: Final = 65536
 
 
 def _answer(
@@ -197,6 +200,8 @@ async def _serve_connection(
                 if conn.our_state is h11.DONE and conn.their_state is h11.DONE:
                     conn.start_next_cycle()
                     continue
+                if conn.our_state is h11.MUST_CLOSE:
+                    await _linger(stream)
             break
     except (trio.BrokenResourceError, trio.ClosedResourceError):
         pass  # the client went away
@@ -244,6 +249,21 @@ async def _one_exchange(
     path = request.target.decode("ascii", "replace").partition("?")[0]
     status, headers, body = _answer(server, metrics, method, path)
     await _send(conn, stream, status, headers, b"" if method == "HEAD" else body, len(body))
+
+
+async def _linger(stream: trio.SocketStream) -> None:
+    """After an answer that closes: let the client read it before we close.
+
+    Closing a socket with unread input resets the connection, and the reset
+    can destroy the answer before the client read it: so shut our side,
+    then read and drop what the client is still sending, within a bound of
+    time and bytes (RFC 9112 §9.6).
+    """
+    await stream.send_eof()
+    dropped = 0
+    with trio.move_on_after(_LINGER_TIME):
+        while dropped < _LINGER_BYTES and (data := await stream.receive_some(_RECEIVE_SIZE)):
+            dropped += len(data)
 
 
 async def _send(
