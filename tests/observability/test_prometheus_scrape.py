@@ -28,6 +28,7 @@ from ocpp_trio import CallErrorReceived, open_ocpp_client
 from ..asgi.helpers import http_request
 from ..conftest import free_tcp_port
 from ..test_cli_commands import serving
+from .test_dashboard import load, queries
 
 #: How long Prometheus may take to start and scrape what we look for.
 DEADLINE = 60.0
@@ -83,6 +84,17 @@ async def query(port: int, promql: str) -> list[dict[str, Any]]:
         return []
     result: list[dict[str, Any]] = json.loads(answer.body)["data"]["result"]
     return result
+
+
+def grafana_to_promql(expr: str) -> str:
+    """A dashboard query with Grafana's variables given values (every job and instance)."""
+    return expr.replace("$__rate_interval", "1m").replace("$job", ".*").replace("$instance", ".*")
+
+
+async def check_promql(port: int, where: str, promql: str) -> None:
+    answer = await http_request(port, f"/api/v1/query?query={quote(promql)}")
+    assert answer.status == 200, f"{where}: {promql}: {answer.body!r}"
+    assert json.loads(answer.body)["status"] == "success"
 
 
 async def until(port: int, promql: str, want: float, log: Path) -> dict[str, str]:
@@ -155,6 +167,9 @@ async def test_prometheus_scrapes_the_ops_port(tmp_path: Path) -> None:
             labels = await until(port, 'ocpp_callerrors_total{direction="out"}', 1, log)
             assert labels["code"]
             await until(port, 'ocpp_handshakes_rejected_total{reason="not_websocket"}', 1, log)
+            # Every query of the Grafana dashboard is PromQL this Prometheus runs.
+            for where, expr in queries(load()):
+                await check_promql(port, where, grafana_to_promql(expr))
         await until(port, "ocpp_connections_open", 0, log)
     assert served.returncode == 0, served.err
     assert f"operations endpoints on http://127.0.0.1:{ops_port} (/health, /ready, /metrics)" in (
