@@ -175,3 +175,15 @@ def test_the_dashboard_shows_every_metric() -> None:
     shown = set().union(*(metric_names(expr) for _, expr in queries(load())))
     families = {re.sub(r"_(bucket|sum|count)$", "", name) for name in shown}
     assert {re.sub(r"_(bucket|sum|count)$", "", name) for name in WRITTEN} <= families
+
+
+def test_the_operating_guide_lists_every_metric_with_its_labels() -> None:
+    guide = (DASHBOARD.parents[2] / "docs" / "guides" / "operating.md").read_text("utf-8")
+    rows = re.findall(r"^\| `(ocpp_[a-z_]+)` \| [a-z]+ \|([^|]*)\|", guide, re.MULTILINE)
+    listed = {name: set(re.findall(r"`([a-z_]+)`", labels)) for name, labels in rows}
+    families: dict[str, set[str]] = {}
+    for name, labels in WRITTEN.items():
+        family = re.sub(r"_(bucket|sum|count)$", "", name) if "seconds_" in name else name
+        families.setdefault(family, set()).update(labels - {"le"})
+    scope = {"otel_scope_name", "otel_scope_version", "otel_scope_schema_url"}
+    assert listed == {name: labels - scope for name, labels in families.items()}

@@ -8,6 +8,8 @@ mounted in Starlette under Hypercorn's Trio worker.
 
 from __future__ import annotations
 
+import json
+import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import partial
@@ -26,6 +28,8 @@ from ocpp_trio.observability import PrometheusMetrics, ops_app, serve_ops
 from ocpp_trio.observability.prometheus import CONTENT_TYPE
 
 from ..asgi.helpers import http_request, hypercorn
+from ..conftest import free_tcp_port
+from ..test_cli_commands import ocpp_trio, one_line_error, serving
 
 BOOT = {"chargePointVendor": "V", "chargePointModel": "M"}
 
@@ -375,3 +379,34 @@ async def test_ops_app_mounted_in_starlette_beside_the_ocpp_app() -> None:
         )
         assert (await http_request(running.port, "/ops/nothing")).status == 404
     metrics.shutdown()
+
+
+# --- ocpp-trio serve --ops-port --------------------------------------------------------------
+
+
+async def test_serve_with_an_ops_port_answers_and_says_where() -> None:
+    port = free_tcp_port()
+    with serving("--json", "--ops-port", str(port)) as served:
+        assert (await http_request(port, "/ready")).status == 200
+        scraped = await http_request(port, "/metrics")
+        assert scraped.status == 200
+        assert scraped.headers["content-type"] == CONTENT_TYPE
+    records = [json.loads(line) for line in served.out.splitlines()]
+    assert {
+        "event": "ops_listening",
+        "url": f"http://127.0.0.1:{port}",
+        "paths": ["/health", "/ready", "/metrics"],
+    }.items() <= next(r for r in records if r["event"] == "ops_listening").items()
+
+
+def test_serve_ops_options_are_checked() -> None:
+    error = one_line_error(ocpp_trio("serve", "--ops-host", "0.0.0.0"), "serve", 2)
+    assert error.endswith("--ops-host is only used with --ops-port")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        error = one_line_error(
+            ocpp_trio("serve", "--port", "0", "--ops-port", str(port)), "serve", 1
+        )
+    assert f"cannot listen on 127.0.0.1:{port}" in error
