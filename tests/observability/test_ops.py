@@ -107,10 +107,16 @@ async def test_readiness_is_false_once_the_listener_is_gone() -> None:
     assert server.readiness() == (False, "the server stopped listening")
 
 
-async def test_readiness_follows_the_cluster_adapter() -> None:
+def clustered() -> tuple[OCPPServer, FlakyAdapter]:
+    """A server in a cluster whose backend the test can take away."""
     server = OCPPServer(on_station)
     adapter = FlakyAdapter()
     server.set_adapter(adapter)  # type: ignore[arg-type]
+    return server, adapter
+
+
+async def test_readiness_follows_the_cluster_adapter() -> None:
+    server, adapter = clustered()
     async with trio.open_nursery() as nursery:
         await nursery.start(server.listen, 0, "127.0.0.1")
         assert server.readiness() == (True, "ready")
@@ -158,9 +164,7 @@ async def test_health_ready_and_metrics() -> None:
 
 
 async def test_ready_is_503_with_the_reason_while_the_cluster_is_unreachable() -> None:
-    server = OCPPServer(on_station)
-    adapter = FlakyAdapter()
-    server.set_adapter(adapter)  # type: ignore[arg-type]
+    server, adapter = clustered()
     async with trio.open_nursery() as nursery:
         await nursery.start(server.listen, 0, "127.0.0.1")
         async with ops(server) as (_, port):
