@@ -182,7 +182,7 @@ async def _accept_loop(
 
 
 async def _serve_connection(
-    stream: trio.SocketStream,
+    stream: trio.abc.HalfCloseableStream,
     server: OCPPServer,
     metrics: PrometheusMetrics | None,
     *,
@@ -213,7 +213,7 @@ async def _serve_connection(
 
 async def _one_exchange(
     conn: h11.Connection,
-    stream: trio.SocketStream,
+    stream: trio.abc.HalfCloseableStream,
     server: OCPPServer,
     metrics: PrometheusMetrics | None,
     limit: int,
@@ -251,7 +251,7 @@ async def _one_exchange(
     await _send(conn, stream, status, headers, b"" if method == "HEAD" else body, len(body))
 
 
-async def _linger(stream: trio.SocketStream) -> None:
+async def _linger(stream: trio.abc.HalfCloseableStream) -> None:
     """After an answer that closes: let the client read it before we close.
 
     Closing a socket with unread input resets the connection, and the reset
@@ -268,7 +268,7 @@ async def _linger(stream: trio.SocketStream) -> None:
 
 async def _send(
     conn: h11.Connection,
-    stream: trio.SocketStream,
+    stream: trio.abc.HalfCloseableStream,
     status: int,
     headers: list[tuple[str, str]],
     body: bytes,

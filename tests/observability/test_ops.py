@@ -9,6 +9,7 @@ mounted in Starlette under Hypercorn's Trio worker.
 from __future__ import annotations
 
 import json
+import re
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -18,6 +19,8 @@ from typing import Any
 import pytest
 import trio
 import trio.testing
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
@@ -25,6 +28,7 @@ from ocpp_trio import OCPPServer, open_ocpp_client
 from ocpp_trio.asgi import OCPPASGIApp
 from ocpp_trio.cluster import LocalAdapter
 from ocpp_trio.observability import PrometheusMetrics, ops_app, serve_ops
+from ocpp_trio.observability.ops import _serve_connection
 from ocpp_trio.observability.prometheus import CONTENT_TYPE
 
 from ..asgi.helpers import http_request, hypercorn
@@ -414,3 +418,65 @@ def test_serve_ops_options_are_checked() -> None:
             ocpp_trio("serve", "--port", "0", "--ops-port", str(port)), "serve", 1
         )
     assert f"cannot listen on 127.0.0.1:{port}" in error
+
+
+# --- whatever a client sends ------------------------------------------------------------------
+
+METHODS = st.sampled_from(["GET", "HEAD", "POST", "get", "G\x00T", "", "GET GET", "\xff"])
+TARGETS = st.one_of(
+    st.sampled_from(["/health", "/ready", "/metrics", "/", "*", "http://x/health", "/%00"]),
+    st.text(max_size=40),
+)
+VERSIONS = st.sampled_from(["HTTP/1.1", "HTTP/1.0", "HTTP/2.0", "HTTP/1.1 x", "", "http/1.1"])
+HEADERS = st.lists(
+    st.tuples(
+        st.sampled_from(["host", "content-length", "transfer-encoding", "connection", "x", ""]),
+        st.one_of(st.sampled_from(["x", "0", "5", "-1", "chunked", "close", "99999"]), st.text()),
+    ),
+    max_size=6,
+)
+REQUESTS = st.lists(
+    st.builds(
+        lambda method, target, version, headers, body: (
+            (
+                f"{method} {target} {version}\r\n"
+                + "".join(f"{name}: {value}\r\n" for name, value in headers)
+                + "\r\n"
+            ).encode("utf-8", "surrogatepass")
+            + body
+        ),
+        METHODS,
+        TARGETS,
+        VERSIONS,
+        HEADERS,
+        st.binary(max_size=64),
+    ),
+    min_size=1,
+    max_size=3,
+).map(b"".join)
+ANY_BYTES = st.one_of(REQUESTS, st.binary(max_size=2048))
+STATUS_LINE = re.compile(rb"HTTP/1\.1 (\d{3}) [A-Za-z ]+\r\n")
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(ANY_BYTES)
+def test_whatever_a_client_sends_gets_http_answers_or_a_close(data: bytes) -> None:
+    server = OCPPServer()
+
+    async def exchange() -> bytes:
+        client, ours = trio.testing.memory_stream_pair()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(
+                partial(_serve_connection, ours, server, None, request_timeout=5.0, limit=1024)
+            )
+            await client.send_all(data)
+            await client.send_eof()
+            answer = b""
+            while chunk := await client.receive_some():
+                answer += chunk
+        return answer
+
+    answer = trio.run(exchange, clock=trio.testing.MockClock(autojump_threshold=0))
+    statuses = {int(status) for status in STATUS_LINE.findall(answer)}
+    assert statuses <= {200, 400, 404, 405, 413, 431, 501, 503, 505}, answer
+    assert answer == b"" or STATUS_LINE.match(answer), answer
