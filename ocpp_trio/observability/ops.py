@@ -229,7 +229,7 @@ async def _one_exchange(
             if event is h11.NEED_DATA:
                 data = await stream.receive_some(_RECEIVE_SIZE)
                 size += len(data)
-                conn.receive_data(data)  # b"": the peer closed; h11 says what that means
+                conn.receive_data(bytes(data))  # b"": the peer closed; h11 says what it means
                 continue
             if isinstance(event, h11.Request):
                 request = event

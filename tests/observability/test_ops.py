@@ -32,8 +32,8 @@ from ocpp_trio.observability.ops import _serve_connection
 from ocpp_trio.observability.prometheus import CONTENT_TYPE
 
 from ..asgi.helpers import http_request, hypercorn
-from ..conftest import free_tcp_port
-from ..test_cli_commands import ocpp_trio, one_line_error, serving
+from ..test_cli_commands import ocpp_trio, one_line_error
+from .helpers import serving_with_ops
 
 BOOT = {"chargePointVendor": "V", "chargePointModel": "M"}
 
@@ -393,18 +393,20 @@ async def test_ops_app_mounted_in_starlette_beside_the_ocpp_app() -> None:
 
 
 async def test_serve_with_an_ops_port_answers_and_says_where() -> None:
-    port = free_tcp_port()
-    with serving("--json", "--ops-port", str(port)) as served:
+    with serving_with_ops("--json") as served:
+        port = served.ops_port
         assert (await http_request(port, "/ready")).status == 200
         scraped = await http_request(port, "/metrics")
         assert scraped.status == 200
         assert scraped.headers["content-type"] == CONTENT_TYPE
-    records = [json.loads(line) for line in served.out.splitlines()]
+    assert served.returncode == 0, served.err
+    records = [json.loads(line) for line in served.lines]
+    assert [r["event"] for r in records] == ["listening", "ops_listening", "summary"]
     assert {
         "event": "ops_listening",
         "url": f"http://127.0.0.1:{port}",
         "paths": ["/health", "/ready", "/metrics"],
-    }.items() <= next(r for r in records if r["event"] == "ops_listening").items()
+    }.items() <= records[1].items()
 
 
 def test_serve_ops_options_are_checked() -> None:

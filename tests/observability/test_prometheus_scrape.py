@@ -27,7 +27,7 @@ from ocpp_trio import CallErrorReceived, open_ocpp_client
 
 from ..asgi.helpers import http_request
 from ..conftest import free_tcp_port
-from ..test_cli_commands import serving
+from .helpers import serving_with_ops
 from .test_dashboard import load, queries
 
 #: How long Prometheus may take to start and scrape what we look for.
@@ -119,59 +119,58 @@ async def until(port: int, promql: str, want: float, log: Path) -> dict[str, str
 async def test_prometheus_scrapes_the_ops_port(tmp_path: Path) -> None:
     binary = PROMETHEUS
     assert binary is not None
-    ops_port = free_tcp_port()
-    with (
-        serving("--protocols", "ocpp1.6", "--ops-port", str(ops_port)) as served,
-        prometheus(binary, f"127.0.0.1:{ops_port}", tmp_path) as port,
-    ):
-        log = tmp_path / "prometheus.log"
-        ocpp_port = int(served.url.rsplit(":", 1)[1].split("/")[0])
-        refused = await http_request(ocpp_port, "/ocpp/CP2")  # not a WebSocket upgrade
-        assert refused.status == 426
-        async with open_ocpp_client(served.url, identity="CP1", protocols=["ocpp1.6"]) as client:
-            await client.call("BootNotification", BOOT)
-            await client.call("Heartbeat", {})
-            with pytest.raises(CallErrorReceived):
-                await client.call("Reset", {"type": "Soft"})  # a CSMS does not take it
-
-            assert await until(port, 'up{job="ocpp_trio"}', 1, log)
-            labels = await until(port, "ocpp_connections_open", 1, log)
-            assert labels["protocol"] == "ocpp1.6"
-            assert labels["role"] == "csms"
-            labels = await until(
-                port,
-                'ocpp_messages_total{direction="in",message_type="CALL",action="BootNotification"}',
-                1,
-                log,
-            )
-            assert (labels["protocol"], labels["role"]) == ("ocpp1.6", "csms")
-            await until(
-                port,
-                'ocpp_messages_total{direction="out",message_type="CALLRESULT",action="Heartbeat"}',
-                1,
-                log,
-            )
-            await until(
-                port,
-                'ocpp_call_duration_seconds_count{direction="in",action="BootNotification",'
-                'outcome="ok"}',
-                1,
-                log,
-            )
-            await until(
-                port,
-                'ocpp_call_duration_seconds_bucket{action="BootNotification",le="+Inf"}',
-                1,
-                log,
-            )
-            labels = await until(port, 'ocpp_callerrors_total{direction="out"}', 1, log)
-            assert labels["code"]
-            await until(port, 'ocpp_handshakes_rejected_total{reason="not_websocket"}', 1, log)
-            # Every query of the Grafana dashboard is PromQL this Prometheus runs.
-            for where, expr in queries(load()):
-                await check_promql(port, where, grafana_to_promql(expr))
-        await until(port, "ocpp_connections_open", 0, log)
+    with serving_with_ops("--protocols", "ocpp1.6") as served:
+        ops_port = served.ops_port
+        with prometheus(binary, f"127.0.0.1:{ops_port}", tmp_path) as port:
+            await scrape_and_check(served.url, port, tmp_path / "prometheus.log")
     assert served.returncode == 0, served.err
-    assert f"operations endpoints on http://127.0.0.1:{ops_port} (/health, /ready, /metrics)" in (
-        served.out
+    assert served.lines[0] == f"listening on {served.url}"
+    assert served.lines[2] == (
+        f"operations endpoints on http://127.0.0.1:{ops_port} (/health, /ready, /metrics)"
     )
+
+
+async def scrape_and_check(url: str, port: int, log: Path) -> None:
+    """Make some traffic at ``url``, then poll Prometheus until it has seen it all."""
+    ocpp_port = int(url.rsplit(":", 1)[1].split("/")[0])
+    refused = await http_request(ocpp_port, "/ocpp/CP2")  # not a WebSocket upgrade
+    assert refused.status == 426
+    async with open_ocpp_client(url, identity="CP1", protocols=["ocpp1.6"]) as client:
+        await client.call("BootNotification", BOOT)
+        await client.call("Heartbeat", {})
+        with pytest.raises(CallErrorReceived):
+            await client.call("Reset", {"type": "Soft"})  # a CSMS does not take it
+
+        assert await until(port, 'up{job="ocpp_trio"}', 1, log)
+        labels = await until(port, "ocpp_connections_open", 1, log)
+        assert (labels["protocol"], labels["role"]) == ("ocpp1.6", "csms")
+        labels = await until(
+            port,
+            'ocpp_messages_total{direction="in",message_type="CALL",action="BootNotification"}',
+            1,
+            log,
+        )
+        assert (labels["protocol"], labels["role"]) == ("ocpp1.6", "csms")
+        await until(
+            port,
+            'ocpp_messages_total{direction="out",message_type="CALLRESULT",action="Heartbeat"}',
+            1,
+            log,
+        )
+        await until(
+            port,
+            'ocpp_call_duration_seconds_count{direction="in",action="BootNotification",'
+            'outcome="ok"}',
+            1,
+            log,
+        )
+        await until(
+            port, 'ocpp_call_duration_seconds_bucket{action="BootNotification",le="+Inf"}', 1, log
+        )
+        labels = await until(port, 'ocpp_callerrors_total{direction="out"}', 1, log)
+        assert labels["code"]
+        await until(port, 'ocpp_handshakes_rejected_total{reason="not_websocket"}', 1, log)
+        # Every query of the Grafana dashboard is PromQL this Prometheus runs.
+        for where, expr in queries(load()):
+            await check_promql(port, where, grafana_to_promql(expr))
+    await until(port, "ocpp_connections_open", 0, log)
