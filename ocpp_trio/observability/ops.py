@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import threading
 from collections.abc import Awaitable, Callable, MutableMapping
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, Final, TypeAlias
@@ -66,9 +67,10 @@ _ACCEPT_PAUSE: Final = 0.1
 # after an answer that closes the connection: how long and how much to read and drop
 _LINGER_TIME: Final = 1.0
 _LINGER_BYTES: Final = 65536
+_SCRAPE_LOCK: Final = threading.Lock()
 
 
-def _answer(
+async def _answer(
     server: OCPPServer, metrics: PrometheusMetrics | None, method: str, path: str
 ) -> tuple[int, list[tuple[str, str]], bytes]:
     """The response to ``method path``: status, headers (without the length), body."""
@@ -83,7 +85,29 @@ def _answer(
         ready, reason = server.readiness()
         return _text(200 if ready else 503, reason)
     assert metrics is not None
-    return 200, [("content-type", CONTENT_TYPE)], metrics.exposition()
+    return 200, [("content-type", CONTENT_TYPE)], await _exposition(metrics)
+
+
+async def _exposition(metrics: PrometheusMetrics) -> bytes:
+    """The metrics text: in a worker thread under Trio, inline under another event loop.
+
+    Writing it costs some 20 microseconds a line (tens of milliseconds for a
+    CSMS with many actions), which the connections' event loop should not
+    wait for.  The SDK's collection is made to run beside the recording
+    threads; a scrape cancelled meanwhile finishes in its thread first.
+    Scrapes take turns: the exporter hands each collection over through
+    one queue, which two at once would share.
+    """
+    try:
+        trio.lowlevel.current_task()
+    except RuntimeError:  # an ASGI server on another event loop
+        return _write(metrics)
+    return await trio.to_thread.run_sync(_write, metrics)
+
+
+def _write(metrics: PrometheusMetrics) -> bytes:
+    with _SCRAPE_LOCK:
+        return metrics.exposition()
 
 
 def _text(status: int, text: str) -> tuple[int, list[tuple[str, str]], bytes]:
@@ -247,7 +271,7 @@ async def _one_exchange(
         return
     method = request.method.decode("ascii", "replace")
     path = request.target.decode("ascii", "replace").partition("?")[0]
-    status, headers, body = _answer(server, metrics, method, path)
+    status, headers, body = await _answer(server, metrics, method, path)
     await _send(conn, stream, status, headers, b"" if method == "HEAD" else body, len(body))
 
 
@@ -300,8 +324,9 @@ def ops_app(server: OCPPServer, metrics: PrometheusMetrics | None = None) -> Ops
     ``Mount("/ops", app=ops_app(server, metrics))`` in Starlette (then
     ``/ops/health``, ``/ops/ready``, ``/ops/metrics``); the routes are read
     after the mount's ``root_path``.  The answers are the same as
-    :func:`serve_ops`'s.  It awaits nothing but ASGI's own ``send``, so it runs
-    under any ASGI server and event loop.
+    :func:`serve_ops`'s.  It runs under any ASGI server and event loop; under
+    Trio (as ``OCPPASGIApp`` needs) the metrics are written in a worker
+    thread, elsewhere in the event loop's own.
 
     HTTP scopes are answered; a ``lifespan`` scope (when it is the whole
     application) is acknowledged; a WebSocket is refused (closed before it
@@ -323,7 +348,7 @@ def ops_app(server: OCPPServer, metrics: PrometheusMetrics | None = None) -> Ops
             if root and path.startswith(root):
                 path = path[len(root) :]
             method: str = scope.get("method", "GET")
-            status, headers, body = _answer(server, metrics, method, path or "/")
+            status, headers, body = await _answer(server, metrics, method, path or "/")
             headers = [*headers, ("content-length", str(len(body)))]
             await send(
                 {

@@ -8,6 +8,7 @@ mounted in Starlette under Hypercorn's Trio worker.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import socket
@@ -482,3 +483,12 @@ def test_whatever_a_client_sends_gets_http_answers_or_a_close(data: bytes) -> No
     statuses = {int(status) for status in STATUS_LINE.findall(answer)}
     assert statuses <= {200, 400, 404, 405, 413, 431, 501, 503, 505}, answer
     assert answer == b"" or STATUS_LINE.match(answer), answer
+
+
+def test_ops_app_runs_under_asyncio_too() -> None:
+    metrics = PrometheusMetrics()
+    app = ops_app(OCPPServer(telemetry=metrics.telemetry()), metrics)
+    status, headers, _ = asyncio.run(asgi_call(app, {"path": "/metrics"}))
+    assert (status, headers["content-type"]) == (200, CONTENT_TYPE)
+    assert asyncio.run(asgi_call(app, {"path": "/health"}))[0] == 200
+    metrics.shutdown()
