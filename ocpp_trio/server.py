@@ -782,6 +782,33 @@ class OCPPServer:
         self._check_unused()
         self._serving = True
 
+    def readiness(self) -> tuple[bool, str]:
+        """Whether the server is ready for stations, and if not, why (``/ready``).
+
+        Ready: serving (its own listeners open, or hosted by a front end such
+        as ``OCPPASGIApp.running()``), not shutting down, and its cluster
+        adapter, if it has one, reached its backend on the last try
+        (``adapter.healthy``).  Cheap and synchronous: call it as often as a
+        probe likes.
+
+        Returns:
+            ``(True, "ready")``, or ``(False, reason)`` with a short reason.
+        """
+        if self._streams.closing:
+            return False, "the server is shutting down"
+        glue = self._streams.cluster
+        if not self._listeners and not (glue is not None and glue.running):
+            return False, "the server is not serving yet"
+        for listener in self._listeners:
+            inner = (
+                listener.transport_listener if isinstance(listener, trio.SSLListener) else listener
+            )
+            if isinstance(inner, trio.SocketListener) and inner.socket.fileno() < 0:
+                return False, "the server stopped listening"
+        if glue is not None and not glue.adapter.healthy:
+            return False, "the cluster backend is unreachable"
+        return True, "ready"
+
 
 async def serve_ocpp(
     handler: Handler | None,

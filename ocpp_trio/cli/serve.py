@@ -36,6 +36,8 @@ import trio
 from .._core.policy import RELAXATIONS, ValidationPolicy
 from .._core.validation import get_validator
 from .._server.signals import serve_until_signal
+from ..observability.ops import serve_ops
+from ..observability.prometheus import PrometheusMetrics
 from ..security import (
     SecurityProfile,
     server_ssl_context,
@@ -128,6 +130,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="basic",
         help="what to ask a booted station: basic (a few settings, default), "
         "full (every setting; GetBaseReport on 2.x) or none",
+    )
+    ops = parser.add_argument_group("operations")
+    ops.add_argument(
+        "--ops-port",
+        type=port_number,
+        default=None,
+        metavar="PORT",
+        help="serve /health, /ready and /metrics (Prometheus) on this HTTP port "
+        "(0: any free port); default: none",
+    )
+    ops.add_argument(
+        "--ops-host",
+        default="127.0.0.1",
+        metavar="HOST",
+        help="address for --ops-port (default 127.0.0.1: this machine only)",
     )
     parser.add_argument("--json", action="store_true", help="print JSON lines")
     parser.add_argument("-v", "--verbose", action="store_true", help="print payloads too")
@@ -249,6 +266,7 @@ async def run(args: argparse.Namespace) -> int:
     """Run ``ocpp-trio serve`` until SIGINT/SIGTERM; return the exit status."""
     security = _security(args)
     validation = _validation(args)
+    metrics = _metrics(args)
     store = Store(args.db)
     printer = Printer(json_mode=args.json, verbose=args.verbose, quiet=args.quiet)
     log = MessageLog(printer, frames=not args.quiet)
@@ -265,7 +283,13 @@ async def run(args: argparse.Namespace) -> int:
             printer.write(f"stopping ({signal.Signals(signum).name})")
 
     try:
-        server = OCPPServer(app.on_station, protocols=args.protocols, **validation, **security)
+        server = OCPPServer(
+            app.on_station,
+            protocols=args.protocols,
+            telemetry=metrics.telemetry() if metrics is not None else None,
+            **validation,
+            **security,
+        )
         server.on("handshake_rejected", partial(_report_rejection, printer))
         async with trio.open_nursery() as nursery:
 
@@ -281,9 +305,17 @@ async def run(args: argparse.Namespace) -> int:
                 await nursery.start(serve)
             except* OSError as group:
                 raise _listen_error(_first_leaf(group), args.host, args.port) from None
+            ops_url = None
+            if metrics is not None:
+                try:
+                    ops_port = await nursery.start(
+                        partial(serve_ops, server, metrics, args.ops_port, args.ops_host)
+                    )
+                except* OSError as group:
+                    raise _listen_error(_first_leaf(group), args.ops_host, args.ops_port) from None
+                ops_url = f"http://{_bracketed(args.ops_host)}:{ops_port}"
             scheme = "wss" if security["ssl_context"] is not None else "ws"
-            host = f"[{args.host}]" if ":" in args.host else args.host
-            url = f"{scheme}://{host}:{server.port}/ocpp"
+            url = f"{scheme}://{_bracketed(args.host)}:{server.port}/ocpp"
             local = _loopback(args.host)
             if args.json:
                 printer.record(
@@ -296,10 +328,25 @@ async def run(args: argparse.Namespace) -> int:
                         f"(only this machine can connect: {args.host} is a loopback address; "
                         "for chargers on the network use --host 0.0.0.0)"
                     )
+            if ops_url is not None:
+                if args.json:
+                    printer.record(
+                        {
+                            "time": utc_now(),
+                            "event": "ops_listening",
+                            "url": ops_url,
+                            "paths": list(_OPS_PATHS),
+                        }
+                    )
+                else:
+                    paths = ", ".join(_OPS_PATHS)
+                    printer.write(f"operations endpoints on {ops_url} ({paths})")
             nursery.start_soon(_committer, store)
     finally:
         overview = store.overview()
         store.close()
+        if metrics is not None:
+            metrics.shutdown()
     summary = (
         f"served {overview['stations']} stations, {log.total} messages "
         f"({log.errors} errors), {overview['transactions']} transactions; "
@@ -313,6 +360,26 @@ async def run(args: argparse.Namespace) -> int:
     else:
         printer.write(summary)
     return 0
+
+
+_OPS_PATHS = ("/health", "/ready", "/metrics")
+
+
+def _metrics(args: argparse.Namespace) -> PrometheusMetrics | None:
+    """The metrics ``--ops-port`` serves (None without it)."""
+    if args.ops_port is None:
+        if args.ops_host != "127.0.0.1":
+            raise usage_error("--ops-host is only used with --ops-port")
+        return None
+    try:
+        return PrometheusMetrics()
+    except ImportError as exc:
+        raise CLIError(f"--ops-port needs the Prometheus exporter: {exc}") from None
+
+
+def _bracketed(host: str) -> str:
+    """``host`` as a URL writes it (an IPv6 address in brackets)."""
+    return f"[{host}]" if ":" in host else host
 
 
 def _loopback(host: str) -> bool:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from ._names import CALL_OUTCOMES, MESSAGE_TYPES, METRICS, REJECTION_CAUSES, RejectionCause
 from .framelog import FrameLog, StationFileHandler
+from .ops import OpsApp, ops_app, serve_ops
 from .prometheus import PrometheusMetrics
 from .telemetry import Telemetry
 
@@ -25,8 +26,11 @@ __all__ = [
     "METRICS",
     "REJECTION_CAUSES",
     "FrameLog",
+    "OpsApp",
     "PrometheusMetrics",
     "RejectionCause",
     "StationFileHandler",
     "Telemetry",
+    "ops_app",
+    "serve_ops",
 ]

@@ -41,33 +41,33 @@ METRICS: Final[dict[str, tuple[str, str, tuple[str, ...], str]]] = {
     "ocpp.messages": (
         "counter",
         "{message}",
-        ("direction", "message_type", "action", "protocol"),
+        ("direction", "message_type", "action", "protocol", "role"),
         "OCPP-J frames received (in) and sent (out), by message type and action",
     ),
     "ocpp.call.duration": (
         "histogram",
         "s",
-        ("direction", "action", "outcome", "protocol"),
+        ("direction", "action", "outcome", "protocol", "role"),
         "calls from start to answer: out = ours (from the CALL's turn on an open "
         "connection to its answer), in = the peer's (from its CALL to our answer)",
     ),
     "ocpp.callerrors": (
         "counter",
         "{message}",
-        ("direction", "code"),
+        ("direction", "code", "protocol", "role"),
         "CALLERRORs (and 2.1 CALLRESULTERRORs) received (in) and sent (out), by error code",
     ),
     "ocpp.validation.failures": (
         "counter",
         "{payload}",
-        ("direction", "action", "rule", "outcome"),
+        ("direction", "action", "rule", "outcome", "protocol", "role"),
         "strict-mode schema failures, by the JSON-schema keyword that failed and what "
         "became of the payload (reject, report, ignore, relaxed)",
     ),
     "ocpp.limits.hit": (
         "counter",
         "{event}",
-        ("limit",),
+        ("limit", "protocol", "role"),
         "times a limit was reached, by the option's name (the limit event)",
     ),
     "ocpp.reconnects": (
@@ -79,7 +79,7 @@ METRICS: Final[dict[str, tuple[str, str, tuple[str, ...], str]]] = {
     "ocpp.ping.rtt": (
         "histogram",
         "s",
-        (),
+        ("protocol", "role"),
         "WebSocket ping round trips (ping sent to pong received)",
     ),
     "ocpp.outbox.depth": (
