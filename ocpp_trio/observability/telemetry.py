@@ -26,7 +26,7 @@ call is current while its handler runs.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import trio
 
@@ -51,10 +51,41 @@ def _import_otel() -> Any:
     return context, metrics, propagate, trace
 
 
+class _Counter:
+    """A count per attribute set, kept here and read by an observable instrument.
+
+    Recording through the SDK costs some 10 µs per measurement (it cleans and
+    hashes the attributes each time); a message would pay that two or three
+    times.  So the counters are plain integers in cells made once per
+    attribute set, and the SDK reads them when it collects (a scrape, an
+    export): an asynchronous instrument, cumulative as OpenTelemetry asks.
+    Histograms (call durations, ping round trips) have no asynchronous form
+    and are recorded as they happen.
+    """
+
+    __slots__ = ("cells",)
+
+    def __init__(self) -> None:
+        #: frozenset of the attributes -> [attributes, value]
+        self.cells: dict[frozenset[tuple[str, str]], list[Any]] = {}
+
+    def cell(self, attrs: dict[str, str]) -> list[Any]:
+        key = frozenset(attrs.items())
+        found = self.cells.get(key)
+        if found is None:
+            found = self.cells[key] = [attrs, 0]
+        return found
+
+    def observe(self, options: Any) -> list[Any]:
+        from opentelemetry.metrics import Observation
+
+        return [Observation(value, attrs) for attrs, value in list(self.cells.values())]
+
+
 class _Attrs:
     """The attributes of one (protocol, role[, station]), and the dicts made from them."""
 
-    __slots__ = ("base", "cache", "identity", "protocol", "role", "span_base")
+    __slots__ = ("base", "cache", "cells", "identity", "protocol", "role", "span_base")
 
     def __init__(self, protocol: str, role: str, identity: str, station: bool) -> None:
         self.protocol = protocol
@@ -69,6 +100,15 @@ class _Attrs:
             "ocpp.protocol": protocol,
         }
         self.cache: dict[tuple[Any, ...], dict[str, str]] = {}
+        #: (counter, key) -> that counter's cell for these attributes.
+        self.cells: dict[tuple[Any, ...], list[Any]] = {}
+
+    def cell(self, counter: _Counter, *key: str) -> list[Any]:
+        """``counter``'s cell for the attributes of ``key`` (as :meth:`get`)."""
+        found = self.cells.get((counter, *key))
+        if found is None:
+            found = self.cells[(counter, *key)] = counter.cell(self.get(*key))
+        return found
 
     def get(self, *key: str) -> dict[str, str]:
         """The attribute dict for ``key``: pairs (name, value) flattened, with the base."""
@@ -131,10 +171,15 @@ class Telemetry:
 
         def make(name: str) -> Any:
             kind, unit, _, description = METRICS[name]
-            if kind == "counter":
-                return meter.create_counter(name, unit=unit, description=description)
-            if kind == "updowncounter":
-                return meter.create_up_down_counter(name, unit=unit, description=description)
+            if kind in ("counter", "updowncounter"):
+                counter = _Counter()
+                create = (
+                    meter.create_observable_counter
+                    if kind == "counter"
+                    else meter.create_observable_up_down_counter
+                )
+                create(name, callbacks=[counter.observe], unit=unit, description=description)
+                return counter
             return meter.create_histogram(
                 name,
                 unit=unit,
@@ -152,7 +197,7 @@ class Telemetry:
         self._limits = make("ocpp.limits.hit")
         self._reconnects = make("ocpp.reconnects")
         self._rtt = make("ocpp.ping.rtt")
-        self._rejection_attrs: dict[str, dict[str, str]] = {}
+        self._actions: dict[str, set[str]] = {}
         self._outboxes: list[Any] = []
         self._outbox_gauges = False
 
@@ -167,7 +212,7 @@ class Telemetry:
         # The span attributes name the station even when the metrics do not.
         attrs = _Attrs.__new__(_Attrs)
         attrs.protocol, attrs.role, attrs.identity = protocol, role, identity
-        attrs.base, attrs.cache = shared.base, shared.cache
+        attrs.base, attrs.cache, attrs.cells = shared.base, shared.cache, shared.cells
         attrs.span_base = {
             "rpc.system": "ocpp",
             "ocpp.identity": identity,
@@ -179,56 +224,76 @@ class Telemetry:
 
     def connection_opened(self, attrs: _Attrs) -> None:
         if self.metrics:
-            self._open.add(1, attrs.base)
+            attrs.cell(self._open)[1] += 1
 
     def connection_closed(self, attrs: _Attrs) -> None:
         if self.metrics:
-            self._open.add(-1, attrs.base)
+            attrs.cell(self._open)[1] -= 1
 
     def handshake_rejected(self, cause: str) -> None:
         if self.metrics:
-            attrs = self._rejection_attrs.get(cause)
-            if attrs is None:
-                attrs = self._rejection_attrs[cause] = {"reason": cause}
-            self._rejected.add(1, attrs)
+            self._rejected.cell({"reason": cause})[1] += 1
 
     def reconnect(self, identity: str) -> None:
         if self.metrics:
-            self._reconnects.add(1, {"station": identity} if self.station_label else self._empty)
+            self._reconnects.cell({"station": identity} if self.station_label else {})[1] += 1
 
     def message(self, attrs: _Attrs, direction: str, kind: int, action: str) -> None:
         if self.metrics:
-            self._messages.add(
-                1,
-                attrs.get(
-                    "direction",
-                    direction,
-                    "message_type",
-                    KIND_NAMES.get(kind, "invalid"),
-                    "action",
-                    action,
-                ),
-            )
+            attrs.cell(
+                self._messages,
+                "direction",
+                direction,
+                "message_type",
+                KIND_NAMES.get(kind, "invalid"),
+                "action",
+                self._action(attrs, action),
+            )[1] += 1
 
     def callerror(self, attrs: _Attrs, direction: str, code: str) -> None:
         if self.metrics:
-            self._callerrors.add(1, attrs.get("direction", direction, "code", code))
+            attrs.cell(
+                self._callerrors, "direction", direction, "code", code if code in _CODES else OTHER
+            )[1] += 1
 
     def validation_failed(
         self, attrs: _Attrs, action: str, outbound: bool, rule: str, outcome: str
     ) -> None:
         if self.metrics:
             direction = "out" if outbound else "in"
-            self._validation.add(
-                1,
-                attrs.get(
-                    "direction", direction, "action", action, "rule", rule, "outcome", outcome
-                ),
-            )
+            attrs.cell(
+                self._validation,
+                "direction",
+                direction,
+                "action",
+                self._action(attrs, action),
+                "rule",
+                rule,
+                "outcome",
+                outcome,
+            )[1] += 1
 
     def limit(self, attrs: _Attrs, name: str) -> None:
         if self.metrics:
-            self._limits.add(1, attrs.get("limit", name))
+            attrs.cell(self._limits, "limit", name)[1] += 1
+
+    def _action(self, attrs: _Attrs, action: str) -> str:
+        """``action`` as a label: a name the peer chose is kept only if the protocol knows it.
+
+        Otherwise a hostile peer sending CALLs with ever new action names
+        would grow a series per name.  A built-in protocol's actions are its
+        schemas'; a vendor protocol gets its first ``MAX_VENDOR_ACTIONS``
+        names, then ``other``.
+        """
+        known = self._actions.get(attrs.protocol)
+        if known is None:
+            known = self._actions[attrs.protocol] = _known_actions(attrs.protocol)
+        if action in known or not action:
+            return action
+        if attrs.protocol in _BUILTIN or len(known) >= MAX_VENDOR_ACTIONS:
+            return OTHER
+        known.add(action)
+        return action
 
     def ping_rtt(self, attrs: _Attrs, rtt: float) -> None:
         if self.metrics:
@@ -307,7 +372,10 @@ class Telemetry:
             self._end_span(span, outcome, code)
         if self.metrics and action:
             self._duration.record(
-                elapsed, attrs.get("direction", "in", "action", action, "outcome", outcome)
+                elapsed,
+                attrs.get(
+                    "direction", "in", "action", self._action(attrs, action), "outcome", outcome
+                ),
             )
 
     def outbound_call_sent(self, mid: str) -> None:
@@ -347,7 +415,14 @@ class Telemetry:
             if self.metrics:
                 self._duration.record(
                     trio.current_time() - started,
-                    attrs.get("direction", "out", "action", action, "outcome", outcome),
+                    attrs.get(
+                        "direction",
+                        "out",
+                        "action",
+                        self._action(attrs, action),
+                        "outcome",
+                        outcome,
+                    ),
                 )
 
     def _end_span(self, span: Span, outcome: str, code: str) -> None:
@@ -403,6 +478,32 @@ class Telemetry:
     def extract(self, carrier: Mapping[str, str]) -> object:
         """Make the trace context in ``carrier`` current; a token for :meth:`exit_span`."""
         return self._context.attach(self._propagate.extract(carrier))
+
+
+#: The label of an action or error code outside the known ones (see ``Telemetry._action``).
+OTHER = "other"
+
+#: Action names a vendor protocol may add to the labels before the rest are ``other``.
+MAX_VENDOR_ACTIONS = 200
+
+_BUILTIN = frozenset({"ocpp1.6", "ocpp2.0.1", "ocpp2.1"})
+
+
+def _known_actions(protocol: str) -> set[str]:
+    if protocol not in _BUILTIN:
+        return set()
+    from .._core.validation import get_validator
+
+    return set(get_validator(protocol).actions)
+
+
+def _error_codes() -> frozenset[str]:
+    from .._core.errors import ErrorCode
+
+    return frozenset(code.value for code in ErrorCode)
+
+
+_CODES: Final = _error_codes()
 
 
 def classify(exc: BaseException) -> tuple[str, str]:

@@ -399,3 +399,35 @@ async def test_metrics_only_or_traces_only(autojump_clock: trio.testing.MockCloc
     assert metrics_only.value("ocpp.messages") > 0
     assert traces_only.points("ocpp.messages") == {}
     assert traces_only.spans()
+
+
+async def test_names_a_peer_chooses_do_not_grow_the_series(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    sink = Sink()
+    async with open_memory_server(csms, telemetry=sink.telemetry) as srv:
+        async with srv.connect("CP1") as station:
+            for i in range(300):
+                await station.send_raw(f'[2,"m{i}","Invented{i}",{{}}]')
+            conn = srv.server.clients["CP1"]
+            await trio.sleep(1)
+            with pytest.raises(CallErrorReceived):
+                await conn.call("Reset", {"type": "Soft"})  # the station has no handler
+    actions = {dict(k)["action"] for k in sink.points("ocpp.messages")}
+    assert "other" in actions
+    assert not any(a.startswith("Invented") for a in actions)
+    assert sink.value("ocpp.messages", direction="in", message_type="CALL", action="other") == 300
+    codes = {dict(k)["code"] for k in sink.points("ocpp.callerrors")}
+    assert codes <= {"NotImplemented", "NotSupported", "other"}
+
+
+def test_error_codes_outside_the_specs_are_other() -> None:
+    sink = Sink()
+    attrs = sink.telemetry.connection_attributes("CP1", "ocpp1.6", "csms")
+    for code in ("NotSupported", "VendorSpecificThing", "x" * 100):
+        sink.telemetry.callerror(attrs, "in", code)
+    assert {dict(k)["code"] for k in sink.points("ocpp.callerrors")} == {"NotSupported", "other"}
+    # a vendor protocol's own actions are kept, up to a bound
+    vendor = sink.telemetry.connection_attributes("CP1", "acme1.0", "csms")
+    sink.telemetry.message(vendor, "in", 2, "Frobnicate")
+    assert sink.value("ocpp.messages", protocol="acme1.0", action="Frobnicate") == 1
