@@ -405,14 +405,16 @@ async def test_names_a_peer_chooses_do_not_grow_the_series(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     sink = Sink()
-    async with open_memory_server(csms, telemetry=sink.telemetry) as srv:
-        async with srv.connect("CP1") as station:
-            for i in range(300):
-                await station.send_raw(f'[2,"m{i}","Invented{i}",{{}}]')
-            conn = srv.server.clients["CP1"]
-            await trio.sleep(1)
-            with pytest.raises(CallErrorReceived):
-                await conn.call("Reset", {"type": "Soft"})  # the station has no handler
+    async with (
+        open_memory_server(csms, telemetry=sink.telemetry) as srv,
+        srv.connect("CP1") as station,
+    ):
+        for i in range(300):
+            await station.send_raw(f'[2,"m{i}","Invented{i}",{{}}]')
+        conn = srv.server.clients["CP1"]
+        await trio.sleep(1)
+        with pytest.raises(CallErrorReceived):
+            await conn.call("Reset", {"type": "Soft"})  # the station has no handler
     actions = {dict(k)["action"] for k in sink.points("ocpp.messages")}
     assert "other" in actions
     assert not any(a.startswith("Invented") for a in actions)
