@@ -773,10 +773,22 @@ class OCPPClient(HandlerSurface):
                         raise
                     self._state = ConnectionState.OPEN
                     self._wake_waiters()
+                    log.info(
+                        "%s: connected to %s (%s)",
+                        log_safe(self.identity),
+                        self._ws_url,
+                        conn.protocol,
+                    )
                     if not started:
                         started = True
                         task_status.started()
                     await conn.wait_closed()
+                    log.info(
+                        "%s: disconnected (%s%s)",
+                        log_safe(self.identity),
+                        conn.close_code,
+                        f": {log_safe(conn.close_reason, 123)}" if conn.close_reason else "",
+                    )
             except (
                 OCPPError,
                 OSError,

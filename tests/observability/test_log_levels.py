@@ -44,3 +44,20 @@ async def test_refused_handshakes_are_logged_a_few_per_cause(
     # every attempt is an event (and a metric), whatever the log left out
     assert causes.count("unauthorized") == 41
     assert causes[-1] == "bad_request"
+
+
+async def test_a_station_logs_its_connection_s_life_at_info(
+    autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="ocpp_trio")
+    async with open_memory_server(None) as srv:
+        async with srv.connect("CP1", backoff_min=1, backoff_max=1):
+            await srv.server.clients["CP1"].close(4000, "maintenance")
+            await trio.sleep(5)  # reconnects
+    lines = [(r.name, r.levelno, r.getMessage()) for r in caplog.records if "CP1" in r.getMessage()]
+    client = [(level, text) for name, level, text in lines if name == "ocpp_trio.client"]
+    assert (logging.INFO, "CP1: disconnected (4000: maintenance)") in client
+    connected = [text for level, text in client if "connected to" in text and level == logging.INFO]
+    assert len(connected) == 2  # the first connection and the reconnection
+    assert all(text.endswith("(ocpp1.6)") for text in connected)
+    assert not [line for line in lines if line[1] >= logging.WARNING]
