@@ -50,10 +50,12 @@ async def test_a_station_logs_its_connection_s_life_at_info(
     autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="ocpp_trio")
-    async with open_memory_server(None) as srv:
-        async with srv.connect("CP1", backoff_min=1, backoff_max=1):
-            await srv.server.clients["CP1"].close(4000, "maintenance")
-            await trio.sleep(5)  # reconnects
+    async with (
+        open_memory_server(None) as srv,
+        srv.connect("CP1", backoff_min=1, backoff_max=1),
+    ):
+        await srv.server.clients["CP1"].close(4000, "maintenance")
+        await trio.sleep(5)  # reconnects
     lines = [(r.name, r.levelno, r.getMessage()) for r in caplog.records if "CP1" in r.getMessage()]
     client = [(level, text) for name, level, text in lines if name == "ocpp_trio.client"]
     assert (logging.INFO, "CP1: disconnected (4000: maintenance)") in client
