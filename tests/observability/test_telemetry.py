@@ -328,38 +328,41 @@ async def test_the_outbox_depth_and_age_while_offline() -> None:
         assert sink.value("ocpp.outbox.age") >= 0
 
 
-async def test_call_station_carries_the_trace_to_the_instance_of_the_station() -> None:
-    sink_a, sink_b = Sink(), Sink()
-    hub = LocalHub()
-    async with trio.open_nursery() as nursery:
-        servers = []
-        for i, sink in enumerate((sink_a, sink_b)):
-            server = OCPPServer(None, ping_interval=0, telemetry=sink.telemetry)
-            server.set_adapter(LocalAdapter(hub, instance_id=f"i{i}"))
-            await nursery.start(server.listen, 0, "127.0.0.1")
-            servers.append(server)
-        a, b = servers
-        async with open_ocpp_client(
-            f"ws://127.0.0.1:{b.port}/ocpp",
-            identity="CP9",
-            protocols=["ocpp1.6"],
-            reconnect=False,
-            ping_interval=0,
-        ) as station:
+async def call_across(
+    adapters: list[Any], identity: str = "CP9"
+) -> tuple[ReadableSpan, ReadableSpan]:
+    """Two instances (one per adapter), a station on the second, ``call_station`` from the first.
 
-            @station.handle("Reset")
-            def reset(ctx: HandlerContext) -> dict[str, Any]:
-                return {"status": "Accepted"}
-
-            with trio.fail_after(TIMEOUT):
-                assert await a.call_station("CP9", "Reset", {"type": "Soft"}) == {
-                    "status": "Accepted"
-                }
-        with trio.fail_after(TIMEOUT):
+    Returns the first one's ``call_station`` span and the second one's call span.
+    """
+    sinks = [Sink(), Sink()]
+    with trio.fail_after(TIMEOUT):
+        async with trio.open_nursery() as nursery:
+            servers = []
+            for sink, adapter in zip(sinks, adapters, strict=True):
+                server = OCPPServer(None, ping_interval=0, telemetry=sink.telemetry)
+                server.set_adapter(adapter)
+                await nursery.start(server.listen, 0, "127.0.0.1")
+                servers.append(server)
+            a, b = servers
+            async with open_ocpp_client(
+                f"ws://127.0.0.1:{b.port}/ocpp",
+                identity=identity,
+                protocols=["ocpp1.6"],
+                reconnect=False,
+                ping_interval=0,
+            ) as station:
+                station.handle("Reset")(lambda ctx: {"status": "Accepted"})
+                for _ in range(200):  # presence may take a moment to reach the first
+                    if await a.locate_station(identity) is not None:
+                        break
+                    await trio.sleep(0.05)
+                answer = await a.call_station(identity, "Reset", {"type": "Soft"})
+                assert answer == {"status": "Accepted"}
             for server in servers:
                 await server.close()
-    (outer,) = sink_a.spans("call_station/Reset")
-    (inner,) = sink_b.spans("ocpp1.6/Reset")
+    (outer,) = sinks[0].spans("call_station/Reset")
+    (inner,) = sinks[1].spans("ocpp1.6/Reset")
     assert outer.context is not None
     assert inner.context is not None
     assert inner.context.trace_id == outer.context.trace_id
@@ -367,6 +370,12 @@ async def test_call_station_carries_the_trace_to_the_instance_of_the_station() -
     assert inner.parent.span_id == outer.context.span_id
     assert inner.attributes is not None
     assert inner.attributes["ocpp.outcome"] == "ok"
+    return outer, inner
+
+
+async def test_call_station_carries_the_trace_to_the_instance_of_the_station() -> None:
+    hub = LocalHub()
+    await call_across([LocalAdapter(hub, instance_id="i0"), LocalAdapter(hub, instance_id="i1")])
 
 
 async def test_station_label_is_opt_in(autojump_clock: trio.testing.MockClock) -> None:
