@@ -153,6 +153,11 @@ class Telemetry:
         self.station_label = station_label
         self._shared: dict[tuple[str, str], _Attrs] = {}
         self._empty: dict[str, str] = {}
+        self._want_metrics = metrics
+        self._want_traces = traces
+        self._own_meter = meter_provider is not None
+        self._own_tracer = tracer_provider is not None
+        #: Whether metrics / spans are recorded now (see :meth:`_refresh`).
         self.metrics = metrics
         self.traces = traces
         meter = (
@@ -198,12 +203,36 @@ class Telemetry:
         self._reconnects = make("ocpp.reconnects")
         self._rtt = make("ocpp.ping.rtt")
         self._actions: dict[str, set[str]] = {}
+        self._refresh()
         self._outboxes: list[Any] = []
         self._outbox_gauges = False
 
     # --- attributes ---------------------------------------------------------------
 
+    def _refresh(self) -> None:
+        """Record through the global providers only once an SDK has set them.
+
+        With the API alone (no SDK configured) every instrument and span is a
+        no-op, yet making them would still cost some microseconds per call;
+        so without providers of its own, a ``Telemetry`` looks at the global
+        ones when a connection opens (an application sets them up at start)
+        and records nothing while they are the API's placeholders.
+        """
+        if self._want_metrics and not self._own_meter:
+            from opentelemetry.metrics import NoOpMeterProvider, get_meter_provider
+            from opentelemetry.metrics._internal import _ProxyMeterProvider
+
+            provider = get_meter_provider()
+            self.metrics = not isinstance(provider, NoOpMeterProvider | _ProxyMeterProvider)
+        if self._want_traces and not self._own_tracer:
+            trace = self._trace
+            provider = trace.get_tracer_provider()
+            self.traces = not isinstance(
+                provider, trace.NoOpTracerProvider | trace.ProxyTracerProvider
+            )
+
     def connection_attributes(self, identity: str, protocol: str, role: str) -> _Attrs:
+        self._refresh()
         if self.station_label:
             return _Attrs(protocol, role, identity, True)
         shared = self._shared.get((protocol, role))

@@ -442,3 +442,22 @@ def test_error_codes_outside_the_specs_are_other() -> None:
     vendor = sink.telemetry.connection_attributes("CP1", "acme1.0", "csms")
     sink.telemetry.message(vendor, "in", 2, "Frobnicate")
     assert sink.value("ocpp.messages", protocol="acme1.0", action="Frobnicate") == 1
+
+
+def test_without_an_sdk_nothing_is_recorded_until_one_is_set(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import opentelemetry.metrics
+    import opentelemetry.trace
+
+    telemetry = Telemetry()  # the global providers: the API's placeholders here
+    attrs = telemetry.connection_attributes("CP1", "ocpp1.6", "csms")
+    assert not telemetry.metrics
+    assert not telemetry.traces
+    assert telemetry.inbound_call_started(attrs, "Heartbeat", "1") is None
+    sink = Sink()
+    monkeypatch.setattr(opentelemetry.metrics, "get_meter_provider", lambda: sink.reader)
+    monkeypatch.setattr(opentelemetry.trace, "get_tracer_provider", lambda: sink.tracer_provider)
+    telemetry.connection_attributes("CP2", "ocpp1.6", "csms")  # looks again when one opens
+    assert telemetry.metrics
+    assert telemetry.traces
