@@ -82,6 +82,7 @@ bench: $(STAMP) node-deps
 	$(BIN)/python benchmarks/run.py $(BENCH_BASELINE) --out benchmarks/RESULTS.md
 	$(BIN)/python benchmarks/run.py --workloads idle --idle 10000 --strict off --runs 1 $(BENCH_BASELINE) --out benchmarks/RESULTS-idle-10000.md
 	$(BIN)/python benchmarks/run.py --matrix $(BENCH_BASELINE) --out benchmarks/RESULTS-matrix.md
+	$(BIN)/python benchmarks/run.py --workloads calls --runs 5 --strict on --observability $(BENCH_BASELINE) --out benchmarks/RESULTS-observability.md
 	printf '\n## (e) Validation, microseconds per validation\n\n' >> benchmarks/RESULTS.md
 	$(BIN)/python benchmarks/validation_vs_jsonschema.py >> benchmarks/RESULTS.md
 	printf '\n## (f) Start-up (fresh interpreter)\n\n' >> benchmarks/RESULTS.md

@@ -58,9 +58,42 @@ def test_run_py_runs_every_workload_on_tiny_sizes(tmp_path: Path) -> None:
         "ocpp_trio (trio-websocket transport)",
         "mobilityhouse ocpp 2.1.0",
         "raw trio-websocket (floor)",
+        "ocpp_trio's WebSocket driver, no OCPP layer (limit)",
     ):
         assert system in rows, report
     ours = [line for line in report.splitlines() if line.startswith("| ocpp_trio |")]
     # ocpp_trio has a figure in every column of both tables, (d) over TLS too.
     assert len(ours) == 2, report
     assert all("—" not in line for line in ours), report
+
+
+def test_run_py_measures_the_instrumentation(tmp_path: Path) -> None:
+    out = tmp_path / "RESULTS-observability.md"
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(RUN),
+            "--runs=1",
+            "--calls-a=30",
+            "--stations-b=2",
+            "--calls-b=5",
+            "--workloads=calls",
+            "--strict=on",
+            "--observability",
+            f"--out={out}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = out.read_text(encoding="utf-8")
+    for system in (
+        "| ocpp_trio |",
+        "| ocpp_trio, Telemetry() without an SDK |",
+        "| ocpp_trio, PrometheusMetrics (SDK) |",
+        "| ocpp_trio, PrometheusMetrics + spans (SDK, no exporter) |",
+    ):
+        (row,) = [line for line in report.splitlines() if line.startswith(system)][:1]
+        assert "—" not in row, report
