@@ -785,11 +785,18 @@ class StreamRunner:
         identity is claimed later (:meth:`_claim`), once all of these passed.
         """
         headers = header_map(request.headers)
-        if isinstance(request, ServerHandshake | RequestLine):
+        # Our own handshake first: isinstance() against a runtime-checkable
+        # Protocol inspects the object's attributes (2% of a connection's CPU).
+        own = type(request) is ServerHandshake
+        if own or isinstance(request, ServerHandshake | RequestLine):
             # Our own parser hands over any request that parses (as does a
             # front end whose request tells its request line); trio-websocket
             # (wsproto) and ASGI servers refuse a bad upgrade before we see it.
-            line = request if isinstance(request, RequestLine) else None
+            line: RequestLine | None = None
+            if own:
+                line = cast("ServerHandshake", request)
+            elif isinstance(request, RequestLine):
+                line = request
             check_upgrade(
                 headers,
                 method=line.method if line is not None else "GET",
