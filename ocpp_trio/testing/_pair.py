@@ -41,6 +41,9 @@ from .._websocket.transport import (
     HandshakeInfo,
     Transport,
 )
+from ..observability._recorder import Observer, make_observer
+from ..observability.framelog import FrameLog
+from ..observability.telemetry import Telemetry
 
 if TYPE_CHECKING:
     import trio_websocket
@@ -215,6 +218,7 @@ def _connection(
     identity: str,
     role: Role,
     options: ConnectionOptions,
+    observer: Observer | None = None,
 ) -> OCPPConnection:
     path = f"/ocpp/{identity}"
     prepare_validators_now(options, [protocol])  # the reader never compiles a schema
@@ -225,6 +229,7 @@ def _connection(
         role=role,
         options=options,
         handshake=HandshakeInfo(path=path, subprotocol=protocol),
+        recorder=None if observer is None else observer.connection(identity, protocol),
     )
 
 
@@ -270,6 +275,8 @@ async def open_memory_pair(
     csms_handler: ConnectionHandler | None = None,
     station_handler: ConnectionHandler | None = None,
     stream_pair_factory: StreamPairFactory = trio.testing.memory_stream_pair,
+    telemetry: Telemetry | None = None,
+    frame_log: FrameLog | None = None,
     **options: Unpack[MemoryPairKwargs],
 ) -> AsyncIterator[MemoryPair]:
     """Yield ``MemoryPair(station, csms)``: two connected ends speaking ``protocol``.
@@ -286,6 +293,10 @@ async def open_memory_pair(
         stream_pair_factory: makes the two byte streams (default
             ``trio.testing.memory_stream_pair``); pass your own to inject
             delay, loss or a frozen peer.
+        telemetry: metrics and spans of both ends
+            (``ocpp_trio.observability.Telemetry``; their ``role`` attribute
+            tells them apart), to check your own instrumentation in tests.
+        frame_log: the structured frame log of both ends.
         **options: connection options (``call_timeout``, ``strict_mode``,
             ``ping_interval`` (0 here unless given: no pings), ...) for both
             ends; ``station_options`` / ``csms_options`` (dicts) override them
@@ -316,6 +327,7 @@ async def open_memory_pair(
                 identity=identity,
                 role=Role.CLIENT,
                 options=station_opts,
+                observer=make_observer(telemetry, frame_log, "station"),
             )
             csms = _connection(
                 server,
@@ -323,6 +335,7 @@ async def open_memory_pair(
                 identity=identity,
                 role=Role.SERVER,
                 options=csms_opts,
+                observer=make_observer(telemetry, frame_log, "csms"),
             )
             try:
                 await nursery.start(run_connection, csms, _on_open(csms_handler))

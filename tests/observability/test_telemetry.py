@@ -461,3 +461,17 @@ def test_without_an_sdk_nothing_is_recorded_until_one_is_set(
     telemetry.connection_attributes("CP2", "ocpp1.6", "csms")  # looks again when one opens
     assert telemetry.metrics
     assert telemetry.traces
+
+
+async def test_the_memory_pair_reports_both_ends(autojump_clock: trio.testing.MockClock) -> None:
+    from ocpp_trio.testing import open_memory_pair
+
+    sink = Sink()
+    async with open_memory_pair(csms_handler=csms, telemetry=sink.telemetry) as (station, _):
+        await station.call("Authorize", {"idTag": "A"})
+    assert sink.value("ocpp.call.duration", role="station", direction="out", outcome="ok") == 1
+    assert sink.value("ocpp.call.duration", role="csms", direction="in", outcome="ok") == 1
+    assert {s.kind for s in sink.spans("ocpp1.6/Authorize")} == {
+        trace.SpanKind.CLIENT,
+        trace.SpanKind.SERVER,
+    }
