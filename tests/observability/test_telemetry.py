@@ -475,3 +475,25 @@ async def test_the_memory_pair_reports_both_ends(autojump_clock: trio.testing.Mo
         trace.SpanKind.CLIENT,
         trace.SpanKind.SERVER,
     }
+
+
+def test_the_package_imports_without_the_extras() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "for name in ('opentelemetry', 'prometheus_client'): sys.modules[name] = None\n"
+        "import ocpp_trio, ocpp_trio.server, ocpp_trio.client, ocpp_trio.cli.serve\n"
+        "from ocpp_trio.observability import FrameLog, Telemetry\n"
+        "FrameLog()\n"
+        "try:\n"
+        "    Telemetry()\n"
+        "except ImportError as exc:\n"
+        "    print(exc)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert "pip install 'ocpp-trio[otel]'" in done.stdout
