@@ -35,6 +35,7 @@ from typing import Any
 import trio
 
 from .._core.validation import SUPPORTED_PROTOCOLS
+from ..observability.framelog import FrameLog, StationFileHandler
 from ..security import SecurityProfile, client_ssl_context
 from ._common import (
     EXIT_FAILED,
@@ -253,6 +254,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "stations; each keeps its own queue): what is not delivered survives outages and restarts",
     )
     parser.add_argument(
+        "--frame-log",
+        metavar="DIR",
+        default=None,
+        help="write every frame as JSON lines, one rotating file per station, into DIR "
+        "(idTag, idToken, passwords and keys masked)",
+    )
+    parser.add_argument(
         "--call-timeout", type=positive_float, default=30.0, metavar="S", help="default 30"
     )
     parser.add_argument(
@@ -326,6 +334,11 @@ def client_options(args: argparse.Namespace) -> dict[str, Any]:
     if args.outbox:
         # a path: each station opens its own Outbox on the file, keyed by its identity
         options["outbox"] = args.outbox
+    if args.frame_log:
+        try:  # one frame log for every station: a file each, by identity
+            options["frame_log"] = FrameLog(handler=StationFileHandler(args.frame_log))
+        except OSError as exc:
+            raise CLIError(f"--frame-log {args.frame_log}: {exc.strerror or exc}") from None
     if tls:
         ctx_profile = profile if profile.requires_tls else SecurityProfile.TLS_BASIC_AUTH
         try:
