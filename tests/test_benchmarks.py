@@ -22,28 +22,28 @@ pytestmark = [
 ]
 
 
-def test_run_py_runs_every_workload_on_tiny_sizes(tmp_path: Path) -> None:
-    out = tmp_path / "RESULTS.md"
+#: The tiny sizes every run here uses.
+TINY = ("--runs=1", "--calls-a=30", "--stations-b=2", "--calls-b=5")
+
+
+def run_py(*args: str) -> subprocess.CompletedProcess[str]:
+    """``benchmarks/run.py`` on tiny sizes with ``args``; it must succeed."""
     done = subprocess.run(
-        [
-            sys.executable,
-            str(RUN),
-            "--runs=1",
-            "--calls-a=30",
-            "--stations-b=2",
-            "--calls-b=5",
-            "--idle=5",
-            "--connect=6",
-            "--connect-concurrency=3",
-            "--strict=off",
-            f"--out={out}",
-        ],
+        [sys.executable, str(RUN), *TINY, *args],
         capture_output=True,
         text=True,
         timeout=300,
         check=False,
     )
     assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
+def test_run_py_runs_every_workload_on_tiny_sizes(tmp_path: Path) -> None:
+    out = tmp_path / "RESULTS.md"
+    done = run_py(
+        "--idle=5", "--connect=6", "--connect-concurrency=3", "--strict=off", f"--out={out}"
+    )
     assert "failed" not in done.stderr, done.stderr[-3000:]
     report = out.read_text(encoding="utf-8")
     assert "(d) stations/s" in report
@@ -69,25 +69,7 @@ def test_run_py_runs_every_workload_on_tiny_sizes(tmp_path: Path) -> None:
 
 def test_run_py_measures_the_instrumentation(tmp_path: Path) -> None:
     out = tmp_path / "RESULTS-observability.md"
-    done = subprocess.run(
-        [
-            sys.executable,
-            str(RUN),
-            "--runs=1",
-            "--calls-a=30",
-            "--stations-b=2",
-            "--calls-b=5",
-            "--workloads=calls",
-            "--strict=on",
-            "--observability",
-            f"--out={out}",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
+    run_py("--workloads=calls", "--strict=on", "--observability", f"--out={out}")
     report = out.read_text(encoding="utf-8")
     for system in (
         "| ocpp_trio |",
