@@ -133,6 +133,12 @@ class Telemetry:
             metric: for small fleets only (every series multiplies by the
             number of stations).
 
+    Without providers of its own it records through the global ones, and
+    only once an OpenTelemetry SDK has set them: it looks when each
+    connection opens, so an SDK set up at start is used by every connection,
+    one set up later by the connections opened after it.  With the API alone
+    it records nothing and costs next to nothing.
+
     Raises:
         ImportError: ``opentelemetry-api`` is not installed (the ``otel`` extra).
     """
