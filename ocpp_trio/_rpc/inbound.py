@@ -93,6 +93,7 @@ from ..events import (
     MessageEvent,
 )
 from ..observability._recorder import ConnectionRecorder
+from ..observability.framelog import log_copy
 from ..routing import NOREPLY, Handler, HandlerContext
 from .link import Link
 from .logsafe import log_safe
@@ -192,7 +193,7 @@ class Dispatcher:
                 if log.isEnabledFor(logging.DEBUG) and (
                     link.rec is None or not link.rec.logs_frames
                 ):
-                    log.debug("%s < %s", link.quiet.prefix, log_safe(message))
+                    log.debug("%s < %s", link.quiet.prefix, log_safe(log_copy(message)))
                 if emitter.has("message"):
                     emitter.emit("message", MessageEvent(text=message, outbound=False))
                 charged = False
@@ -325,8 +326,7 @@ class Dispatcher:
             code,
             log_safe(event.error.description),
             event.count,
-            # %r: repr() escapes what log_safe() would; with a frame log, its outline only
-            event.excerpt if self._link.rec is None else self._link.rec.log_excerpt(event.excerpt),
+            log_copy(event.excerpt),  # %r: repr() escapes what log_safe() would
         )
         self._link.emitter.emit(
             "bad_message",

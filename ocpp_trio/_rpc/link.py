@@ -36,6 +36,7 @@ from ..events import (
     StrictValidationFailureEvent,
 )
 from ..observability._recorder import ConnectionRecorder
+from ..observability.framelog import log_copy
 from ..routing import Router
 from .flag import SET_EVENT
 from .logsafe import QuietLog, log_safe
@@ -197,7 +198,7 @@ class Link:
         the caller's cancel scopes (see ``WSTransport.send``).
         """
         if log.isEnabledFor(logging.DEBUG) and (self.rec is None or not self.rec.logs_frames):
-            log.debug("%s > %s", self.quiet.prefix, log_safe(text))
+            log.debug("%s > %s", self.quiet.prefix, log_safe(log_copy(text)))
         if self.emitter.has("message"):
             self.emitter.emit("message", MessageEvent(text=text, outbound=True))
         await self.transport.send(text)

@@ -139,13 +139,6 @@ class ConnectionRecorder:
         then left out (the frame log has each frame, redacted)."""
         return self._frames is not None
 
-    def log_excerpt(self, excerpt: str) -> str:
-        """A bad frame's excerpt as a log line may show it: its outline with a frame
-        log configured (``FrameLog.sketch``), else as it is."""
-        if self._frames is None:
-            return excerpt
-        return self._frames.sketch(excerpt)
-
     def received(self, kind: int, action: str, mid: str, text: str, code: str = "") -> None:
         """One frame from the peer (kind 0: not OCPP-J)."""
         latency: float | None = None

@@ -253,8 +253,8 @@ class FrameLog:
         ``[2,"19223201","Authorize",{"idTag":"X"`` becomes
         ``[2,"?","?",{"idTag":"?"`` (enough to see it was cut short), and
         ``hello world`` becomes ``? ?``.  The rest is counted,
-        ``...(N more)``.  The connection's WARNING about the bad frame uses
-        the same outline when a frame log is configured.
+        ``...(N more)``.  The connection's own log lines show a frame that
+        is not JSON the same way (``log_copy``).
         """
         return sketch(text, self.excerpt)
 
@@ -439,3 +439,31 @@ class StationFileHandler(logging.Handler):
         finally:
             self.release()
         super().close()
+
+
+_SECRETS_ONLY: Redactor | None = None
+
+
+def log_copy(text: str) -> str:
+    """A frame as the connection's own log lines may show it, with its secrets masked.
+
+    For the lines of ``ocpp_trio.connection`` that show frames (the raw DEBUG
+    lines, the excerpt of a bad frame's WARNING), with or without a frame
+    log: a frame that is JSON has the values of :data:`ALWAYS_REDACTED` keys
+    and of :data:`SECRET_KEYS` entries masked (and is shown as it came when
+    it has none); one that is not JSON (a cut-off excerpt, garbage) is shown
+    as its outline (``FrameLog.sketch``), since nothing says where a secret
+    would be in it.  Only called once a line is to be written.
+    """
+    global _SECRETS_ONLY
+    redactor = _SECRETS_ONLY
+    if redactor is None:
+        redactor = _SECRETS_ONLY = Redactor(ALWAYS_REDACTED, SECRET_KEYS)
+    try:
+        frame = json.loads(text)
+    except (ValueError, RecursionError):
+        return sketch(text, EXCERPT_LENGTH)
+    masked = redactor.value(frame)
+    if masked == frame:
+        return text
+    return json.dumps(masked, ensure_ascii=False, separators=(",", ":"))

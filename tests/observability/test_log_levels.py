@@ -63,3 +63,23 @@ async def test_a_station_logs_its_connection_s_life_at_info(
     assert len(connected) == 2  # the first connection and the reconnection
     assert all(text.endswith("(ocpp1.6)") for text in connected)
     assert not [line for line in lines if line[1] >= logging.WARNING]
+
+
+async def test_the_connection_s_own_frame_lines_mask_secrets_without_a_frame_log(
+    autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    from ocpp_trio.testing import open_memory_pair
+
+    caplog.set_level(logging.DEBUG, logger="ocpp_trio")
+    secret = "S3cretAuthKey-0042"
+    async with open_memory_pair("ocpp1.6") as (station, csms):
+        station.handle("ChangeConfiguration")(lambda ctx: {"status": "Accepted"})
+        await csms.call("ChangeConfiguration", {"key": "AuthorizationKey", "value": secret})
+        await csms.call("ChangeConfiguration", {"key": "HeartbeatInterval", "value": "300"})
+        # a cut-off frame: not JSON, so shown as its outline
+        await station.send_raw(f'[2,"x","Authorize",{{"idTag":"{secret}"')
+        await trio.sleep(1)
+    text = "\n".join(r.getMessage() for r in caplog.records)
+    assert secret not in text
+    assert '"HeartbeatInterval","value":"300"' in text  # the rest as it was
+    assert '[2,"?","?",{"idTag":"?"' in text
