@@ -104,7 +104,8 @@ class ConnectionRecorder:
         self._frames = observer.frame_log
         #: The peer's calls awaiting our answer: message id -> (start, span or None, action).
         self._inbound: dict[str, tuple[float, Any, str]] = {}
-        #: Our calls awaiting the peer's answer: message id -> when the CALL went out.
+        #: Our calls awaiting the peer's answer: message id -> when the CALL went
+        #: out (kept for the frame log's latency only).
         self._outbound: dict[str, float] = {}
         self._attrs: Any = None
         self._open = False
@@ -142,25 +143,15 @@ class ConnectionRecorder:
     def received(self, kind: int, action: str, mid: str, text: str, code: str = "") -> None:
         """One frame from the peer (kind 0: not OCPP-J)."""
         latency: float | None = None
-        if kind == 3 or kind == 4 or kind == 0:
+        if kind == 2:
+            tel = self._tel
+            span = None if tel is None else tel.inbound_call_started(self._attrs, action, mid)
+            self._inbound[mid] = (trio.current_time(), span, action)
+        elif kind in (3, 4, 0):
             started = self._outbound.pop(mid, None)
             if started is not None:
                 latency = trio.current_time() - started
-        elif kind == 2 and self._tel is not None:
-            self._inbound[mid] = (
-                trio.current_time(),
-                self._tel.inbound_call_started(self._attrs, action, mid),
-                action,
-            )
-        elif kind == 2:
-            self._inbound[mid] = (trio.current_time(), None, action)
-        tel = self._tel
-        if tel is not None:
-            tel.message(self._attrs, "in", kind, action)
-            if code:
-                tel.callerror(self._attrs, "in", code)
-        if self._frames is not None:
-            self._log_frame("in", kind, action, mid, text, latency)
+        self._report("in", kind, action, mid, text, code, latency)
 
     def sent(self, kind: int, action: str, mid: str, text: str, code: str = "") -> None:
         """One frame to the peer, handed to the transport."""
@@ -174,30 +165,40 @@ class ConnectionRecorder:
                     outcome = "ok" if kind == 3 else "error"
                     tel.inbound_call_done(self._attrs, entry[1], entry[2], latency, outcome, code)
         elif kind == 2:
-            self._outbound[mid] = trio.current_time()
+            if self._frames is not None:  # only the frame log shows an answer's latency
+                self._outbound[mid] = trio.current_time()
             if tel is not None:
                 tel.outbound_call_sent(mid)
-        if tel is not None:
-            tel.message(self._attrs, "out", kind, action)
-            if code:
-                tel.callerror(self._attrs, "out", code)
-        if self._frames is not None:
-            self._log_frame("out", kind, action, mid, text, latency)
+        self._report("out", kind, action, mid, text, code, latency)
 
-    def _log_frame(
-        self, direction: str, kind: int, action: str, mid: str, text: str, latency: float | None
+    def _report(
+        self,
+        direction: str,
+        kind: int,
+        action: str,
+        mid: str,
+        text: str,
+        code: str,
+        latency: float | None,
     ) -> None:
-        assert self._frames is not None
-        self._frames.frame(
-            identity=self.identity,
-            protocol=self.protocol,
-            direction=direction,
-            message_type=KIND_NAMES.get(kind, "invalid"),
-            action=action,
-            message_id=mid,
-            text=text,
-            latency=latency,
-        )
+        """Count one frame (and its CALLERROR code) and write it to the frame log."""
+        tel = self._tel
+        if tel is not None:
+            tel.message(self._attrs, direction, kind, action)
+            if code:
+                tel.callerror(self._attrs, direction, code)
+        frames = self._frames
+        if frames is not None:
+            frames.frame(
+                identity=self.identity,
+                protocol=self.protocol,
+                direction=direction,
+                message_type=KIND_NAMES.get(kind, "invalid"),
+                action=action,
+                message_id=mid,
+                text=text,
+                latency=latency,
+            )
 
     def forgotten(self, mid: str) -> None:
         """The peer's call ``mid`` will get no answer from us (a handler returned NOREPLY)."""

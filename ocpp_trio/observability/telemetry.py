@@ -25,6 +25,7 @@ call is current while its handler runs.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
@@ -384,15 +385,19 @@ class Telemetry:
 
     # --- calls --------------------------------------------------------------------
 
+    def _call_span(self, attrs: _Attrs, action: str, kind: Any, **extra: str) -> Span:
+        """A new span for a call of ``action`` (not current yet)."""
+        span_attrs: dict[str, str] = dict(attrs.span_base)
+        span_attrs["rpc.method"] = span_attrs["ocpp.action"] = action
+        span_attrs.update(extra)
+        return self._tracer.start_span(
+            f"{attrs.protocol}/{action}", kind=kind, attributes=span_attrs
+        )
+
     def inbound_call_started(self, attrs: _Attrs, action: str, mid: str) -> Span | None:
         if not self.traces:
             return None
-        span_attrs: dict[str, str] = dict(attrs.span_base)
-        span_attrs["rpc.method"] = span_attrs["ocpp.action"] = action
-        span_attrs["ocpp.message_id"] = mid
-        return self._tracer.start_span(
-            f"{attrs.protocol}/{action}", kind=self._server_kind, attributes=span_attrs
-        )
+        return self._call_span(attrs, action, self._server_kind, **{"ocpp.message_id": mid})
 
     def inbound_call_done(
         self,
@@ -423,30 +428,11 @@ class Telemetry:
         self, attrs: _Attrs, action: str, deadline: float, run: Callable[[], Awaitable[T]]
     ) -> T:
         started = trio.current_time()
-        span: Any = None
-        token: object = None
-        if self.traces:
-            span_attrs: dict[str, str] = dict(attrs.span_base)
-            span_attrs["rpc.method"] = span_attrs["ocpp.action"] = action
-            span = self._tracer.start_span(
-                f"{attrs.protocol}/{action}", kind=self._client_kind, attributes=span_attrs
-            )
-            token = self._context.attach(self._trace.set_span_in_context(span))
-        outcome, code = "failed", ""
+        span = self._call_span(attrs, action, self._client_kind) if self.traces else None
+        outcome = ["failed"]
         try:
-            result = await run()
-            outcome = "ok"
-            return result
-        except BaseException as exc:
-            outcome, code = classify(exc)
-            if outcome == "cancelled" and trio.current_time() >= deadline:
-                outcome = "timeout"  # the call's own deadline (run_call raises CallTimeout)
-            raise
+            return await self._in_span(span, run, deadline, outcome)
         finally:
-            if token is not None:
-                self._context.detach(token)
-            if span is not None:
-                self._end_span(span, outcome, code)
             if self.metrics:
                 self._duration.record(
                     trio.current_time() - started,
@@ -456,9 +442,39 @@ class Telemetry:
                         "action",
                         self._action(attrs, action),
                         "outcome",
-                        outcome,
+                        outcome[0],
                     ),
                 )
+
+    async def _in_span(
+        self,
+        span: Span | None,
+        run: Callable[[], Awaitable[T]],
+        deadline: float,
+        outcome: list[str],
+    ) -> T:
+        """``run()`` with ``span`` (if any) current; its outcome into ``outcome[0]`` and the span.
+
+        Cancelled once ``deadline`` passed is a timeout (the call's own deadline).
+        """
+        token = (
+            None if span is None else self._context.attach(self._trace.set_span_in_context(span))
+        )
+        code = ""
+        try:
+            result = await run()
+            outcome[0] = "ok"
+            return result
+        except BaseException as exc:
+            outcome[0], code = classify(exc)
+            if outcome[0] == "cancelled" and trio.current_time() >= deadline:
+                outcome[0] = "timeout"
+            raise
+        finally:
+            if token is not None:
+                self._context.detach(token)
+            if span is not None:
+                self._end_span(span, outcome[0], code)
 
     def _end_span(self, span: Span, outcome: str, code: str) -> None:
         span.set_attribute("ocpp.outcome", outcome)
@@ -489,26 +505,14 @@ class Telemetry:
             kind=self._client_kind,
             attributes={"rpc.system": "ocpp", "rpc.method": action, "ocpp.identity": identity},
         )
-        token = self._context.attach(self._trace.set_span_in_context(span))
-        outcome, code = "failed", ""
-        try:
-            carrier: dict[str, str] = {}
-            self._propagate.inject(carrier)
-            body["trace"] = carrier
-            result = await run()
-            outcome = "ok"
-            return result
-        except BaseException as exc:
-            outcome, code = classify(exc)
-            raise
-        finally:
-            self._context.detach(token)
-            self._end_span(span, outcome, code)
 
-    def inject(self, carrier: dict[str, str]) -> None:
-        """Put the current trace context into ``carrier`` (a cross-instance request)."""
-        if self.traces:
-            self._propagate.inject(carrier)
+        async def carried() -> T:
+            carrier: dict[str, str] = {}
+            self._propagate.inject(carrier)  # the span is current here
+            body["trace"] = carrier
+            return await run()
+
+        return await self._in_span(span, carried, math.inf, ["failed"])
 
     def extract(self, carrier: Mapping[str, str]) -> object:
         """Make the trace context in ``carrier`` current; a token for :meth:`exit_span`."""
