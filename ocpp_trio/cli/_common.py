@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Final
 
 from .._core.validation import SUPPORTED_PROTOCOLS
+from ..observability.framelog import FrameLog, StationFileHandler
 from ..security import SecurityProfile, check_password
 
 #: Exit statuses: 0 success, 1 the run failed, 2 a usage error, 130 stopped
@@ -312,3 +313,24 @@ def format_percentiles(stats: Mapping[str, float]) -> str:
     if not stats:
         return "n/a"
     return ", ".join(f"{label} {format_ms(value)}" for label, value in stats.items())
+
+
+def add_frame_log_argument(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """``--frame-log DIR`` (``serve`` and ``station``): see :func:`frame_log_of`."""
+    parser.add_argument(
+        "--frame-log",
+        metavar="DIR",
+        default=None,
+        help="write every frame as JSON lines, one rotating file per station, into DIR "
+        "(idTag, idToken, passwords and keys masked)",
+    )
+
+
+def frame_log_of(args: argparse.Namespace) -> FrameLog | None:
+    """The frame log of ``--frame-log DIR`` (a file per station), or None without it."""
+    if args.frame_log is None:
+        return None
+    try:
+        return FrameLog(handler=StationFileHandler(args.frame_log))
+    except OSError as exc:
+        raise CLIError(f"--frame-log {args.frame_log}: {exc.strerror or exc}") from None

@@ -36,7 +36,6 @@ import trio
 from .._core.policy import RELAXATIONS, ValidationPolicy
 from .._core.validation import get_validator
 from .._server.signals import serve_until_signal
-from ..observability.framelog import FrameLog, StationFileHandler
 from ..observability.ops import serve_ops
 from ..observability.prometheus import PrometheusMetrics
 from ..security import (
@@ -54,9 +53,11 @@ from ..server import (
 from ._common import (
     CLIError,
     PasswordBook,
+    add_frame_log_argument,
     check_tls_files,
     describe_error,
     format_percentiles,
+    frame_log_of,
     non_negative_int,
     port_number,
     protocol_list,
@@ -147,13 +148,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="HOST",
         help="address for --ops-port (default 127.0.0.1: this machine only)",
     )
-    ops.add_argument(
-        "--frame-log",
-        metavar="DIR",
-        default=None,
-        help="write every frame as JSON lines, one rotating file per station, into DIR "
-        "(idTag, idToken, passwords and keys masked)",
-    )
+    add_frame_log_argument(ops)
     parser.add_argument("--json", action="store_true", help="print JSON lines")
     parser.add_argument("-v", "--verbose", action="store_true", help="print payloads too")
     parser.add_argument("-q", "--quiet", action="store_true", help="print no message lines")
@@ -295,7 +290,7 @@ async def run(args: argparse.Namespace) -> int:
             app.on_station,
             protocols=args.protocols,
             telemetry=metrics.telemetry() if metrics is not None else None,
-            frame_log=_frame_log(args),
+            frame_log=frame_log_of(args),
             **validation,
             **security,
         )
@@ -384,16 +379,6 @@ def _metrics(args: argparse.Namespace) -> PrometheusMetrics | None:
         return PrometheusMetrics()
     except ImportError as exc:
         raise CLIError(f"--ops-port needs the Prometheus exporter: {exc}") from None
-
-
-def _frame_log(args: argparse.Namespace) -> FrameLog | None:
-    """The per-station frame files of ``--frame-log`` (None without it)."""
-    if args.frame_log is None:
-        return None
-    try:
-        return FrameLog(handler=StationFileHandler(args.frame_log))
-    except OSError as exc:
-        raise CLIError(f"--frame-log {args.frame_log}: {exc.strerror or exc}") from None
 
 
 def _bracketed(host: str) -> str:

@@ -35,7 +35,6 @@ from typing import Any
 import trio
 
 from .._core.validation import SUPPORTED_PROTOCOLS
-from ..observability.framelog import FrameLog, StationFileHandler
 from ..security import SecurityProfile, client_ssl_context
 from ._common import (
     EXIT_FAILED,
@@ -43,8 +42,10 @@ from ._common import (
     EXIT_OK,
     CLIError,
     LatencyStats,
+    add_frame_log_argument,
     check_tls_files,
     format_percentiles,
+    frame_log_of,
     non_negative_float,
     non_negative_int,
     positive_float,
@@ -253,13 +254,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="queue transaction messages in a durable outbox (a SQLite file, shared by the "
         "stations; each keeps its own queue): what is not delivered survives outages and restarts",
     )
-    parser.add_argument(
-        "--frame-log",
-        metavar="DIR",
-        default=None,
-        help="write every frame as JSON lines, one rotating file per station, into DIR "
-        "(idTag, idToken, passwords and keys masked)",
-    )
+    add_frame_log_argument(parser)
     parser.add_argument(
         "--call-timeout", type=positive_float, default=30.0, metavar="S", help="default 30"
     )
@@ -334,11 +329,9 @@ def client_options(args: argparse.Namespace) -> dict[str, Any]:
     if args.outbox:
         # a path: each station opens its own Outbox on the file, keyed by its identity
         options["outbox"] = args.outbox
-    if args.frame_log:
-        try:  # one frame log for every station: a file each, by identity
-            options["frame_log"] = FrameLog(handler=StationFileHandler(args.frame_log))
-        except OSError as exc:
-            raise CLIError(f"--frame-log {args.frame_log}: {exc.strerror or exc}") from None
+    frame_log = frame_log_of(args)  # one for every station: a file each, by identity
+    if frame_log is not None:
+        options["frame_log"] = frame_log
     if tls:
         ctx_profile = profile if profile.requires_tls else SecurityProfile.TLS_BASIC_AUTH
         try:
