@@ -147,6 +147,10 @@ class ClientKwargs(ConnectionKwargs, total=False):
         compression: offer permessage-deflate (default False).
         compression_threshold: messages below it, in bytes, go uncompressed
             (default 1,024).
+        compression_context_takeover: let both ends keep their zlib streams
+            from one message to the next (smaller large messages, more memory,
+            and Node's ``ws`` servers then compress every message); by default
+            the offer asks for no context takeover either way.
         websocket_backend: ``"websockets"`` (the default) or
             ``"trio-websocket"``.
         wait_connected: False enters the ``async with`` body at once and
@@ -185,6 +189,7 @@ class ClientKwargs(ConnectionKwargs, total=False):
     open_stream: Callable[[str, int], Awaitable[trio.abc.Stream]] | None
     compression: bool
     compression_threshold: int
+    compression_context_takeover: bool
     websocket_backend: WebSocketBackend
     wait_connected: bool
     backoff: Callable[[int], float] | None
@@ -228,6 +233,7 @@ class OCPPClient(HandlerSurface):
         open_stream: Callable[[str, int], Awaitable[trio.abc.Stream]] | None = None,
         compression: bool = False,
         compression_threshold: int = DEFAULT_COMPRESSION_THRESHOLD,
+        compression_context_takeover: bool = False,
         websocket_backend: WebSocketBackend = "websockets",
         outbox: Outbox | str | os.PathLike[str] | OutboxStore | None = None,
         telemetry: Telemetry | None = None,
@@ -297,6 +303,7 @@ class OCPPClient(HandlerSurface):
         self._compression = compression
         check_threshold(compression_threshold)
         self._compression_threshold = compression_threshold
+        self._compression_context_takeover = bool(compression_context_takeover)
         self._ws_url = f"{parts.scheme}://{self._host_header}{self._resource}"
         super().__init__(Router(), EventEmitter())
         self._limiter = trio.CapacityLimiter(options.call_concurrency)
@@ -681,6 +688,7 @@ class OCPPClient(HandlerSurface):
                 max_message_size=self._options.max_message_size,
                 compression=self._compression,
                 compression_threshold=self._compression_threshold,
+                compression_context_takeover=self._compression_context_takeover,
             )
         except HandshakeRejectedStatus as exc:
             raise HandshakeRejected(exc.status) from None

@@ -58,7 +58,10 @@ station offers it, as OCPP 2.0.1 Part 4 §3.3 requires of a CSMS
 (``compression=False`` turns it off).  Messages below
 ``compression_threshold`` bytes (1,024 by default) go out uncompressed, as
 RFC 7692 §6.1 allows, and a connection's zlib streams are made only when a
-message needs them (``_websocket/deflate.py``).  The trio-websocket backend
+message needs them (``_websocket/deflate.py``).  Unless
+``compression_context_takeover=True``, the server asks both ends to compress
+each message on its own (no zlib stream is kept between messages, and Node's
+``ws`` clients then send small messages uncompressed, as they otherwise do not).  The trio-websocket backend
 cannot negotiate extensions; there offers are ignored, which RFC 7692 §5
 allows.
 """
@@ -163,6 +166,7 @@ class ServerKwargs(ConnectionKwargs, total=False):
     refuse_unknown_subprotocol: bool
     compression: bool
     compression_threshold: int
+    compression_context_takeover: bool
     websocket_backend: WebSocketBackend
     telemetry: Telemetry | None
     frame_log: FrameLog | None
@@ -280,6 +284,7 @@ class OCPPServer:
         refuse_unknown_subprotocol: bool = False,
         compression: bool = True,
         compression_threshold: int = DEFAULT_COMPRESSION_THRESHOLD,
+        compression_context_takeover: bool = False,
         websocket_backend: WebSocketBackend = "websockets",
         telemetry: Telemetry | None = None,
         frame_log: FrameLog | None = None,
@@ -320,6 +325,7 @@ class OCPPServer:
             certificate_identity_check=bool(certificate_identity_check),
             compression=compression,
             compression_threshold=compression_threshold,
+            compression_context_takeover=bool(compression_context_takeover),
             websocket_backend=websocket_backend,
             options=base,
             profile_for=profile_for,

@@ -143,9 +143,15 @@ async def test_permessage_deflate_is_negotiated_with_the_websockets_backend() ->
             ) as client,
         ):
             conn = server.clients["CP1"]
-            assert "permessage-deflate" in dict(client.connection.handshake.response_headers).get(  # type: ignore[union-attr]
+            answer = dict(client.connection.handshake.response_headers).get(  # type: ignore[union-attr]
                 "sec-websocket-extensions", ""
             )
+            assert "permessage-deflate" in answer
+            # each message compressed on its own, both ways (the default)
+            assert "server_no_context_takeover" in answer
+            assert "client_no_context_takeover" in answer
+            offer = dict(conn.handshake.request_headers)["sec-websocket-extensions"]
+            assert "server_no_context_takeover" in offer
             assert conn.handshake.request_headers
             assert (
                 await client.call("DataTransfer", {"vendorId": "v", "data": "y" * 50_000})

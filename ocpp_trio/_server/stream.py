@@ -125,6 +125,7 @@ class ServerSettings:
     compression_threshold: int
     websocket_backend: WebSocketBackend
     options: ConnectionOptions
+    compression_context_takeover: bool = False
     profile_for: ProfileLookup | None = None
     refuse_unknown_subprotocol: bool = False
     observer: Observer | None = None
@@ -598,6 +599,7 @@ class StreamRunner:
                         max_message_size=self.settings.options.max_message_size,
                         compression=self.settings.compression,
                         compression_threshold=self.settings.compression_threshold,
+                        compression_context_takeover=self.settings.compression_context_takeover,
                     )
                 except HandshakeFailed as exc:
                     self._rejected(peer, exc.status, f"bad upgrade request: {exc}")

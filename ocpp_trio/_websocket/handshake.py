@@ -247,15 +247,26 @@ def _select(proto: ServerProtocol, offered: Sequence[Subprotocol]) -> Subprotoco
 
 
 @functools.cache
-def _server_extensions(threshold: int) -> tuple[ServerDeflateFactory, ...]:
+def _server_extensions(threshold: int, context_takeover: bool) -> tuple[ServerDeflateFactory, ...]:
     """permessage-deflate as the server accepts it (``deflate.py``).
 
-    One factory per threshold for every connection: it holds settings only
+    One factory per setting for every connection: it holds settings only
     (each negotiation makes an extension of its own), and nothing changes it.
     12 window bits and memLevel 5 bound what a compressing connection holds.
+
+    Without ``context_takeover`` (the default) the answer carries
+    ``server_no_context_takeover`` and ``client_no_context_takeover``, which a
+    server may add to any offer (RFC 7692 §7.1.1): each message is compressed
+    on its own, so neither end keeps a zlib stream between messages, and
+    Node's ``ws`` (the WebSocket of most station simulators and of
+    ocpp-ws-io and ocpp-rpc) applies its 1 KiB threshold only then: with
+    context takeover it compresses every message, a Heartbeat included,
+    which its CPU and ours pay for (``benchmarks/README.md``).
     """
     return (
         ServerDeflateFactory(
+            server_no_context_takeover=not context_takeover,
+            client_no_context_takeover=not context_takeover,
             server_max_window_bits=12,
             client_max_window_bits=12,
             compress_settings={"memLevel": 5},
@@ -270,6 +281,7 @@ async def server_handshake(
     max_message_size: int,
     compression: bool = True,
     compression_threshold: int = DEFAULT_COMPRESSION_THRESHOLD,
+    compression_context_takeover: bool = False,
     max_fragments: int = MAX_FRAGMENTS,
 ) -> ServerHandshake:
     """Read one HTTP upgrade request from ``stream`` (callers bound the wait).
@@ -282,7 +294,11 @@ async def server_handshake(
             ``status``, or dropped), EOF, or a lost stream.
     """
     proto = OCPPServerProtocol(
-        extensions=_server_extensions(compression_threshold) if compression else None,
+        extensions=(
+            _server_extensions(compression_threshold, compression_context_takeover)
+            if compression
+            else None
+        ),
         select_subprotocol=_select,
         max_size=max_message_size,
         logger=quiet_logger,
@@ -316,6 +332,7 @@ async def client_handshake(
     max_message_size: int,
     compression: bool = True,
     compression_threshold: int = DEFAULT_COMPRESSION_THRESHOLD,
+    compression_context_takeover: bool = False,
     max_fragments: int = MAX_FRAGMENTS,
 ) -> tuple[WSTransport, Response]:
     """Send the upgrade request for ``url`` and check the answer (callers bound the wait).
@@ -330,7 +347,15 @@ async def client_handshake(
     proto = OCPPClientProtocol(
         parse_uri(url),
         extensions=[
-            ClientDeflateFactory(compress_settings={"memLevel": 5}, threshold=compression_threshold)
+            ClientDeflateFactory(
+                # Without context takeover both ways (see _server_extensions):
+                # a server that cannot do that declines the offer, and the
+                # connection runs uncompressed (RFC 7692 §5).
+                server_no_context_takeover=not compression_context_takeover,
+                client_no_context_takeover=not compression_context_takeover,
+                compress_settings={"memLevel": 5},
+                threshold=compression_threshold,
+            )
         ]
         if compression
         else None,
