@@ -81,7 +81,7 @@ BENCH_BASELINE := $(if $(BASELINE),--baseline $(BASELINE),)
 bench: $(STAMP) node-deps
 	$(BIN)/python benchmarks/run.py $(BENCH_BASELINE) --out benchmarks/RESULTS.md
 	$(BIN)/python benchmarks/run.py --workloads idle --idle 10000 --strict off --runs 1 $(BENCH_BASELINE) --out benchmarks/RESULTS-idle-10000.md
-	$(BIN)/python benchmarks/run.py --matrix $(BENCH_BASELINE) --out benchmarks/RESULTS-matrix.md
+	$(BIN)/python benchmarks/run.py --matrix --strict on $(BENCH_BASELINE) --append --out benchmarks/RESULTS.md
 	$(BIN)/python benchmarks/run.py --workloads calls --runs 5 --strict on --observability $(BENCH_BASELINE) --out benchmarks/RESULTS-observability.md
 	printf '\n## (e) Validation, microseconds per validation\n\n' >> benchmarks/RESULTS.md
 	$(BIN)/python benchmarks/validation_vs_jsonschema.py >> benchmarks/RESULTS.md

@@ -14,7 +14,7 @@ fixed number of loops, in one process, back to back:
 
 The last column is what one server round trip (decode a CALL, encode its
 CALLRESULT) would save, to set against the server's CPU per call in
-``benchmarks/RESULTS-matrix.md``.  Nothing is asserted.
+``benchmarks/RESULTS.md`` (its common-client tables).  Nothing is asserted.
 """
 
 from __future__ import annotations

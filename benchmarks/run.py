@@ -728,6 +728,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         help=f"shorthand for --client {','.join(MATRIX)} (deflate offered, and not)",
     )
     parser.add_argument("--out", type=Path, help="write the Markdown report here")
+    parser.add_argument(
+        "--append", action="store_true", help="add the report to the end of --out's file"
+    )
     opts = parser.parse_args(argv)
     if opts.matrix:
         opts.client = MATRIX
@@ -759,7 +762,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         report += run_modes(opts, modes, baseline, clients)
     text = "\n".join(report)
     print(text)
-    if opts.out:
+    if opts.out and opts.append:
+        with opts.out.open("a", encoding="utf-8") as out:
+            out.write("\n" + text.replace("\n# Benchmarks", "\n## Benchmarks", 1) + "\n")
+    elif opts.out:
         opts.out.write_text(text + "\n", encoding="utf-8")
     return 0
 
@@ -809,6 +815,7 @@ def run_modes(
         ),
         *(["d_conn_s", "dt_conn_s"] if "connect" in opts.workloads and opts.connect else []),
     ]
+    by_mode: dict[bool, dict[str, dict[str, list[dict[str, float]]]]] = {}
     for strict in modes:
         chosen = [
             s
@@ -853,7 +860,98 @@ def run_modes(
             if ratio_keys:
                 report += [*ratios(results[key], "ocpp_trio", ratio_keys), ""]
             report += [deflate_text(opts, key, chosen), ""]
+        by_mode[strict] = results
+    if True in by_mode and TARGET_CLIENT in by_mode[True]:
+        report += targets_text(by_mode[True])
     return report
+
+
+#: The targets are measured with every server driven by this client, strict mode on.
+TARGET_CLIENT = "ocpp-ws-io"
+OURS, PEER, LIMIT, FLOOR = (
+    "ocpp_trio",
+    "ocpp-ws-io 2.3.2 (node)",
+    "ocpp_trio's WebSocket driver, no OCPP layer (limit)",
+    "raw trio-websocket (floor)",
+)
+
+
+def _pairwise(results: dict[str, list[dict[str, float]]], peer: str, key: str) -> float | None:
+    """The median of ours over ``peer`` round by round, None when either is missing."""
+    pairs = [
+        m[key] / p[key]
+        for m, p in zip(results.get(OURS, []), results.get(peer, []), strict=False)
+        if key in m and key in p and p[key]
+    ]
+    return statistics.median(pairs) if pairs else None
+
+
+def _median(results: dict[str, list[dict[str, float]]], name: str, key: str) -> float | None:
+    values = [r[key] for r in results.get(name, []) if key in r]
+    return statistics.median(values) if values else None
+
+
+def targets_text(results: dict[str, dict[str, list[dict[str, float]]]]) -> list[str]:
+    """The performance targets against this run (strict on, every server under ocpp-ws-io's client)."""
+    under = results[TARGET_CLIENT]
+    rows: list[tuple[str, str, float | None, str]] = []  # what, target, figure, unit
+
+    def ratio(label: str, peer: str, key: str, target: str) -> None:
+        rows.append((label, target, _pairwise(under, peer, key), "x"))
+
+    ratio("(a) calls/s, ours / ocpp-ws-io", PEER, "a_calls_s", ">= 1.0x")
+    ratio("(a) server CPU per call, ours / ocpp-ws-io", PEER, "a_server_us", "<= 1.0x")
+    ratio("(b) calls/s, ours / ocpp-ws-io", PEER, "b_calls_s", ">= 1.0x")
+    ratio("(b) server CPU per call, ours / ocpp-ws-io", PEER, "b_server_us", "<= 1.0x")
+    ratio("(a) calls/s, ours / limit", LIMIT, "a_calls_s", "recorded")
+    ratio("(a) server CPU per call, ours / limit", LIMIT, "a_server_us", "recorded")
+    ratio("(b) calls/s, ours / limit", LIMIT, "b_calls_s", "recorded")
+    ratio("(b) server CPU per call, ours / limit", LIMIT, "b_server_us", "recorded")
+    rows.append(
+        (
+            "(c) KiB per idle station, permessage-deflate negotiated",
+            "<= 32 KiB",
+            _median(under, OURS, "idle_kib_1000"),
+            " KiB",
+        )
+    )
+    plain = next((results[key] for key in results if key != TARGET_CLIENT), None)
+    if plain is not None:
+        rows.append(
+            (
+                "(c) KiB per idle station, no compression",
+                "<= 16 KiB",
+                _median(plain, OURS, "idle_kib_1000"),
+                " KiB",
+            )
+        )
+    ratio("(d) stations/s, ours / raw trio-websocket", FLOOR, "d_conn_s", ">= 1.0x")
+    ratio("(d) TLS stations/s, ours / raw trio-websocket", FLOOR, "dt_conn_s", ">= 1.0x")
+
+    def verdict(target: str, figure: float | None) -> str:
+        if figure is None:
+            return "not measured"
+        if target == "recorded":
+            return "—"
+        bound = float(target.split()[1].rstrip("xKiB"))
+        met = figure >= bound if target.startswith(">=") else figure <= bound
+        return "**met**" if met else "**not met**"
+
+    lines = [
+        "## The targets (strict mode on, every server driven by ocpp-ws-io's client)",
+        "",
+        "Ratios are medians of ours over the peer round by round. `benchmarks/README.md` "
+        "explains each gap with its profile.",
+        "",
+        "| what | target | this run | |",
+        "| --- | --- | --- | --- |",
+    ]
+    for what, target, figure, unit in rows:
+        shown = (
+            "—" if figure is None else (f"{figure:.2f}x" if unit == "x" else f"{figure:.1f}{unit}")
+        )
+        lines.append(f"| {what} | {target} | {shown} | {verdict(target, figure)} |")
+    return [*lines, ""]
 
 
 def deflate_text(opts: argparse.Namespace, key: str, chosen: Sequence[System]) -> str:

@@ -69,8 +69,14 @@ from websockets.frames import Frame, Opcode
 from websockets.protocol import Protocol, Side, State
 from websockets.server import ServerProtocol
 
+try:  # websockets' C helper, which its own frames use
+    from websockets.speedups import apply_mask
+except ImportError:  # pragma: no cover - a build without its C extension
+    from websockets.utils import apply_mask
+
 from .._core.errors import ConnectionClosed
 from .._rpc.flag import Flag
+from .deflate import LazyDeflate
 from .transport import BINARY_REFUSED, CLOSE_ABNORMAL, CLOSE_UNSUPPORTED_DATA
 
 log = logging.getLogger("ocpp_trio.websocket")
@@ -119,6 +125,8 @@ _TEXT, _BINARY, _CONT, _PING, _PONG, _CLOSE = (
     Opcode.CLOSE,
 )
 _OPEN = State.OPEN
+_SERVER = Side.SERVER
+_UNBOUNDED: Final = 2**63
 #: The parser is fed at most this much of a read per task step (see ``_parse_in_slices``).
 PARSE_SLICE: Final = 2048
 #: How long a client that failed the connection waits for the server to
@@ -160,6 +168,8 @@ class OCPPFrames(Protocol):
     """
 
     ocpp_messages: list[str]
+    ocpp_at_frame_start: bool
+    _ocpp_max_frame: int
     _ocpp_max_fragments: int
     _ocpp_parts: bytearray | None
     _ocpp_decoder: codecs.IncrementalDecoder | None
@@ -173,6 +183,75 @@ class OCPPFrames(Protocol):
         self._ocpp_parts = None  # a fragmented message so far
         self._ocpp_decoder = None  # checks its UTF-8 as it comes
         self._ocpp_fragments = 0  # frames of it so far
+        # Whether websockets' parser waits for the first byte of a frame with
+        # nothing buffered (see take_plain_frames); unknown until it parsed one.
+        self.ocpp_at_frame_start = False
+        # The largest frame payload websockets' parser would take whole.
+        limits = [
+            size
+            for size in (
+                getattr(self, "max_message_size", getattr(self, "max_size", None)),
+                getattr(self, "max_fragment_size", None),
+            )
+            if size is not None
+        ]
+        self._ocpp_max_frame = min(limits, default=_UNBOUNDED)
+
+    def take_plain_frames(self, data: bytes | bytearray) -> int:
+        """Parse the leading frames of ``data`` that are whole, single-frame text messages; return the bytes taken.
+
+        The common frame of OCPP-J (a small unfragmented text message, masked
+        from a client, uncompressed) is parsed here: some 0.3 µs against
+        websockets' 2.8, which build a ``Frame``, an event and a generator
+        step per frame.  Only while websockets' parser sits at a frame
+        boundary with nothing buffered and the connection is open with no
+        fragmented message under way; the first frame that is anything else
+        (a control frame, a fragment, a continuation, RSV bits, the wrong
+        masking, a 64-bit length, too big for ``max_size``, not UTF-8, or not
+        whole in ``data``) stops it, and the rest of ``data`` goes to
+        websockets' parser, which applies every rule of RFC 6455 to it as
+        before.  The same frames, parsed either way, give the same messages.
+        """
+        if not self.ocpp_at_frame_start or self.state is not _OPEN or self.current_size is not None:
+            return 0
+        server = self.side is _SERVER
+        mask_bit = 0x80 if server else 0
+        largest = self._ocpp_max_frame
+        messages = self.ocpp_messages
+        at = 0
+        end = len(data)
+        while end - at >= 2:
+            if data[at] != 0x81:  # FIN, no RSV bit, text
+                break
+            second = data[at + 1]
+            if second & 0x80 != mask_bit:
+                break
+            length = second & 0x7F
+            start = at + 2
+            if length == 126:
+                if end - start < 2:
+                    break
+                length = (data[start] << 8) | data[start + 1]
+                start += 2
+            elif length == 127:
+                break
+            if length > largest:
+                break
+            stop = start + 4 + length if server else start + length
+            if stop > end:
+                break
+            payload: bytes | bytearray
+            if server:
+                payload = apply_mask(data[start + 4 : stop], data[start : start + 4])
+            else:
+                payload = data[start:stop]
+            try:
+                text = str(payload, "utf-8")
+            except UnicodeDecodeError:
+                break  # websockets' parser and _ocpp_take refuse it, with the usual close
+            messages.append(text)
+            at = stop
+        return at
 
     def recv_frame(self, frame: Frame) -> None:
         opcode = frame.opcode
@@ -191,6 +270,9 @@ class OCPPFrames(Protocol):
                 self._ocpp_parts = self._ocpp_decoder = None
                 self.fail(code, reason)  # the close frame, with our code
                 raise MessageRefused(code, reason)  # stops the parser
+        # This frame's bytes are consumed: with none after them, the parser
+        # goes back to wait for a frame's first byte.
+        self.ocpp_at_frame_start = not self.reader.buffer
 
     def _ocpp_take(self, frame: Frame) -> tuple[int, str] | None:
         """Add a data frame to the message under way; return why it is refused, if it is."""
@@ -259,6 +341,7 @@ class WSTransport:
         "_messages",
         "_out",
         "_pings",
+        "_plain_below",
         "_proto",
         "_queued",
         "_read_waiter",
@@ -286,6 +369,8 @@ class WSTransport:
         self._read_waiter: trio.Event | None = None
         #: Called with the payload of each ping the peer sends (it is answered already).
         self.on_ping: PingListener | None = None
+        # Messages shorter than this go out as one plain frame made here (see send()).
+        self._plain_below = _plain_below(proto)
         # Frames that arrived together with the handshake; receive() sends
         # their answers before it first waits for input.
         self._on_events()
@@ -427,7 +512,7 @@ class WSTransport:
             if not data:
                 proto.receive_eof()
             elif len(data) <= PARSE_SLICE:
-                proto.receive_data(data)
+                self._feed(data)
             elif not await self._parse_in_slices(data):
                 return  # aborted meanwhile
             self._on_events()
@@ -449,7 +534,6 @@ class WSTransport:
         reader: ``aclose()`` sees ``_reading`` and waits.  False when
         ``abort()`` came meanwhile (the parser is gone).
         """
-        proto = self._proto
         self._reading = True
         try:
             for start in range(0, len(data), PARSE_SLICE):
@@ -457,10 +541,18 @@ class WSTransport:
                     await trio.lowlevel.checkpoint()
                     if self._aborted:
                         return False
-                proto.receive_data(data[start : start + PARSE_SLICE])
+                self._feed(data[start : start + PARSE_SLICE])
         finally:
             self._reading = False
         return True
+
+    def _feed(self, data: bytes | bytearray) -> None:
+        """Give ``data`` to the parser: whole plain text frames first (``take_plain_frames``), websockets the rest."""
+        proto = self._proto
+        taken = proto.take_plain_frames(data)
+        if taken < len(data):
+            proto.ocpp_at_frame_start = False
+            proto.receive_data(data[taken:] if taken else data)
 
     async def _settle(self) -> None:
         """Write what the parser queued (pongs, a close reply); note a close received or sent."""
@@ -534,8 +626,11 @@ class WSTransport:
                 self._queued += 1
         return self._queued
 
-    async def _flush(self) -> None:
+    async def _flush(self, frame: bytes | None = None) -> None:
         """Write the queued chunks, in order, until this caller's own are written.
+
+        ``frame``, made by the caller, is queued after what the protocol has
+        to send.
 
         Each caller learns whether *its* bytes went out: it returns once the
         chunks up to its own are written, even when a later chunk (another
@@ -554,6 +649,9 @@ class WSTransport:
         No write is shielded; the caller's own cancel scopes bound it.
         """
         upto = self._take()
+        if frame is not None and self._failed is None:
+            self._out.append(frame)
+            upto = self._queued = upto + 1
         # A free lock is taken without the schedule point acquire() adds (the
         # nowait form refuses while anyone is queued, so the order stays
         # FIFO); a write the kernel takes at once makes no switch at all.
@@ -625,8 +723,15 @@ class WSTransport:
         proto = self._proto
         if proto.state is not _OPEN:
             raise ConnectionClosed("connection is closing", code=proto.close_code or CLOSE_ABNORMAL)
-        proto.send_text(text.encode())
-        await self._flush()
+        data = text.encode()
+        if len(data) < self._plain_below and not proto.expect_continuation_frame:
+            # The frame websockets would make (one uncompressed text frame:
+            # no extension, or permessage-deflate below its threshold),
+            # without its Frame object and checks: 0.2 µs against 0.9.
+            await self._flush(_text_frame(data, proto.side is _SERVER))
+        else:
+            proto.send_text(data)
+            await self._flush()
 
     async def ping(self, payload: bytes) -> None:
         if self._closed is not None:
@@ -713,6 +818,31 @@ async def _read_socket(sock: trio.socket.SocketType) -> bytes:
             continue
         except OSError:
             return b""
+
+
+def _plain_below(proto: Protocol) -> int:
+    """The size under which a text message goes out as a plain frame (``WSTransport.send``)."""
+    extensions = proto.extensions
+    if not extensions:
+        return _UNBOUNDED
+    if len(extensions) == 1 and isinstance(extensions[0], LazyDeflate):
+        return extensions[0].threshold  # below it, sent uncompressed (deflate.py)
+    return 0  # an extension of another kind: websockets makes every frame
+
+
+def _text_frame(data: bytes, server: bool) -> bytes:
+    """One whole text frame carrying ``data``, masked unless a server sends it (RFC 6455 §5.2)."""
+    length = len(data)
+    if length < 126:
+        head = bytes((0x81, length | (0 if server else 0x80)))
+    elif length < 65536:
+        head = bytes((0x81, 126 if server else 254)) + length.to_bytes(2, "big")
+    else:
+        head = bytes((0x81, 127 if server else 255)) + length.to_bytes(8, "big")
+    if server:
+        return head + data
+    mask = os.urandom(4)
+    return head + mask + apply_mask(data, mask)
 
 
 def release(proto: Protocol) -> None:
