@@ -764,7 +764,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(text)
     if opts.out and opts.append:
         with opts.out.open("a", encoding="utf-8") as out:
-            out.write("\n" + text.replace("\n# Benchmarks", "\n## Benchmarks", 1) + "\n")
+            # one level down under the file's own title
+            out.write("\n#" + text + "\n" if text.startswith("# ") else "\n" + text + "\n")
     elif opts.out:
         opts.out.write_text(text + "\n", encoding="utf-8")
     return 0

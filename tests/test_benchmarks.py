@@ -79,3 +79,55 @@ def test_run_py_measures_the_instrumentation(tmp_path: Path) -> None:
     ):
         (row,) = [line for line in report.splitlines() if line.startswith(system)][:1]
         assert "—" not in row, report
+
+
+def test_targets_table_says_met_and_not_met() -> None:
+    sys.path.insert(0, str(RUN.parent))
+    try:
+        import run  # type: ignore[import-not-found]
+    finally:
+        sys.path.remove(str(RUN.parent))
+    results = {
+        "ocpp-ws-io": {
+            run.OURS: [{"a_calls_s": 3000, "a_server_us": 100, "idle_kib_1000": 14.0}],
+            run.PEER: [{"a_calls_s": 4000, "a_server_us": 120}],
+            run.FLOOR: [{"d_conn_s": 100.0}],
+        },
+        "ocpp_trio-nodeflate": {run.OURS: [{"idle_kib_1000": 17.0}]},
+    }
+    rows = {
+        line.split("|")[1].strip(): [cell.strip() for cell in line.split("|")[2:-1]]
+        for line in run.targets_text(results)
+        if line.startswith("| (")
+    }
+    assert rows["(a) calls/s, ours / ocpp-ws-io"] == [">= 1.0x", "0.75x", "**not met**"]
+    assert rows["(a) server CPU per call, ours / ocpp-ws-io"] == ["<= 1.0x", "0.83x", "**met**"]
+    assert rows["(b) calls/s, ours / ocpp-ws-io"][1:] == ["—", "not measured"]
+    assert rows["(c) KiB per idle station, permessage-deflate negotiated"][2] == "**met**"
+    assert rows["(c) KiB per idle station, no compression"][1:] == ["17.0 KiB", "**not met**"]
+    assert rows["(a) calls/s, ours / limit"][2] == "not measured"
+
+
+@pytest.mark.skipif(
+    not (ROOT / "tests" / "interop" / "node" / "node_modules" / "ocpp-ws-io").is_dir(),
+    reason="needs the node peers (make node-deps)",
+)
+def test_the_matrix_is_appended_with_the_targets(tmp_path: Path) -> None:
+    out = tmp_path / "RESULTS.md"
+    out.write_text("# Benchmarks, the default run\n", encoding="utf-8")
+    run_py(
+        "--matrix",
+        "--strict=on",
+        "--workloads=calls,idle",
+        "--idle=3",
+        "--only=ocpp_trio,ocpp-ws-io",
+        "--append",
+        f"--out={out}",
+    )
+    report = out.read_text(encoding="utf-8")
+    assert report.startswith("# Benchmarks, the default run\n")
+    assert "\n## Benchmarks, " in report  # the appended run's title, one level down
+    assert "## The targets (strict mode on" in report
+    table = report[report.index("## The targets") :]
+    assert "| (a) calls/s, ours / ocpp-ws-io | >= 1.0x | " in table
+    assert "| (c) KiB per idle station, no compression | <= 16 KiB | " in table
