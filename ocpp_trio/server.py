@@ -241,6 +241,13 @@ class OCPPServer:
             what OCPP-J prescribes and the default does: ``101`` without
             ``Sec-WebSocket-Protocol``, then a close (1002).  For test tools
             and proxies that expect an HTTP refusal.
+        compression: accept permessage-deflate when a station offers it
+            (default True; OCPP 2.0.1 Part 4 §3.3).
+        compression_threshold: messages below it, in bytes, go uncompressed
+            (default 1,024).
+        compression_context_takeover: let both ends keep their zlib streams
+            from one message to the next (default False: each message is
+            compressed on its own; see the module docstring).
         telemetry: metrics and spans (``ocpp_trio.observability.Telemetry``,
             or ``PrometheusMetrics().telemetry()``); None records none.
         frame_log: the structured frame log
