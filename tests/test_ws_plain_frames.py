@@ -67,10 +67,10 @@ def wire(
     opcode: int,
     payload: bytes,
     *,
-    fin: bool,
-    rsv1: bool,
-    masked: bool,
-    wide: int,
+    fin: bool = True,
+    rsv1: bool = False,
+    masked: bool = True,
+    wide: int = 0,
     key: bytes | None = None,
 ) -> bytes:
     """One frame as it goes on the wire; ``wide`` writes a short length in the 16-bit (1) or
@@ -117,38 +117,35 @@ def frames(draw: Any, server: bool, deflate: bool) -> bytes:
     wide = draw(st.sampled_from([0] * 8 + [1, 2]))
     payload = draw(texts)
     if kind == "text":
-        return wire(TEXT, payload, fin=True, rsv1=False, masked=masked, wide=wide)
+        return wire(TEXT, payload, masked=masked, wide=wide)
     if kind == "fragment":
         cut = draw(st.integers(0, len(payload)))
         middle = draw(st.booleans())
-        out = wire(TEXT, payload[:cut], fin=False, rsv1=False, masked=masked, wide=0)
+        out = wire(TEXT, payload[:cut], fin=False, masked=masked)
         if middle:
-            out += wire(PING, b"mid", fin=True, rsv1=False, masked=masked, wide=0)
-        return out + wire(CONT, payload[cut:], fin=True, rsv1=False, masked=masked, wide=wide)
+            out += wire(PING, b"mid", masked=masked)
+        return out + wire(CONT, payload[cut:], masked=masked, wide=wide)
     if kind == "first":  # a message's first fragment; what comes next decides
-        return wire(TEXT, payload, fin=False, rsv1=False, masked=masked, wide=wide)
+        return wire(TEXT, payload, fin=False, masked=masked, wide=wide)
     if kind == "compressed":
         body = _deflated(payload) if deflate or draw(st.booleans()) else payload
-        return wire(TEXT, body, fin=True, rsv1=True, masked=masked, wide=wide)
+        return wire(TEXT, body, rsv1=True, masked=masked, wide=wide)
     if kind == "ping":
-        return wire(PING, payload[:125], fin=True, rsv1=False, masked=masked, wide=0)
+        return wire(PING, payload[:125], masked=masked)
     if kind == "pong":
-        return wire(PONG, payload[:125], fin=True, rsv1=False, masked=masked, wide=0)
+        return wire(PONG, payload[:125], masked=masked)
     if kind == "close":
         code = draw(st.sampled_from([1000, 1001, 1002, 3000, 999, 1005]))
         return wire(
             CLOSE,
             struct.pack("!H", code) + payload[:50],
-            fin=True,
-            rsv1=False,
             masked=masked,
-            wide=0,
         )
     if kind == "binary":
-        return wire(BINARY, payload, fin=True, rsv1=False, masked=masked, wide=wide)
+        return wire(BINARY, payload, masked=masked, wide=wide)
     # a reserved opcode, or a stray continuation
     opcode = draw(st.sampled_from([0x3, 0xB, CONT]))
-    return wire(opcode, payload[:60], fin=True, rsv1=False, masked=masked, wide=0)
+    return wire(opcode, payload[:60], masked=masked)
 
 
 def _cut(stream: list[bytes], breaks: list[bool], points: list[int]) -> list[bytes]:
@@ -166,21 +163,20 @@ def _cut(stream: list[bytes], breaks: list[bool], points: list[int]) -> list[byt
     return [data[a:b] for a, b in itertools.pairwise(ordered) if b > a]
 
 
+def _driven(proto: Any) -> WSTransport:
+    """The driver around ``proto`` (its stream is never used: ``_feed`` only parses)."""
+    return WSTransport(proto, trio.testing.memory_stream_pair()[0])
+
+
 def observe(proto: Any, reads: list[bytes], plain: bool) -> tuple[Any, ...]:
     """Feed ``reads`` as the driver does (``plain``) or to websockets alone; what came of it."""
-    transport = WSTransport(proto, trio.testing.memory_stream_pair()[0]) if plain else None
+    feed = _driven(proto)._feed if plain else proto.receive_data
     controls = []
     for data in reads:
-        if proto.parser_exc is not None or proto.state is not State.OPEN:
-            if transport is None:
-                proto.receive_data(data)
-            else:
-                transport._feed(data)
+        was_open = proto.parser_exc is None and proto.state is State.OPEN
+        feed(data)
+        if not was_open:
             continue
-        if transport is None:
-            proto.receive_data(data)
-        else:
-            transport._feed(data)
         for event in proto.events_received():
             assert isinstance(event, Frame)
             if event.opcode in (Opcode.PING, Opcode.PONG, Opcode.CLOSE):
@@ -237,30 +233,26 @@ def test_client_side_same_as_websockets_alone(
     _same_both_ways(_open_client, _cut(stream, breaks, points))
 
 
-def _plain(payload: bytes = b'[2,"1","Heartbeat",{}]', *, server: bool = True) -> bytes:
-    return wire(TEXT, payload, fin=True, rsv1=False, masked=server, wide=0)
+def _plain(payload: bytes = b'[2,"1","Heartbeat",{}]') -> bytes:
+    """A whole text frame as a station sends it (masked)."""
+    return wire(TEXT, payload)
 
 
 #: Frames the driver's parser must leave to websockets, each sent right after a frame boundary.
 NOT_PLAIN = {
-    "a text frame while a fragmented message is open": _plain()
-    + wire(TEXT, b"ab", fin=False, rsv1=False, masked=True, wide=0),
-    "a 64-bit length": wire(TEXT, b"abc", fin=True, rsv1=False, masked=True, wide=2),
-    "one byte over max_size": wire(
-        TEXT, b"a" * (MAX_SIZE + 1), fin=True, rsv1=False, masked=True, wide=0
-    ),
-    "exactly max_size": wire(TEXT, b"a" * MAX_SIZE, fin=True, rsv1=False, masked=True, wide=0),
-    "not masked": wire(TEXT, b"", fin=True, rsv1=False, masked=False, wide=0),
-    "RSV1 without the extension": wire(TEXT, b"abc", fin=True, rsv1=True, masked=True, wide=0),
-    "not UTF-8": wire(TEXT, b"\xc3(", fin=True, rsv1=False, masked=True, wide=0),
-    "a ping": wire(PING, b"p", fin=True, rsv1=False, masked=True, wide=0),
-    "a close": wire(CLOSE, struct.pack("!H", 1000), fin=True, rsv1=False, masked=True, wide=0),
-    "a binary message": wire(BINARY, b"abc", fin=True, rsv1=False, masked=True, wide=0),
-    "a stray continuation": wire(CONT, b"abc", fin=True, rsv1=False, masked=True, wide=0),
-    "a reserved opcode": wire(0x3, b"", fin=True, rsv1=False, masked=True, wide=0),
-    "a 16-bit length for a short payload": wire(
-        TEXT, b"ab", fin=True, rsv1=False, masked=True, wide=1
-    ),
+    "a text frame while a fragmented message is open": _plain() + wire(TEXT, b"ab", fin=False),
+    "a 64-bit length": wire(TEXT, b"abc", wide=2),
+    "one byte over max_size": wire(TEXT, b"a" * (MAX_SIZE + 1)),
+    "exactly max_size": wire(TEXT, b"a" * MAX_SIZE),
+    "not masked": wire(TEXT, b"", masked=False),
+    "RSV1 without the extension": wire(TEXT, b"abc", rsv1=True),
+    "not UTF-8": wire(TEXT, b"\xc3("),
+    "a ping": wire(PING, b"p"),
+    "a close": wire(CLOSE, struct.pack("!H", 1000)),
+    "a binary message": wire(BINARY, b"abc"),
+    "a stray continuation": wire(CONT, b"abc"),
+    "a reserved opcode": wire(0x3, b""),
+    "a 16-bit length for a short payload": wire(TEXT, b"ab", wide=1),
 }
 
 
@@ -276,11 +268,11 @@ def test_each_kind_of_frame_after_a_boundary_gives_what_websockets_gives(case: s
 def test_plain_frames_are_taken_by_the_driver_after_the_first() -> None:
     """The fast path is used (not only equivalent): websockets sees the first frame only."""
     proto = _open_server(False)
-    transport = WSTransport(proto, trio.testing.memory_stream_pair()[0])
+    transport = _driven(proto)
     call = b'[2,"1","Heartbeat",{}]'
-    transport._feed(wire(TEXT, call, fin=True, rsv1=False, masked=True, wide=0))
+    transport._feed(_plain(call))
     assert proto.ocpp_at_frame_start  # websockets parsed it and waits for the next frame
-    three = b"".join(wire(TEXT, call, fin=True, rsv1=False, masked=True, wide=0) for _ in range(3))
+    three = _plain(call) * 3
     assert proto.take_plain_frames(three) == len(three)
     assert proto.ocpp_messages == [call.decode()] * 4
     assert not proto.events_received()[1:]  # only websockets' own event for the first
@@ -288,8 +280,8 @@ def test_plain_frames_are_taken_by_the_driver_after_the_first() -> None:
 
 def test_a_frame_cut_in_two_reads_goes_to_websockets_and_the_next_read_is_fast_again() -> None:
     proto = _open_server(False)
-    transport = WSTransport(proto, trio.testing.memory_stream_pair()[0])
-    one = wire(TEXT, b'[2,"1","Heartbeat",{}]', fin=True, rsv1=False, masked=True, wide=0)
+    transport = _driven(proto)
+    one = _plain()
     transport._feed(one)
     transport._feed(one + one[:5])
     assert not proto.ocpp_at_frame_start
@@ -319,9 +311,9 @@ def test_a_frame_whose_mask_looks_like_a_frame_start_is_not_misread() -> None:
     starts with the rest of that frame (here a mask key that reads like a text frame's head),
     which only websockets may parse."""
     proto = _open_server(False)
-    transport = WSTransport(proto, trio.testing.memory_stream_pair()[0])
-    first = wire(TEXT, b'"one"', fin=True, rsv1=False, masked=True, wide=0)
-    second = wire(TEXT, b'"two"', fin=True, rsv1=False, masked=True, wide=0, key=b"\x81\x80ab")
+    transport = _driven(proto)
+    first = _plain(b'"one"')
+    second = wire(TEXT, b'"two"', key=b"\x81\x80ab")
     transport._feed(first + second[:2])  # the second frame's head, not its mask key
     transport._feed(second[2:])
     assert proto.ocpp_messages == ['"one"', '"two"']

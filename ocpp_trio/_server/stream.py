@@ -123,9 +123,9 @@ class ServerSettings:
     certificate_identity_check: bool
     compression: bool
     compression_threshold: int
+    compression_context_takeover: bool
     websocket_backend: WebSocketBackend
     options: ConnectionOptions
-    compression_context_takeover: bool = False
     profile_for: ProfileLookup | None = None
     refuse_unknown_subprotocol: bool = False
     observer: Observer | None = None
